@@ -1,0 +1,38 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- migrations run against any schema version */
+import { Migrator, type Kysely, type Migration, type MigrationProvider, type MigrationResultSet } from 'kysely';
+import * as initial from './migrations/0001_initial.js';
+
+/** Migrations in order; a new one is a new file in migrations/ and a line here. */
+const MIGRATIONS: Record<string, Migration> = {
+  '0001_initial': initial,
+};
+
+const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };
+
+export function migrator(db: Kysely<any>): Migrator {
+  return new Migrator({ db, provider });
+}
+
+function check({ error, results }: MigrationResultSet): string[] {
+  if (error) {
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
+    throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return (results ?? []).map((r) => r.migrationName);
+}
+
+/** Brings the schema to the newest migration; returns the names of the migrations it ran. */
+export async function migrateToLatest(db: Kysely<any>): Promise<string[]> {
+  return check(await migrator(db).migrateToLatest());
+}
+
+/** Undoes every migration, newest first (used by tests to prove each `down` works). */
+export async function migrateDownAll(db: Kysely<any>): Promise<string[]> {
+  const m = migrator(db);
+  const applied: string[] = [];
+  for (;;) {
+    const done = check(await m.migrateDown());
+    if (done.length === 0) return applied;
+    applied.push(...done);
+  }
+}

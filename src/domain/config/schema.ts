@@ -1,0 +1,314 @@
+import { z } from 'zod';
+import { LIST_OPERATORS, OPERATORS, PRESENCE_OPERATORS, VALUE_OPERATORS, type Condition } from '../criteria.js';
+import { rangeProblems } from '../numbers.js';
+import { isServiceKind, SERVICE_KINDS, type ServiceSpec } from '../services.js';
+import { CANONICAL_ATTRIBUTES, isAttributePath, USER_TYPES } from '../user.js';
+
+/** Names end up in workflow ids and CLI arguments: keep them to a URL- and shell-safe alphabet. */
+const name = z
+  .string({ error: 'expected a name (a string)' })
+  .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, {
+    error: 'a name is 1-63 letters, digits, ".", "_" or "-", starting with a letter or digit',
+  });
+
+/** Secrets never sit in configuration: it names the environment variable that holds them. */
+const envName = z
+  .string()
+  .regex(/^[A-Z_][A-Z0-9_]*$/, { error: 'expected the name of an environment variable, e.g. LDAP_BIND_PASSWORD' });
+
+const REGEX_FLAGS = /^[ims]*$/;
+
+type Issue = { path: (string | number)[]; message: string };
+
+/** Validates a raw condition tree, collecting every problem with its path below the condition. */
+function conditionIssues(raw: unknown, path: (string | number)[] = []): Issue[] {
+  const issue = (message: string, at: (string | number)[] = path): Issue[] => [{ path: at, message }];
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    return issue('expected a condition: {attribute, op, value}, {all: [...]}, {any: [...]} or {not: {...}}');
+  }
+  const record = raw as Record<string, unknown>;
+  const keys = Object.keys(record);
+  for (const combinator of ['all', 'any'] as const) {
+    if (combinator in record) {
+      const extra = keys.filter((k) => k !== combinator);
+      if (extra.length > 0) return issue(`unknown key "${extra[0]}" next to "${combinator}"`, [...path, extra[0]!]);
+      const list = record[combinator];
+      if (!Array.isArray(list)) return issue(`"${combinator}" takes a list of conditions`, [...path, combinator]);
+      return list.flatMap((c, i) => conditionIssues(c, [...path, combinator, i]));
+    }
+  }
+  if ('not' in record) {
+    const extra = keys.filter((k) => k !== 'not');
+    if (extra.length > 0) return issue(`unknown key "${extra[0]}" next to "not"`, [...path, extra[0]!]);
+    return conditionIssues(record.not, [...path, 'not']);
+  }
+  const problems: Issue[] = [];
+  const { attribute, op } = record;
+  if (typeof attribute !== 'string') {
+    problems.push(...issue('a condition needs "attribute" (or all/any/not)', [...path, 'attribute']));
+  } else if (!isAttributePath(attribute)) {
+    problems.push(
+      ...issue(
+        `unknown attribute "${attribute}" (one of ${CANONICAL_ATTRIBUTES.join(', ')}, or attributes.<source attribute>)`,
+        [...path, 'attribute'],
+      ),
+    );
+  }
+  if (typeof op !== 'string' || !(OPERATORS as readonly string[]).includes(op)) {
+    problems.push(...issue(`unknown operator ${JSON.stringify(op)} (one of ${OPERATORS.join(', ')})`, [...path, 'op']));
+    return problems;
+  }
+  const allowed = new Set(['attribute', 'op']);
+  if ((VALUE_OPERATORS as readonly string[]).includes(op)) {
+    allowed.add('value');
+    if (typeof record.value !== 'string') problems.push(...issue(`"${op}" needs a string "value"`, [...path, 'value']));
+    if (op === 'regex') {
+      allowed.add('flags');
+      if (typeof record.value === 'string') {
+        try {
+          new RegExp(record.value, `u${typeof record.flags === 'string' && REGEX_FLAGS.test(record.flags) ? record.flags : ''}`);
+        } catch (error) {
+          problems.push(...issue(`regular expression does not compile: ${(error as Error).message}`, [...path, 'value']));
+        }
+      }
+      if (record.flags !== undefined && (typeof record.flags !== 'string' || !REGEX_FLAGS.test(record.flags))) {
+        problems.push(...issue('regex flags may be any of "i", "m", "s"', [...path, 'flags']));
+      }
+    }
+  } else if ((LIST_OPERATORS as readonly string[]).includes(op)) {
+    allowed.add('values');
+    const values = record.values;
+    if (!Array.isArray(values) || values.length === 0 || values.some((v) => typeof v !== 'string')) {
+      problems.push(...issue(`"${op}" needs "values": a non-empty list of strings`, [...path, 'values']));
+    }
+  } else if (!(PRESENCE_OPERATORS as readonly string[]).includes(op)) {
+    problems.push(...issue(`unknown operator "${op}"`, [...path, 'op']));
+  }
+  for (const key of keys) {
+    if (!allowed.has(key)) problems.push(...issue(`unknown key "${key}" for operator "${op}"`, [...path, key]));
+  }
+  return problems;
+}
+
+export const conditionSchema = z.unknown().superRefine((raw, ctx) => {
+  for (const { path, message } of conditionIssues(raw)) ctx.addIssue({ code: 'custom', message, path });
+}) as unknown as z.ZodType<Condition>;
+
+const numberRangeSchema = z
+  .strictObject({ from: z.string(), to: z.string() })
+  .superRefine((range, ctx) => {
+    for (const message of rangeProblems(range)) ctx.addIssue({ code: 'custom', message });
+  });
+
+const criteriaSchema = z.strictObject({
+  name,
+  description: z.string().optional(),
+  usage: z.enum(['move', 'ftp'], { error: 'usage is "move" (places users at a site) or "ftp" (chooses a profile)' }),
+  when: conditionSchema,
+});
+
+const serviceSchema = z
+  .looseObject({ kind: z.string() })
+  .superRefine((service, ctx) => {
+    if (!isServiceKind(service.kind)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['kind'],
+        message: `unknown service kind "${service.kind}" (one of ${Object.keys(SERVICE_KINDS).join(', ')})`,
+      });
+      return;
+    }
+    const { kind: _kind, ...settings } = service;
+    const parsed = SERVICE_KINDS[service.kind].safeParse(settings);
+    if (!parsed.success) for (const issue of parsed.error.issues) ctx.addIssue({ ...issue, code: 'custom' } as never);
+  })
+  .transform((service): ServiceSpec => {
+    const { kind, ...settings } = service;
+    const kindName = kind as ServiceSpec['kind'];
+    return { kind: kindName, settings: SERVICE_KINDS[kindName].parse(settings) as Record<string, unknown> };
+  });
+
+const profileSchema = z.strictObject({
+  name,
+  description: z.string().optional(),
+  role: z.string().min(1).optional(),
+  line: z.strictObject({ numberFrom: z.enum(['site', 'customer']) }).optional(),
+  services: z.array(serviceSchema).default([]),
+});
+
+const ftpCriteriaSchema = z.strictObject({
+  name,
+  rules: z
+    .array(z.strictObject({ criteria: name, profile: name, role: z.string().min(1).optional() }))
+    .min(1, { error: 'FTP criteria need at least one rule' }),
+});
+
+const moveCriteriaSchema = z.partialRecord(z.enum(USER_TYPES), name);
+
+const siteSchema = z.strictObject({
+  name,
+  displayName: z.string().optional(),
+  moveCriteria: moveCriteriaSchema.default({}),
+  defaultRole: z.string().min(1).optional(),
+  locale: z.string().optional(),
+  timeZone: z.string().optional(),
+  numberRanges: z.array(numberRangeSchema).default([]),
+});
+
+const attributeMapSchema = z.record(z.string().min(1), z.string().min(1)).superRefine((map, ctx) => {
+  for (const [source, target] of Object.entries(map)) {
+    if (!isAttributePath(target)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [source],
+        message: `maps to unknown attribute "${target}" (one of ${CANONICAL_ATTRIBUTES.join(', ')}, or attributes.<name>)`,
+      });
+    }
+  }
+});
+
+const sourceCommon = {
+  name,
+  userType: z.enum(USER_TYPES),
+  attributeMap: attributeMapSchema.default({}),
+};
+
+const sourceSchema = z.discriminatedUnion(
+  'type',
+  [
+    z.strictObject({
+      ...sourceCommon,
+      type: z.literal('csv'),
+      path: z.string().min(1),
+      delimiter: z.string().length(1).default(','),
+      /** The column that identifies a user across syncs (the employee number, say). */
+      externalId: z.string().min(1),
+    }),
+    z.strictObject({
+      ...sourceCommon,
+      type: z.literal('ldap'),
+      url: z.string().regex(/^ldaps?:\/\//, { error: 'expected an ldap:// or ldaps:// URL' }),
+      bindDn: z.string().min(1),
+      passwordEnv: envName,
+      baseDn: z.string().min(1),
+      scope: z.enum(['base', 'one', 'sub']).default('sub'),
+      filter: z.string().default('(objectClass=inetOrgPerson)'),
+      preset: z.enum(['openldap', 'activeDirectory']).default('openldap'),
+      pageSize: z.number().int().min(1).max(10_000).default(500),
+      startTls: z.boolean().default(false),
+      caFile: z.string().optional(),
+      timeoutMs: z.number().int().min(100).default(10_000),
+    }),
+    z.strictObject({
+      ...sourceCommon,
+      type: z.literal('entra'),
+      tenantId: z.string().min(1),
+      clientId: z.string().min(1),
+      clientSecretEnv: envName,
+      authorityUrl: z.url().default('https://login.microsoftonline.com'),
+      graphUrl: z.url().default('https://graph.microsoft.com'),
+    }),
+  ],
+  { error: 'source type is one of csv, ldap, entra' },
+);
+
+const smtpSchema = z.strictObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535).default(587),
+  security: z.enum(['none', 'starttls', 'tls']).default('starttls'),
+  username: z.string().optional(),
+  passwordEnv: envName.optional(),
+});
+
+const deleteThresholdSchema = z.union(
+  [z.number().int().min(0), z.string().regex(/^\d{1,3}(\.\d+)?%$/)],
+  { error: 'deleteThreshold is a count (50) or a percentage of the source\'s users ("10%")' },
+);
+
+const settingsSchema = z.strictObject({
+  flowThrough: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      addSync: z.boolean().default(false),
+      updateSync: z.boolean().default(false),
+      criteria: name.optional(),
+    })
+    .default({ enabled: false, addSync: false, updateSync: false }),
+  numberAssignmentOnMove: z.enum(['assign-new', 'keep-existing']).default('assign-new'),
+  updateSyncProfile: name.optional(),
+  preventDuplicateNumbers: z.boolean().default(true),
+  numberCooling: z
+    .strictObject({ enabled: z.boolean().default(false), days: z.number().int().min(0).max(3650).default(30) })
+    .default({ enabled: false, days: 30 }),
+  welcomeEmail: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      from: z.string().optional(),
+      subject: z.string().default('Welcome, {{firstName}}'),
+      /** An HTML template file, relative to the configuration file; a built-in one otherwise. */
+      template: z.string().optional(),
+    })
+    .default({ enabled: false, subject: 'Welcome, {{firstName}}' }),
+  smtp: smtpSchema.optional(),
+  deleteThreshold: deleteThresholdSchema.optional(),
+});
+
+/** The parts of a customer, each validated on its own so one bad item does not hide the rest. */
+export const customerParts = {
+  settings: settingsSchema,
+  numberRanges: numberRangeSchema,
+  criteria: criteriaSchema,
+  profiles: profileSchema,
+  ftpCriteria: ftpCriteriaSchema,
+  sources: sourceSchema,
+  sites: siteSchema,
+} as const;
+
+const list = z.array(z.unknown(), { error: 'expected a list' }).default([]);
+
+/** A customer with its lists left unparsed: validate.ts parses each item with customerParts. */
+export const customerShellSchema = z.strictObject({
+  name,
+  displayName: z.string().optional(),
+  settings: z.unknown().optional(),
+  numberRanges: list,
+  criteria: list,
+  profiles: list,
+  ftpCriteria: list,
+  sources: list,
+  sites: list,
+});
+
+export const configShellSchema = z.strictObject({
+  version: z.literal(1, { error: 'version must be 1' }),
+  provider: z.strictObject({ name: z.string().min(1) }).optional(),
+  customers: z.array(z.unknown(), { error: 'expected a list of customers' }),
+});
+
+const customerSchema = z.strictObject({
+  name,
+  displayName: z.string().optional(),
+  settings: settingsSchema,
+  numberRanges: z.array(numberRangeSchema),
+  criteria: z.array(criteriaSchema),
+  profiles: z.array(profileSchema),
+  ftpCriteria: z.array(ftpCriteriaSchema),
+  sources: z.array(sourceSchema),
+  sites: z.array(siteSchema),
+});
+
+export const configSchema = z.strictObject({
+  version: z.literal(1),
+  provider: z.strictObject({ name: z.string().min(1) }).optional(),
+  customers: z.array(customerSchema),
+});
+
+export type Config = z.infer<typeof configSchema>;
+export type CustomerConfig = Config['customers'][number];
+export type SiteConfig = CustomerConfig['sites'][number];
+export type SourceConfig = CustomerConfig['sources'][number];
+export type CriteriaConfig = CustomerConfig['criteria'][number];
+export type ProfileConfig = CustomerConfig['profiles'][number];
+export type FtpCriteriaConfig = CustomerConfig['ftpCriteria'][number];
+export type SettingsConfig = CustomerConfig['settings'];
+export type SmtpConfig = NonNullable<SettingsConfig['smtp']>;

@@ -1,0 +1,212 @@
+import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sql } from 'kysely';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { parse, stringify } from 'yaml';
+import { loadConfigFile } from '../../src/adapters/config-file.js';
+import { applyConfig, ConfigApplyRefused, loadConfigVersion } from '../../src/adapters/db/config-store.js';
+import { main } from '../../src/client/cli.js';
+import type { ResolvedConfig } from '../../src/domain/config/resolved.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+
+let t: TestDatabase;
+let dir: string;
+
+beforeAll(async () => {
+  t = await createTestDatabase();
+  dir = mkdtempSync(join(tmpdir(), 'flowthru-config-'));
+  mkdirSync(join(dir, 'templates'));
+  copyFileSync('examples/templates/welcome.html', join(dir, 'templates/welcome.html'));
+});
+afterAll(async () => t?.drop());
+beforeEach(async () => {
+  await sql`truncate customers, config_versions, transaction_log restart identity cascade`.execute(t.db);
+});
+
+const acme = () => parse(readFileSync('examples/acme.yaml', 'utf8'));
+
+async function load(document: unknown, name = 'config.yaml'): Promise<ResolvedConfig> {
+  const file = join(dir, name);
+  writeFileSync(file, stringify(document));
+  const result = await loadConfigFile(file);
+  if (!result.ok) throw new Error(JSON.stringify(result.problems));
+  return result.config;
+}
+
+async function snapshot() {
+  const tables = ['customers', 'sites', 'site_defaults', 'site_move_criteria', 'criteria', 'user_profiles', 'ftp_criteria', 'ftp_rules', 'global_settings', 'sync_sources'] as const;
+  const out: Record<string, unknown> = {};
+  for (const table of tables) out[table] = (await sql`select * from ${sql.table(table)} order by 1, 2`.execute(t.db)).rows;
+  out.numbers = (await sql`select customer_id, site_id, number, status from number_inventory order by 1, 2, 3`.execute(t.db)).rows;
+  return out;
+}
+
+async function cli(...args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const previous = process.env.DATABASE_URL;
+  process.env.DATABASE_URL = t.url;
+  try {
+    const code = await main(['node', 'flowthru', ...args], { out: (l) => out.push(l), err: (l) => err.push(l) });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    process.env.DATABASE_URL = previous;
+  }
+}
+
+describe('config apply', () => {
+  it('writes every part of the configuration', async () => {
+    const result = await applyConfig(t.db, await load(acme()));
+    expect(result).toMatchObject({ version: 1, changed: true });
+    const sites = await t.db.selectFrom('sites').select(['name', 'position']).orderBy('position').execute();
+    expect(sites).toEqual([
+      { name: 'chicago', position: 0 },
+      { name: 'dallas', position: 1 },
+    ]);
+    const pools = await sql<{ site: string | null; count: string; lowest: string }>`
+      select s.name as site, count(*) as count, min(n.number) as lowest
+      from number_inventory n left join sites s on s.id = n.site_id group by s.name order by s.name nulls first`.execute(t.db);
+    expect(pools.rows).toEqual([
+      { site: null, count: '50', lowest: '+18005550100' },
+      { site: 'chicago', count: '200', lowest: '+13125550100' },
+      { site: 'dallas', count: '200', lowest: '+12145550100' },
+    ]);
+    const settings = await t.db.selectFrom('global_settings').selectAll().executeTakeFirstOrThrow();
+    expect(settings).toMatchObject({ flow_through_enabled: true, number_cooling_days: 30, delete_threshold: '10%' });
+    expect(await t.db.selectFrom('ftp_rules').select(['position', 'role']).orderBy('position').execute()).toEqual([
+      { position: 0, role: null },
+      { position: 1, role: 'sales' },
+    ]);
+    const snapshotOfVersion = await loadConfigVersion(t.db, 1);
+    expect(snapshotOfVersion?.config.templates.acme).toContain('Welcome to {{customer}}');
+    expect(snapshotOfVersion?.config.customers[0]?.sources[0]).toMatchObject({ path: join(dir, 'data/acme-users.csv') });
+  });
+
+  it('is idempotent: the same file twice changes nothing and records no new version', async () => {
+    const config = await load(acme());
+    await applyConfig(t.db, config);
+    const before = await snapshot();
+    expect(await applyConfig(t.db, config)).toMatchObject({ version: 1, changed: false });
+    expect(await snapshot()).toEqual(before);
+    expect(await t.db.selectFrom('config_versions').select('id').execute()).toHaveLength(1);
+  });
+
+  it('records a new version for a change and updates in place', async () => {
+    await applyConfig(t.db, await load(acme()));
+    const changed = acme();
+    changed.customers[0].sites[0].numberRanges = [{ from: '+13125550100', to: '+13125550109' }];
+    changed.customers[0].sites.push({ name: 'austin', moveCriteria: {}, numberRanges: [] });
+    changed.customers[0].criteria = changed.customers[0].criteria.filter((c: { name: string }) => c.name !== 'sales');
+    changed.customers[0].ftpCriteria[0].rules.pop();
+    const result = await applyConfig(t.db, await load(changed));
+    expect(result).toMatchObject({ version: 2, changed: true });
+    expect((await t.db.selectFrom('sites').select('name').orderBy('position').execute()).map((s) => s.name)).toEqual(['chicago', 'dallas', 'austin']);
+    expect(await t.db.selectFrom('criteria').select('name').where('name', '=', 'sales').execute()).toEqual([]);
+    const { count } = await t.db
+      .selectFrom('number_inventory')
+      .innerJoin('sites', 'sites.id', 'number_inventory.site_id')
+      .where('sites.name', '=', 'chicago')
+      .select(sql<string>`count(*)`.as('count'))
+      .executeTakeFirstOrThrow();
+    expect(count).toBe('10');
+  });
+
+  it('refuses to remove a site that still has users, and writes nothing', async () => {
+    await applyConfig(t.db, await load(acme()));
+    const customer = await t.db.selectFrom('customers').select('id').executeTakeFirstOrThrow();
+    const site = await t.db.selectFrom('sites').select('id').where('name', '=', 'dallas').executeTakeFirstOrThrow();
+    const source = await t.db.selectFrom('sync_sources').select('id').executeTakeFirstOrThrow();
+    await t.db
+      .insertInto('users')
+      .values({ customer_id: customer.id, source_id: source.id, external_id: 'u1', user_type: 'microsoft', attributes: '{}' as never, source_hash: 'x', site_id: site.id, username: 'u1', email: null, ldap_entry: null, role: null, profile_id: null, status_reason: null, deleted_at: null })
+      .execute();
+    const before = await snapshot();
+    const withoutDallas = acme();
+    withoutDallas.customers[0].sites.pop();
+    const error = await applyConfig(t.db, await load(withoutDallas)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigApplyRefused);
+    expect((error as ConfigApplyRefused).problems.map((p) => p.message)).toEqual([
+      'site "dallas" of customer "acme" still has 1 user(s); move or offboard them before removing it',
+    ]);
+    expect(await snapshot()).toEqual(before);
+    expect(await t.db.selectFrom('config_versions').select('id').execute()).toHaveLength(1);
+  });
+
+  it('refuses to drop a number a user holds', async () => {
+    await applyConfig(t.db, await load(acme()));
+    const customer = await t.db.selectFrom('customers').select('id').executeTakeFirstOrThrow();
+    const source = await t.db.selectFrom('sync_sources').select('id').executeTakeFirstOrThrow();
+    const user = await t.db
+      .insertInto('users')
+      .values({ customer_id: customer.id, source_id: source.id, external_id: 'u1', user_type: 'microsoft', attributes: '{}' as never, source_hash: 'x', site_id: null, username: 'u1', email: null, ldap_entry: null, role: null, profile_id: null, status_reason: null, deleted_at: null })
+      .returning('id')
+      .executeTakeFirstOrThrow();
+    await t.db.updateTable('number_inventory').set({ status: 'used', user_id: user.id }).where('number', '=', '+13125550250').execute();
+    const shrunk = acme();
+    shrunk.customers[0].sites[0].numberRanges = [{ from: '+13125550100', to: '+13125550199' }];
+    const error = await applyConfig(t.db, await load(shrunk)).catch((e: unknown) => e);
+    expect((error as ConfigApplyRefused).problems[0]?.message).toMatch(/numbers held by users are no longer in any range: \+13125550250 \(used\)/);
+    expect(await t.db.selectFrom('number_inventory').select('number').where('number', '=', '+13125550299').execute()).toHaveLength(1);
+  });
+
+  it('keeps customers apart: applying one file for two tenants scopes every row', async () => {
+    const two = acme();
+    const globex = structuredClone(two.customers[0]);
+    globex.name = 'globex';
+    two.customers.push(globex);
+    await applyConfig(t.db, await load(two));
+    const perCustomer = await sql<{ name: string; criteria: string; numbers: string }>`
+      select c.name, (select count(*) from criteria k where k.customer_id = c.id) as criteria,
+             (select count(*) from number_inventory n where n.customer_id = c.id) as numbers
+      from customers c order by c.name`.execute(t.db);
+    expect(perCustomer.rows).toEqual([
+      { name: 'acme', criteria: '4', numbers: '450' },
+      { name: 'globex', criteria: '4', numbers: '450' },
+    ]);
+  });
+});
+
+describe('flowthru config (CLI)', () => {
+  it('validate reports every problem with file, line and path, exits 1 and writes nothing', async () => {
+    const bad = acme();
+    bad.customers[0].sites[1].moveCriteria.microsoft = 'city-chicgo';
+    bad.customers[0].settings.smtp.password = 'hunter2';
+    const file = join(dir, 'bad.yaml');
+    writeFileSync(file, stringify(bad));
+    const result = await cli('config', 'apply', file);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/bad\.yaml:\d+:\d+: customers\[0\]\.sites\[1\]\.moveCriteria\.microsoft: unknown criteria "city-chicgo"/);
+    expect(result.err).toMatch(/customers\[0\]\.settings\.smtp\.password: literal secret/);
+    expect(result.err).toMatch(/2 problems in .*bad\.yaml; nothing was applied\./);
+    expect(await t.db.selectFrom('customers').select('id').execute()).toEqual([]);
+
+    const json = await cli('config', 'validate', file, '--json');
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.out)).toMatchObject({ ok: false, problems: [{ path: expect.any(Array), line: expect.any(Number) }, expect.anything()] });
+  });
+
+  it('apply applies, then says the second time that nothing changed', async () => {
+    const file = join(dir, 'acme.yaml');
+    writeFileSync(file, readFileSync('examples/acme.yaml'));
+    mkdirSync(join(dir, 'data'), { recursive: true });
+    expect(await cli('config', 'apply', file)).toMatchObject({ code: 0, out: expect.stringMatching(/as configuration version 1/) });
+    expect(await cli('config', 'apply', file)).toMatchObject({ code: 0, out: expect.stringMatching(/already applied .*nothing changed/) });
+    expect(JSON.parse((await cli('config', 'apply', file, '--json')).out)).toMatchObject({ ok: true, version: 1, changed: false });
+  });
+
+  it('a missing file is a clear error', async () => {
+    const result = await cli('config', 'validate', join(dir, 'nope.yaml'));
+    expect(result).toMatchObject({ code: 1, err: expect.stringMatching(/cannot read .*nope\.yaml: ENOENT/) });
+  });
+
+  it('a missing template is reported at its path', async () => {
+    const config = acme();
+    config.customers[0].settings.welcomeEmail.template = 'templates/missing.html';
+    const file = join(dir, 'missing-template.yaml');
+    writeFileSync(file, stringify(config));
+    const result = await cli('config', 'validate', file);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/customers\[0\]\.settings\.welcomeEmail\.template: cannot read template .*missing\.html/);
+  });
+});

@@ -1,0 +1,231 @@
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { validateConfigText } from '../../src/domain/config/document.js';
+import { formatPath, type ConfigProblem } from '../../src/domain/config/validate.js';
+
+/** A small valid configuration; each test breaks one thing in a copy of it. */
+function base() {
+  return {
+    version: 1,
+    customers: [
+      {
+        name: 'acme',
+        settings: { flowThrough: { enabled: true, addSync: true, criteria: 'acme-ftp' } },
+        criteria: [
+          { name: 'city-chicago', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Chicago' } },
+          { name: 'city-dallas', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Dallas' } },
+          { name: 'engineering', usage: 'ftp', when: { attribute: 'department', op: 'equals', value: 'Engineering' } },
+        ] as Record<string, unknown>[],
+        profiles: [{ name: 'engineering', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }] }],
+        ftpCriteria: [{ name: 'acme-ftp', rules: [{ criteria: 'engineering', profile: 'engineering' }] }],
+        sources: [
+          { name: 'hr', type: 'csv', userType: 'csv', path: 'users.csv', externalId: 'id' } as Record<string, unknown>,
+        ],
+        sites: [
+          {
+            name: 'chicago',
+            moveCriteria: { csv: 'city-chicago' },
+            numberRanges: [{ from: '+13125550100', to: '+13125550199' }],
+          },
+          { name: 'dallas', moveCriteria: { csv: 'city-dallas' }, numberRanges: [{ from: '+12145550100', to: '+12145550199' }] },
+        ] as Record<string, unknown>[],
+      },
+    ],
+  };
+}
+
+function problemsOf(text: string): ConfigProblem[] {
+  const result = validateConfigText(text);
+  if (result.ok) throw new Error('expected the configuration to be rejected');
+  return result.problems;
+}
+
+function problems(edit: (config: ReturnType<typeof base>) => void): string[] {
+  const config = base();
+  edit(config);
+  return problemsOf(stringify(config)).map((p) => `${formatPath(p.path)}: ${p.message}`);
+}
+
+describe('a valid configuration', () => {
+  it('passes, with defaults filled in', () => {
+    const result = validateConfigText(stringify(base()));
+    expect(result.ok).toBe(true);
+    if (result.ok) {
+      expect(result.config.customers[0]?.settings.numberAssignmentOnMove).toBe('assign-new');
+      expect(result.config.customers[0]?.settings.numberCooling).toEqual({ enabled: false, days: 30 });
+      expect(result.config.customers[0]?.profiles[0]?.services).toEqual([{ kind: 'phone', settings: { model: '8865' } }]);
+    }
+  });
+  it('includes the shipped Acme example', () => {
+    expect(validateConfigText(readFileSync('examples/acme.yaml', 'utf8')).ok).toBe(true);
+  });
+});
+
+describe('bad input gets a clear error naming the place at fault', () => {
+  it('a YAML syntax error, with line and column', () => {
+    const [problem, ...rest] = problemsOf('version: 1\ncustomers:\n  - name: acme\n    sites: [unclosed\n');
+    expect(rest).toEqual([]);
+    expect(problem?.message).toMatch(/^YAML syntax error/);
+    expect(problem?.line).toBeGreaterThanOrEqual(4);
+    expect(problem?.column).toBeGreaterThan(0);
+  });
+  it('duplicate keys are a syntax error too', () => {
+    expect(problemsOf('version: 1\nversion: 1\ncustomers: []\n')[0]?.message).toMatch(/unique/i);
+  });
+  it('an empty file', () => {
+    expect(problemsOf('').map((p) => p.message)).toEqual(['the configuration is empty']);
+    expect(problemsOf('# only a comment\n').map((p) => p.message)).toEqual(['the configuration is empty']);
+  });
+  it('a wrong type', () => {
+    expect(
+      problems((c) => {
+        (c.customers[0]!.settings as Record<string, unknown>).preventDuplicateNumbers = 'yes';
+      }),
+    ).toEqual([expect.stringMatching(/^customers\[0\]\.settings\.preventDuplicateNumbers: expected boolean/)]);
+  });
+  it('an unknown key (typo protection)', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.sites[0]!.moveCritera = {};
+      }),
+    ).toEqual(['customers[0].sites[0].moveCritera: unknown key "moveCritera"']);
+  });
+  it('an unknown operator', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.criteria[0]!.when = { attribute: 'city', op: 'equal', value: 'Chicago' };
+      }),
+    ).toEqual([expect.stringMatching(/^customers\[0\]\.criteria\[0\]\.when\.op: unknown operator "equal" \(one of equals, /)]);
+  });
+  it('an unknown attribute', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.criteria[0]!.when = { attribute: 'cty', op: 'equals', value: 'Chicago' };
+      })[0],
+    ).toMatch(/^customers\[0\]\.criteria\[0\]\.when\.attribute: unknown attribute "cty"/);
+  });
+  it('a regex that does not compile', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.criteria[2]!.when = { any: [{ attribute: 'title', op: 'regex', value: '(eng' }] };
+      }),
+    ).toEqual([expect.stringMatching(/^customers\[0\]\.criteria\[2\]\.when\.any\[0\]\.value: regular expression does not compile/)]);
+  });
+  it.each(['^(a+)+$', '(x|x)*y', '^(\\w+\\s?)*$'])('a regex prone to catastrophic backtracking: %s', (pattern) => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.criteria[2]!.when = { attribute: 'title', op: 'regex', value: pattern };
+      }),
+    ).toEqual([expect.stringMatching(/^customers\[0\]\.criteria\[2\]\.when\.value: regular expression is prone to catastrophic backtracking/)]);
+  });
+  it('a number range whose end is before its start', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.sites[0]!.numberRanges = [{ from: '+13125550199', to: '+13125550100' }];
+      }),
+    ).toEqual(['customers[0].sites[0].numberRanges[0]: range ends ("+13125550100") before it starts ("+13125550199")']);
+  });
+  it('overlapping ranges', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.sites[1]!.numberRanges = [{ from: '+13125550150', to: '+13125550250' }];
+      }),
+    ).toEqual([
+      'customers[0].sites[1].numberRanges[0]: number range +13125550150-+13125550250 (site dallas) overlaps +13125550100-+13125550199 (site chicago)',
+    ]);
+  });
+  it('sites may share extensions only when duplicates are allowed; the customer pool never overlaps', () => {
+    const shared = (c: ReturnType<typeof base>) => {
+      c.customers[0]!.sites[0]!.numberRanges = [{ from: '1000', to: '1099' }];
+      c.customers[0]!.sites[1]!.numberRanges = [{ from: '1000', to: '1099' }];
+    };
+    expect(problems(shared)).toHaveLength(1);
+    const config = base();
+    shared(config);
+    (config.customers[0]!.settings as Record<string, unknown>).preventDuplicateNumbers = false;
+    expect(validateConfigText(stringify(config)).ok).toBe(true);
+    (config.customers[0] as Record<string, unknown>).numberRanges = [{ from: '1050', to: '1060' }];
+    expect(problemsOf(stringify(config))).toHaveLength(2);
+  });
+  it('criteria referenced with the wrong usage', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.sites[0]!.moveCriteria = { csv: 'engineering' };
+      }),
+    ).toEqual(['customers[0].sites[0].moveCriteria.csv: criteria "engineering" has usage "ftp" but is used here as "move" criteria']);
+  });
+  it('unknown criteria, profile and FTP criteria names', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.sites[1]!.moveCriteria = { csv: 'city-chicgo' };
+        c.customers[0]!.ftpCriteria[0]!.rules[0]!.profile = 'enginering';
+        c.customers[0]!.settings.flowThrough.criteria = 'acme';
+      }),
+    ).toEqual([
+      'customers[0].sites[1].moveCriteria.csv: unknown criteria "city-chicgo"',
+      'customers[0].ftpCriteria[0].rules[0].profile: unknown profile "enginering"',
+      'customers[0].settings.flowThrough.criteria: unknown FTP criteria "acme"',
+    ]);
+  });
+  it('two sites with the same name', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.sites[1]!.name = 'Chicago';
+        c.customers[0]!.sites[1]!.numberRanges = [];
+      }),
+    ).toEqual(['customers[0].sites[1].name: duplicate site name "Chicago" (also at index 0)']);
+  });
+  it('a literal secret', () => {
+    expect(
+      problems((c) => {
+        (c.customers[0]!.settings as Record<string, unknown>).smtp = { host: 'mail', password: 'hunter2' };
+      }),
+    ).toEqual([expect.stringMatching(/^customers\[0\]\.settings\.smtp\.password: literal secret: .*passwordEnv/)]);
+    expect(
+      problems((c) => {
+        c.customers[0]!.sources.push({ name: 'dir', type: 'ldap', userType: 'ldap', url: 'ldap://x', bindDn: 'cn=a', bindPassword: 'x', passwordEnv: 'P', baseDn: 'dc=x' });
+      }),
+    ).toEqual([expect.stringMatching(/sources\[1\]\.bindPassword: literal secret/)]);
+  });
+  it('an environment variable name that is not one', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.sources.push({ name: 'dir', type: 'ldap', userType: 'ldap', url: 'ldap://x', bindDn: 'cn=a', passwordEnv: 'hunter2', baseDn: 'dc=x' });
+      }),
+    ).toEqual([expect.stringMatching(/sources\[1\]\.passwordEnv: expected the name of an environment variable/)]);
+  });
+});
+
+describe('every problem at once', () => {
+  it('reports schema and reference problems of one file together, each with line and column', () => {
+    const config = base();
+    const customer = config.customers[0]!;
+    customer.sites[0]!.colour = 'red';
+    customer.criteria[0]!.when = { attribute: 'city', op: 'equal', value: 'Chicago' };
+    customer.sites[1]!.moveCriteria = { csv: 'city-chicgo' };
+    customer.sites[1]!.numberRanges = [{ from: '9', to: '1' }];
+    const found = problemsOf(stringify(config));
+    expect(found.map((p) => formatPath(p.path)).sort()).toEqual([
+      'customers[0].criteria[0].when.op',
+      'customers[0].sites[0].colour',
+      'customers[0].sites[1].numberRanges[0]',
+    ].sort());
+    // sites[1] failed to parse (its range), so its reference is not reported a second time as noise.
+    for (const problem of found) {
+      expect(problem.line).toBeGreaterThan(0);
+      expect(problem.column).toBeGreaterThan(0);
+    }
+  });
+  it('a reference to a broken item is not reported as unknown', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.criteria[0]!.when = { attribute: 'city', op: 'nope', value: 'x' };
+      }),
+    ).toHaveLength(1);
+  });
+  it('points line and column at the key at fault', () => {
+    const text = 'version: 1\ncustomers:\n  - name: acme\n    sitez: []\n';
+    expect(problemsOf(text)[0]).toMatchObject({ line: 4, column: 5, message: 'unknown key "sitez"' });
+  });
+});
