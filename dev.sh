@@ -106,8 +106,14 @@ run_tests() {
 
 case "${1:-}" in
   setup) setup ;;
-  test) setup && run_tests ;;
-  demo) setup && exec node bin/flowthru.js demo "${@:2}" ;;
+  test)
+    setup
+    run_tests
+    ;;
+  demo)
+    setup
+    exec node bin/flowthru.js demo "${@:2}"
+    ;;
   *)
     echo "usage: ./dev.sh test | demo | setup" >&2
     exit 2

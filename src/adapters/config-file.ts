@@ -3,6 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { validateConfigText } from '../domain/config/document.js';
 import type { ResolvedConfig } from '../domain/config/resolved.js';
 import type { ConfigProblem } from '../domain/config/validate.js';
+import { templateProblem } from './mail/welcome.js';
 
 export type LoadResult = { ok: true; config: ResolvedConfig } | { ok: false; problems: ConfigProblem[] };
 
@@ -25,10 +26,20 @@ export async function loadConfigFile(file: string): Promise<LoadResult> {
   const templates: Record<string, string> = {};
   const customers = [];
   for (const [c, customer] of validated.config.customers.entries()) {
-    const template = customer.settings.welcomeEmail.template;
+    const welcome = customer.settings.welcomeEmail;
+    const subjectProblem = templateProblem(welcome.subject, false);
+    if (subjectProblem) {
+      problems.push({ path: ['customers', c, 'settings', 'welcomeEmail', 'subject'], message: `invalid subject template: ${subjectProblem}` });
+    }
+    const template = welcome.template;
     if (template !== undefined) {
       try {
-        templates[customer.name] = await readFile(at(template), 'utf8');
+        const text = await readFile(at(template), 'utf8');
+        const problem = templateProblem(text);
+        if (problem) {
+          problems.push({ path: ['customers', c, 'settings', 'welcomeEmail', 'template'], message: `invalid template ${at(template)}: ${problem}` });
+        }
+        templates[customer.name] = text;
       } catch (error) {
         problems.push({
           path: ['customers', c, 'settings', 'welcomeEmail', 'template'],

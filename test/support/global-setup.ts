@@ -2,12 +2,15 @@ import pg from 'pg';
 import type { TestProject } from 'vitest/node';
 import { createDatabase } from '../../src/adapters/db/connection.js';
 import { migrateToLatest } from '../../src/adapters/db/migrate.js';
+import { startDevServer } from './temporal-server.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
     /** A migrated database that test files copy (CREATE DATABASE … TEMPLATE) to get one of their own. */
     templateDatabase: string;
     adminDatabaseUrl: string;
+    /** One Temporal dev server for the whole run; each test file uses task queues of its own. */
+    temporalAddress: string;
   }
 }
 
@@ -39,8 +42,11 @@ export default async function setup(project: TestProject) {
   }
   project.provide('templateDatabase', template);
   project.provide('adminDatabaseUrl', ADMIN_URL);
+  const temporal = await startDevServer();
+  project.provide('temporalAddress', temporal.address);
 
   return async () => {
+    await temporal.stop();
     await admin(async (c) => {
       const { rows } = await c.query<{ datname: string }>(`select datname from pg_database where datname like $1`, [
         `${RUN_PREFIX}%`,

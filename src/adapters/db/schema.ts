@@ -139,6 +139,7 @@ export interface UsersTable {
   email: string | null;
   attributes: Json<Record<string, unknown>>;
   source_hash: string;
+  imported_by: string | null;
   ldap_entry: Json<Record<string, unknown>> | null;
   site_id: number | null;
   role: string | null;
@@ -265,6 +266,7 @@ export const DATABASE_COLUMNS: { [T in keyof Database]: readonly (keyof Database
     'email',
     'attributes',
     'source_hash',
+    'imported_by',
     'ldap_entry',
     'site_id',
     'role',

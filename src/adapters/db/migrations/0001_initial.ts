@@ -180,6 +180,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('attributes', 'jsonb', (c) => c.notNull())
     // Hash of the source record: an unchanged record is recognised without comparing attributes.
     .addColumn('source_hash', 'text', (c) => c.notNull())
+    // The sync that last imported a change: a retried page read finds the users it imported again.
+    .addColumn('imported_by', 'text')
     .addColumn('ldap_entry', 'jsonb')
     .addColumn('site_id', 'integer')
     .addColumn('role', 'text')

@@ -1,0 +1,29 @@
+import { ApplicationFailure } from '@temporalio/common';
+import { PermanentError } from '../adapters/errors.js';
+import { createPipelineActivities, type PipelineDeps } from './pipeline.js';
+import { createSyncActivities, type SyncDeps } from './sync.js';
+import type { Activities } from './types.js';
+
+export type ActivityDeps = PipelineDeps & SyncDeps;
+
+/** Permanent errors become non-retryable failures with their kind; anything else is retried. */
+function withErrorKinds<T extends object>(activities: T): T {
+  return Object.fromEntries(
+    Object.entries(activities).map(([name, fn]) => [
+      name,
+      async (...args: unknown[]) => {
+        try {
+          return await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
+        } catch (error) {
+          if (error instanceof PermanentError) throw ApplicationFailure.nonRetryable(error.message, error.kind);
+          throw error;
+        }
+      },
+    ]),
+  ) as T;
+}
+
+/** Every activity, closed over its dependencies (no globals): the worker registers these. */
+export function createActivities(deps: ActivityDeps): Activities {
+  return withErrorKinds({ ...createPipelineActivities(deps), ...createSyncActivities(deps) });
+}

@@ -1,0 +1,139 @@
+import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import type { Kysely } from 'kysely';
+import { sql } from 'kysely';
+import { PermanentError } from '../adapters/errors.js';
+import type { Database } from '../adapters/db/schema.js';
+import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
+import { importUsers } from '../adapters/db/users.js';
+import { readSourceRecords } from '../adapters/sources/index.js';
+import { InvalidRecord, toSourceUser, type SourceUser } from '../adapters/sources/records.js';
+import { onboardWorkflowId, searchAttributes } from '../workflows/config.js';
+import { userChangedSignal, type OnboardUserInput, type SourceProblem, type UserChange } from '../workflows/messages.js';
+import type { onboardUser } from '../workflows/onboard-user.js';
+import type { SyncActivities } from './types.js';
+
+export interface SyncDeps {
+  readonly db: Kysely<Database>;
+  readonly snapshots: ConfigSnapshots;
+  readonly client: Client;
+  readonly taskQueue: string;
+}
+
+/** How many signal-with-start calls are in flight at once. */
+const START_CONCURRENCY = 20;
+
+export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncDeps): SyncActivities {
+  return {
+    async readSourcePage(input) {
+      const snap = await snapshots.customer(input.configVersion, input.customer);
+      const source = snap.sources.get(input.source);
+      if (!source) throw new PermanentError('UnknownSource', `customer ${input.customer} has no source "${input.source}" in configuration version ${input.configVersion}`);
+      const heartbeat = () => Context.current().heartbeat(input.cursor);
+      const page = await readSourceRecords(source, input.cursor, input.pageSize, heartbeat);
+
+      const problems: SourceProblem[] = [...page.problems];
+      const byId = new Map<string, SourceUser>();
+      for (const record of page.records) {
+        try {
+          const user = toSourceUser(record, source.attributeMap, source.type === 'csv' ? source.externalId : 'externalId');
+          const earlier = byId.get(user.externalId);
+          if (earlier) problems.push({ at: record.at, message: `duplicate external id "${user.externalId}"; the later record wins` });
+          byId.set(user.externalId, user);
+        } catch (error) {
+          if (!(error instanceof InvalidRecord)) throw error;
+          const [at, ...rest] = error.message.split(': ');
+          problems.push({ at: at ?? record.at, message: rest.join(': ') });
+        }
+      }
+      heartbeat();
+      const { imported } = await importUsers(db, {
+        customerId: snap.customerId,
+        sourceId: source.id,
+        userType: source.userType,
+        syncId: input.syncId,
+        users: [...byId.values()],
+      });
+      if (problems.length > 0) {
+        await db
+          .insertInto('transaction_log')
+          .values(
+            problems.map((p) => ({
+              customer_id: snap.customerId,
+              user_id: null,
+              kind: 'sync' as const,
+              action: 'source.invalid-record',
+              subject: `${input.source} ${p.at}`,
+              status: 'skipped' as const,
+              ended_at: new Date(),
+              error: p.message,
+              details: null,
+              workflow_id: input.syncId,
+              run_id: null,
+              // A retried page read must not log its problems twice.
+              idempotency_key: `invalid/${input.syncId}/${p.at}/${p.message}`.slice(0, 500),
+            })),
+          )
+          .onConflict((oc) => oc.column('idempotency_key').doNothing())
+          .execute();
+      }
+      return {
+        seen: page.records.length + page.problems.length,
+        imported: imported.length,
+        targets: [...imported],
+        problems,
+        next: page.next,
+      };
+    },
+
+    async startUserPipelines(input) {
+      const pending = [...input.targets];
+      const startOne = async (target: (typeof pending)[number]) => {
+        const args: OnboardUserInput = { customer: input.customer, source: input.source, externalId: target.externalId, userId: target.userId };
+        await client.workflow.signalWithStart<typeof onboardUser, [UserChange]>('onboardUser', {
+          workflowId: onboardWorkflowId(input.customer, input.source, target.externalId),
+          taskQueue,
+          args: [args],
+          signal: userChangedSignal,
+          signalArgs: [{ configVersion: input.configVersion, mode: input.mode, reportTo: input.reportTo }],
+          typedSearchAttributes: [
+            { key: searchAttributes.customer, value: input.customer },
+            { key: searchAttributes.source, value: input.source },
+            { key: searchAttributes.syncMode, value: input.mode },
+            { key: searchAttributes.status, value: 'running' },
+          ],
+        });
+      };
+      while (pending.length > 0) {
+        await Promise.all(pending.splice(0, START_CONCURRENCY).map(startOne));
+        Context.current().heartbeat();
+      }
+    },
+
+    async recordSyncRun(input) {
+      const customer = await db.selectFrom('customers').select('id').where('name', '=', input.customer).executeTakeFirst();
+      const key = `sync/${input.workflowId}/${input.runId}`;
+      const details = JSON.stringify({ configVersion: input.configVersion, mode: input.mode, report: input.report ?? null });
+      await db
+        .insertInto('transaction_log')
+        .values({
+          customer_id: customer?.id ?? null,
+          user_id: null,
+          kind: 'sync',
+          action: `sync.${input.mode}`,
+          subject: input.source,
+          status: input.status,
+          ended_at: input.status === 'started' ? null : new Date(),
+          error: null,
+          details: details as never,
+          workflow_id: input.workflowId,
+          run_id: input.runId,
+          idempotency_key: key,
+        })
+        .onConflict((oc) =>
+          oc.column('idempotency_key').doUpdateSet({ status: input.status, details: details as never, ended_at: input.status === 'started' ? null : sql<Date>`now()` }),
+        )
+        .execute();
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import type { SyncMode } from '../workflows/config.js';
+import type { PipelineTarget, SourceCursor, SourceProblem, SyncReport } from '../workflows/messages.js';
+
+/** Identifies one step of one user's pipeline run. */
+export interface StepInput {
+  readonly userId: string;
+  readonly customer: string;
+  readonly configVersion: number;
+  readonly mode: SyncMode;
+  readonly workflowId: string;
+  readonly runId: string;
+  /** Which pass of the pipeline in this run (each change and each retry is a new pass). */
+  readonly attempt: number;
+}
+
+export interface PipelineActivities {
+  /** Step 2: the local user at customer level; says which later steps the settings allow. */
+  createLocalUser(input: StepInput): Promise<{ flowThrough: boolean; welcomeEmail: boolean; reason?: string }>;
+  /** Steps 3 and 4: the first site whose move criteria match, and the site's role. */
+  moveUser(input: StepInput): Promise<{ site: string | null; moved: boolean; reason?: string }>;
+  /** Step 5: the first FTP rule whose criteria match chooses the profile (and maybe the role). */
+  matchProfile(input: StepInput): Promise<{ profile: string | null; numberFrom: 'site' | 'customer' | null; reason?: string }>;
+  /** Step 6a: the lowest available number of the pool, or null (blocked) with the reason. */
+  reserveNumber(input: StepInput & { pool: 'site' | 'customer' }): Promise<{ number: string | null; reason?: string }>;
+  /** Step 6b: the profile's services, the number in use, the user provisioned. */
+  provisionServices(input: StepInput & { number: string | null }): Promise<void>;
+  /** Compensation for a provisioning that failed for good: the reserved number goes back. */
+  abandonProvisioning(input: StepInput & { number: string | null; reason: string }): Promise<void>;
+  /** Step 7: the welcome email, at most once per user (outbox, stable Message-ID). */
+  sendWelcomeEmail(input: StepInput): Promise<{ sent: boolean; skipped?: string }>;
+}
+
+export interface ReadPageInput {
+  readonly customer: string;
+  readonly source: string;
+  readonly configVersion: number;
+  readonly cursor: SourceCursor | null;
+  readonly pageSize: number;
+  readonly syncId: string;
+}
+
+export interface SourcePage {
+  readonly seen: number;
+  readonly imported: number;
+  readonly targets: PipelineTarget[];
+  readonly problems: SourceProblem[];
+  readonly next: SourceCursor | null;
+}
+
+export interface SyncRunRecord {
+  readonly workflowId: string;
+  readonly runId: string;
+  readonly customer: string;
+  readonly source: string;
+  readonly mode: SyncMode;
+  readonly configVersion: number;
+  readonly status: 'started' | 'succeeded';
+  readonly report?: SyncReport;
+}
+
+export interface SyncActivities {
+  /** Reads one page of a source and imports it (step 1); returns the users whose pipeline must run. */
+  readSourcePage(input: ReadPageInput): Promise<SourcePage>;
+  /** Hands each user to their pipeline workflow (signal-with-start: one pipeline per user). */
+  startUserPipelines(input: {
+    customer: string;
+    source: string;
+    mode: SyncMode;
+    configVersion: number;
+    reportTo: string;
+    targets: readonly PipelineTarget[];
+  }): Promise<void>;
+  recordSyncRun(input: SyncRunRecord): Promise<void>;
+}
+
+export type Activities = PipelineActivities & SyncActivities;

@@ -1,0 +1,81 @@
+import { sql, type Transaction } from 'kysely';
+import type { Database } from './schema.js';
+
+type Tx = Transaction<Database>;
+
+export interface Pool {
+  readonly customerId: number;
+  /** The site's pool, or null for the customer's pool. */
+  readonly siteId: number | null;
+}
+
+/** The number the user already holds from this pool, if any (a rerun keeps what it reserved). */
+export async function heldNumber(tx: Tx, pool: Pool, userId: string): Promise<string | null> {
+  const row = await tx
+    .selectFrom('number_inventory')
+    .select('number')
+    .where('customer_id', '=', pool.customerId)
+    .where((eb) => (pool.siteId === null ? eb('site_id', 'is', null) : eb('site_id', '=', pool.siteId)))
+    .where('user_id', '=', userId)
+    .where('status', 'in', ['reserved', 'used'])
+    .orderBy(sql`length(number)`)
+    .orderBy('number')
+    .limit(1)
+    .executeTakeFirst();
+  return row?.number ?? null;
+}
+
+/**
+ * Reserves the lowest available number of a pool for a user. Safe under any concurrency: the
+ * candidate row is locked (`for update skip locked`), so racing allocations take different numbers,
+ * and the database's unique index on held numbers backs that up. Numbers whose cooling period has
+ * ended count as available; a number held by another user in another pool (same extension, another
+ * site) is skipped. Returns null when the pool is exhausted.
+ */
+export async function reserveNumber(tx: Tx, pool: Pool, userId: string, reservedBy: string): Promise<string | null> {
+  const held = await heldNumber(tx, pool, userId);
+  if (held) return held;
+  const result = await sql<{ number: string }>`
+    update number_inventory set status = 'reserved', user_id = ${userId}, reserved_by = ${reservedBy},
+      cooling_until = null, updated_at = now()
+    where id = (
+      select n.id from number_inventory n
+      where n.customer_id = ${pool.customerId} and n.site_id is not distinct from ${pool.siteId}
+        and (n.status = 'available' or (n.status = 'cooling' and n.cooling_until <= now()))
+        and not exists (select 1 from number_inventory h
+                        where h.customer_id = n.customer_id and h.number = n.number and h.user_id is not null)
+      order by length(n.number), n.number
+      limit 1
+      for update skip locked
+    )
+    returning number`.execute(tx);
+  return result.rows[0]?.number ?? null;
+}
+
+/** Marks the user's reserved number as in use (the provisioning that reserved it succeeded). */
+export async function useNumber(tx: Tx, customerId: number, userId: string, number: string): Promise<void> {
+  await tx
+    .updateTable('number_inventory')
+    .set({ status: 'used', reserved_by: null, updated_at: new Date() })
+    .where('customer_id', '=', customerId)
+    .where('user_id', '=', userId)
+    .where('number', '=', number)
+    .execute();
+}
+
+/** Gives back a number a run reserved but never used: straight to available, nobody dialled it. */
+export async function releaseReservation(tx: Tx, customerId: number, userId: string, number: string): Promise<void> {
+  await tx
+    .updateTable('number_inventory')
+    .set({ status: 'available', user_id: null, reserved_by: null, updated_at: new Date() })
+    .where('customer_id', '=', customerId)
+    .where('user_id', '=', userId)
+    .where('number', '=', number)
+    .where('status', '=', 'reserved')
+    .execute();
+}
+
+export async function numbersOfUser(tx: Tx, userId: string): Promise<string[]> {
+  const rows = await tx.selectFrom('number_inventory').select('number').where('user_id', '=', userId).orderBy('number').execute();
+  return rows.map((r) => r.number);
+}

@@ -1,0 +1,80 @@
+import nodemailer, { type Transporter } from 'nodemailer';
+import type { SmtpConfig } from '../../domain/config/schema.js';
+import { PermanentError } from '../errors.js';
+
+export interface OutgoingEmail {
+  readonly from: string;
+  readonly to: string;
+  readonly subject: string;
+  readonly html: string;
+  readonly text: string;
+  /** Stable per user and event: a resend after a crash carries the same id, so it can be deduplicated. */
+  readonly messageId: string;
+}
+
+export interface Mailer {
+  send(smtp: SmtpConfig, email: OutgoingEmail): Promise<void>;
+  close(): void;
+}
+
+/** SMTP through nodemailer, one pooled transport per distinct server configuration. */
+export function createSmtpMailer(env: NodeJS.ProcessEnv = process.env): Mailer {
+  const transports = new Map<string, Transporter>();
+
+  function transport(smtp: SmtpConfig): Transporter {
+    const key = JSON.stringify(smtp);
+    let found = transports.get(key);
+    if (!found) {
+      let auth: { user: string; pass: string } | undefined;
+      if (smtp.username !== undefined) {
+        const pass = smtp.passwordEnv ? env[smtp.passwordEnv] : undefined;
+        if (smtp.passwordEnv && pass === undefined) {
+          throw new PermanentError('MissingSecret', `the SMTP password variable ${smtp.passwordEnv} is not set`);
+        }
+        auth = { user: smtp.username, pass: pass ?? '' };
+      }
+      found = nodemailer.createTransport({
+        host: smtp.host,
+        port: smtp.port,
+        secure: smtp.security === 'tls',
+        requireTLS: smtp.security === 'starttls',
+        ignoreTLS: smtp.security === 'none',
+        auth,
+        pool: true,
+        maxConnections: 4,
+        connectionTimeout: 10_000,
+        greetingTimeout: 10_000,
+        socketTimeout: 30_000,
+      });
+      transports.set(key, found);
+    }
+    return found;
+  }
+
+  return {
+    async send(smtp, email) {
+      try {
+        await transport(smtp).sendMail({
+          from: email.from,
+          to: email.to,
+          subject: email.subject,
+          html: email.html,
+          text: email.text,
+          messageId: email.messageId,
+        });
+      } catch (error) {
+        const code = (error as { responseCode?: number }).responseCode;
+        // 5xx is the server's final answer for this message (a refused recipient, say); anything
+        // else (4xx, a refused connection, a timeout) may pass.
+        if (code !== undefined && code >= 500) {
+          throw new PermanentError('MailRejected', `the mail server refused the message: ${(error as Error).message}`);
+        }
+        throw error;
+      }
+    },
+    close() {
+      for (const t of transports.values()) t.close();
+      transports.clear();
+    },
+  };
+}

@@ -1,0 +1,64 @@
+import { createHash } from 'node:crypto';
+import { CANONICAL_ATTRIBUTES, isCanonicalAttribute, type AttributeValue, type CanonicalUser } from '../../domain/user.js';
+
+/** A user as a source delivers it, before mapping: raw attribute names and values. */
+export interface RawRecord {
+  /** Where the record sits in the source, for error messages: `line 12`, a DN, an object id. */
+  readonly at: string;
+  readonly attributes: Readonly<Record<string, AttributeValue>>;
+}
+
+export interface SourceUser {
+  readonly externalId: string;
+  readonly user: CanonicalUser;
+  /** Hash of what was read: an unchanged record is recognised without comparing attributes. */
+  readonly hash: string;
+}
+
+export class InvalidRecord extends Error {}
+
+const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+/** A generous bound: beyond it a value is a broken export, not a name. */
+const MAX_VALUE_LENGTH = 4096;
+
+function single(value: AttributeValue): string | undefined {
+  if (value === null || value === undefined) return undefined;
+  const text = (typeof value === 'string' ? value : value[0])?.trim();
+  return text === '' ? undefined : text;
+}
+
+/**
+ * Maps a raw record onto canonical attributes with the source's attribute map; every raw attribute
+ * stays available under `attributes.<name>`. Throws InvalidRecord naming what is wrong.
+ */
+export function toSourceUser(record: RawRecord, attributeMap: Readonly<Record<string, string>>, externalIdAttribute: string): SourceUser {
+  const canonical: Partial<Record<string, string>> = {};
+  const raw: Record<string, AttributeValue> = {};
+  for (const [name, value] of Object.entries(record.attributes)) {
+    const values = typeof value === 'string' ? [value] : (value ?? []);
+    if (values.some((v) => v.length > MAX_VALUE_LENGTH)) {
+      throw new InvalidRecord(`${record.at}: ${name} is longer than ${MAX_VALUE_LENGTH} characters`);
+    }
+    raw[name] = value;
+    const target = attributeMap[name];
+    if (target && isCanonicalAttribute(target)) {
+      const text = single(value);
+      if (text !== undefined) canonical[target] = text.normalize('NFC');
+    } else if (target?.startsWith('attributes.')) {
+      raw[target.slice('attributes.'.length)] = value;
+    }
+  }
+  const externalId = single(record.attributes[externalIdAttribute]);
+  if (!externalId) throw new InvalidRecord(`${record.at}: no ${externalIdAttribute} (the external id)`);
+  if (canonical.email !== undefined && !EMAIL.test(canonical.email)) {
+    throw new InvalidRecord(`${record.at}: "${canonical.email}" is not an email address`);
+  }
+  if (canonical.displayName === undefined && (canonical.firstName || canonical.lastName)) {
+    canonical.displayName = [canonical.firstName, canonical.lastName].filter(Boolean).join(' ');
+  }
+  const ordered: Record<string, string> = {};
+  for (const name of CANONICAL_ATTRIBUTES) if (canonical[name] !== undefined) ordered[name] = canonical[name]!;
+  const user: CanonicalUser = { ...ordered, attributes: raw };
+  const hash = createHash('sha256').update(JSON.stringify([externalId, user])).digest('base64url');
+  return { externalId, user, hash };
+}

@@ -1,0 +1,25 @@
+import { Client, Connection } from '@temporalio/client';
+import { temporal } from '@temporalio/proto';
+import { SEARCH_ATTRIBUTE_NAMES } from '../workflows/config.js';
+import type { Settings } from '../settings.js';
+
+export async function connectClient(settings: Settings): Promise<Client> {
+  const connection = await Connection.connect({ address: settings.temporalAddress });
+  return new Client({ connection, namespace: settings.temporalNamespace });
+}
+
+/**
+ * Registers flowthru's search attributes in the namespace if they are missing, so runs can be
+ * filtered in Temporal UI. Idempotent; the worker runs it at start.
+ */
+export async function ensureSearchAttributes(client: Client): Promise<string[]> {
+  const operator = client.connection.operatorService;
+  const { customAttributes } = await operator.listSearchAttributes({ namespace: client.options.namespace });
+  const missing = SEARCH_ATTRIBUTE_NAMES.filter((name) => !customAttributes || !(name in customAttributes));
+  if (missing.length === 0) return [];
+  await operator.addSearchAttributes({
+    namespace: client.options.namespace,
+    searchAttributes: Object.fromEntries(missing.map((name) => [name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+  });
+  return missing;
+}

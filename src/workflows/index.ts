@@ -1,0 +1,3 @@
+// The workflows the worker registers (its workflowsPath bundles this file).
+export { onboardUser } from './onboard-user.js';
+export { syncSource } from './sync-source.js';

@@ -1,0 +1,205 @@
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  getExternalWorkflowHandle,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { PipelineActivities } from '../activities/types.js';
+import { searchAttributes } from './config.js';
+import {
+  onboardStateQuery,
+  retrySignal,
+  userChangedSignal,
+  userOutcomeSignal,
+  type OnboardState,
+  type OnboardUserInput,
+  type UserChange,
+  type UserOutcome,
+  type UserStatus,
+} from './messages.js';
+
+/*
+ * Steps that only touch PostgreSQL are local activities: they are short, and local activities cost
+ * a fraction of a regular one in history and latency. They retry without limit on transient errors
+ * (a database restart delays users, never fails them); permanent errors are non-retryable failures.
+ */
+const db = proxyLocalActivities<PipelineActivities>({
+  startToCloseTimeout: '30 seconds',
+  localRetryThreshold: '10 seconds',
+  retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute' },
+});
+
+/** The welcome email: a quick first try so the sync can report it, then patient retries. */
+const quickMail = proxyActivities<PipelineActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3 },
+});
+const patientMail = proxyActivities<PipelineActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes' },
+});
+
+function failureMessage(error: unknown): string {
+  const cause = error instanceof ActivityFailure ? error.cause : error;
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+/**
+ * One user's pipeline (SPEC §2 steps 2-7; step 1, the import, happened in the sync's page read):
+ * create the local user, move them to a site, set their role, match a profile, provision it,
+ * and welcome them. Changes that arrive meanwhile are collapsed and processed afterwards.
+ */
+export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome> {
+  const { userId, externalId } = input;
+  let next: UserChange | null = input.change ?? null;
+  // Syncs waiting to hear about the next run; each run tells those that were waiting when it began.
+  let waiting = new Set<string>(input.change?.reportTo ? [input.change.reportTo] : []);
+  let retryRequested = false;
+  let attempt = 0;
+  let state: OnboardState = {
+    step: 'start',
+    status: 'running',
+    site: null,
+    profile: null,
+    number: null,
+    reason: null,
+    configVersion: input.change?.configVersion ?? 0,
+  };
+
+  setHandler(userChangedSignal, (change) => {
+    next = change;
+    if (change.reportTo) waiting.add(change.reportTo);
+  });
+  setHandler(retrySignal, () => {
+    retryRequested = true;
+  });
+  setHandler(onboardStateQuery, () => state);
+
+  const setState = (patch: Partial<OnboardState>) => {
+    state = { ...state, ...patch };
+  };
+
+  async function report(audience: Set<string>, outcome: UserOutcome): Promise<void> {
+    const targets = [...audience];
+    audience.clear();
+    // A sync that already finished (or was terminated) cannot be told: that must not fail the user.
+    await Promise.all(
+      targets.map((id) => getExternalWorkflowHandle(id).signal(userOutcomeSignal, outcome).catch(() => undefined)),
+    );
+  }
+
+  const outcome = (status: UserStatus, extra: Partial<UserOutcome> = {}): UserOutcome => ({
+    externalId,
+    status,
+    moved: false,
+    emailed: false,
+    site: state.site,
+    profile: state.profile,
+    number: state.number,
+    ...extra,
+  });
+
+  /** Runs the pipeline for one change; null when a newer change interrupted a blocked wait. */
+  async function pipeline(change: UserChange, audience: Set<string>): Promise<UserOutcome | null> {
+    const ids = {
+      userId,
+      customer: input.customer,
+      configVersion: change.configVersion,
+      mode: change.mode,
+      workflowId: workflowInfo().workflowId,
+      runId: workflowInfo().runId,
+      attempt: ++attempt,
+    };
+    setState({ step: 'create', status: 'running', configVersion: change.configVersion, reason: null });
+    const local = await db.createLocalUser(ids);
+    if (!local.flowThrough) return outcome('imported', { reason: local.reason });
+
+    setState({ step: 'move' });
+    const placed = await db.moveUser(ids);
+    setState({ site: placed.site });
+    if (placed.site) upsertSearchAttributes([{ key: searchAttributes.site, value: placed.site }]);
+    if (!placed.site) return outcome('unplaced', { reason: placed.reason });
+
+    setState({ step: 'profile' });
+    const matched = await db.matchProfile(ids);
+    setState({ profile: matched.profile });
+    if (!matched.profile) return outcome('unmatched', { moved: placed.moved, reason: matched.reason });
+
+    for (;;) {
+      setState({ step: 'number' });
+      let number: string | null = null;
+      if (matched.numberFrom) {
+        const reservation = await db.reserveNumber({ ...ids, attempt, pool: matched.numberFrom });
+        if (reservation.number === null) {
+          // An exhausted inventory is not a retry loop: the user waits, blocked, for an operator.
+          setState({ status: 'blocked', reason: reservation.reason });
+          upsertSearchAttributes([{ key: searchAttributes.status, value: 'blocked' }]);
+          await report(audience, outcome('blocked', { moved: placed.moved, reason: reservation.reason }));
+          await condition(() => retryRequested || next !== null);
+          if (!retryRequested) return null;
+          retryRequested = false;
+          attempt++;
+          setState({ status: 'running', reason: null });
+          continue;
+        }
+        number = reservation.number;
+        setState({ number });
+      }
+      setState({ step: 'provision' });
+      try {
+        await db.provisionServices({ ...ids, attempt, number });
+      } catch (error) {
+        const reason = failureMessage(error);
+        // Compensate what this run did, even if the workflow is being cancelled.
+        await CancellationScope.nonCancellable(() => db.abandonProvisioning({ ...ids, attempt, number, reason }));
+        setState({ number: null, reason });
+        return outcome('failed', { moved: placed.moved, reason });
+      }
+      break;
+    }
+
+    if (!local.welcomeEmail) return outcome('provisioned', { moved: placed.moved });
+    setState({ step: 'email' });
+    try {
+      const sent = await quickMail.sendWelcomeEmail(ids);
+      return outcome('provisioned', { moved: placed.moved, emailed: sent.sent });
+    } catch {
+      // SMTP is down: report the user as provisioned now, and keep trying the email after.
+      await report(audience, outcome('provisioned', { moved: placed.moved, emailed: false }));
+      await patientMail.sendWelcomeEmail(ids);
+      return outcome('provisioned', { moved: placed.moved, emailed: true });
+    }
+  }
+
+  // Started by signal-with-start, the first change arrives as the signal rather than as input.
+  if (next === null) await condition(() => next !== null, '1 minute');
+
+  let last: UserOutcome | null = null;
+  while (next !== null) {
+    const change: UserChange = next;
+    const audience = waiting;
+    next = null;
+    waiting = new Set();
+    let result: UserOutcome | null;
+    try {
+      result = await pipeline(change, audience);
+    } catch (error) {
+      // Only a bug or a broken invariant gets here; tell the sync instead of leaving it waiting.
+      const failed = outcome('failed', { reason: failureMessage(error) });
+      await report(audience, failed);
+      throw ApplicationFailure.nonRetryable(`pipeline of ${externalId} failed: ${failed.reason}`, 'PipelineFailed');
+    }
+    if (result === null) continue;
+    last = result;
+    setState({ step: 'done', status: last.status, reason: last.reason ?? null });
+    upsertSearchAttributes([{ key: searchAttributes.status, value: last.status }]);
+    await report(audience, last);
+  }
+  return last ?? outcome('imported', { reason: 'no change was handed to this pipeline' });
+}

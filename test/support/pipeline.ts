@@ -1,0 +1,116 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, NativeConnection, Runtime, type Worker, type WorkerOptions } from '@temporalio/worker';
+import { inject } from 'vitest';
+import { stringify } from 'yaml';
+import { loadConfigFile } from '../../src/adapters/config-file.js';
+import { applyConfig } from '../../src/adapters/db/config-store.js';
+import { createSmtpMailer, type Mailer } from '../../src/adapters/mail/smtp.js';
+import { SmtpSink } from '../../src/adapters/mail/sink.js';
+import { runSync, startSync, type StartSyncOptions } from '../../src/client/sync.js';
+import { createWorker } from '../../src/worker/index.js';
+import type { SyncReport } from '../../src/workflows/messages.js';
+import { createTestDatabase, type TestDatabase } from './database.js';
+
+Runtime.install({ logger: new DefaultLogger('ERROR') });
+
+export interface RunningWorker {
+  readonly worker: Worker;
+  stop(): Promise<void>;
+}
+
+/** A test file's world: its own database, task queue, SMTP server and files, on the shared Temporal. */
+export class PipelineHarness {
+  readonly taskQueue = `test-${randomBytes(4).toString('hex')}`;
+  readonly smtp = new SmtpSink();
+  readonly dir = mkdtempSync(join(tmpdir(), 'flowthru-test-'));
+  private workers: RunningWorker[] = [];
+  private mailer: Mailer = createSmtpMailer();
+
+  private constructor(
+    readonly t: TestDatabase,
+    readonly client: Client,
+  ) {}
+
+  static async create(): Promise<PipelineHarness> {
+    const t = await createTestDatabase();
+    const connection = await Connection.connect({ address: inject('temporalAddress') });
+    const harness = new PipelineHarness(t, new Client({ connection }));
+    await harness.smtp.start(0);
+    return harness;
+  }
+
+  get db() {
+    return this.t.db;
+  }
+
+  async startWorker(tuning: Partial<WorkerOptions> = {}): Promise<RunningWorker> {
+    const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
+    const worker = await createWorker({
+      connection,
+      client: this.client,
+      db: this.t.db,
+      mailer: this.mailer,
+      namespace: 'default',
+      taskQueue: this.taskQueue,
+      tuning: { shutdownGraceTime: '1 second', ...tuning },
+    });
+    const running = worker.run();
+    const handle: RunningWorker = {
+      worker,
+      stop: async () => {
+        if (worker.getState() === 'RUNNING') worker.shutdown();
+        await running.catch(() => undefined);
+        await connection.close();
+        this.workers = this.workers.filter((w) => w !== handle);
+      },
+    };
+    this.workers.push(handle);
+    return handle;
+  }
+
+  /** Writes a configuration document next to the test's files and applies it; returns its version. */
+  async apply(document: unknown): Promise<number> {
+    const file = join(this.dir, `config-${randomBytes(3).toString('hex')}.yaml`);
+    writeFileSync(file, stringify(document));
+    const loaded = await loadConfigFile(file);
+    if (!loaded.ok) throw new Error(`invalid test configuration: ${JSON.stringify(loaded.problems)}`);
+    return (await applyConfig(this.t.db, loaded.config)).version;
+  }
+
+  writeFile(name: string, content: string): string {
+    const path = join(this.dir, name);
+    writeFileSync(path, content);
+    return path;
+  }
+
+  syncOptions(customer: string, source: string, configVersion: number, extra: Partial<StartSyncOptions> = {}): StartSyncOptions {
+    return { customer, source, mode: 'add', configVersion, taskQueue: this.taskQueue, ...extra };
+  }
+
+  sync(customer: string, source: string, configVersion: number, extra: Partial<StartSyncOptions> = {}): Promise<SyncReport> {
+    return runSync(this.client, this.syncOptions(customer, source, configVersion, extra));
+  }
+
+  startSync(customer: string, source: string, configVersion: number, extra: Partial<StartSyncOptions> = {}) {
+    return startSync(this.client, this.syncOptions(customer, source, configVersion, extra));
+  }
+
+  async close(): Promise<void> {
+    for (const worker of [...this.workers]) await worker.stop();
+    this.mailer.close();
+    await this.smtp.stop();
+    await this.client.connection.close();
+    await this.t.drop();
+  }
+}
+
+/** A CSV export with the Acme example's columns. */
+export function acmeCsv(rows: readonly Partial<Record<'employee_id' | 'login' | 'mail' | 'given_name' | 'surname' | 'department' | 'city' | 'title' | 'mobile', string>>[]): string {
+  const columns = ['employee_id', 'login', 'mail', 'given_name', 'surname', 'department', 'city', 'title', 'mobile'] as const;
+  const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
+  return [columns.join(','), ...rows.map((row) => columns.map((c) => quote(row[c] ?? '')).join(','))].join('\n') + '\n';
+}
