@@ -124,14 +124,14 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
           subject: input.source,
           status: input.status,
           ended_at: input.status === 'started' ? null : new Date(),
-          error: null,
+          error: input.error ?? null,
           details: details as never,
           workflow_id: input.workflowId,
           run_id: input.runId,
           idempotency_key: key,
         })
         .onConflict((oc) =>
-          oc.column('idempotency_key').doUpdateSet({ status: input.status, details: details as never, ended_at: input.status === 'started' ? null : sql<Date>`now()` }),
+          oc.column('idempotency_key').doUpdateSet({ status: input.status, error: input.error ?? null, details: details as never, ended_at: input.status === 'started' ? null : sql<Date>`now()` }),
         )
         .execute();
     },

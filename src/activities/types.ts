@@ -54,8 +54,9 @@ export interface SyncRunRecord {
   readonly source: string;
   readonly mode: SyncMode;
   readonly configVersion: number;
-  readonly status: 'started' | 'succeeded';
+  readonly status: 'started' | 'succeeded' | 'failed';
   readonly report?: SyncReport;
+  readonly error?: string;
 }
 
 export interface SyncActivities {

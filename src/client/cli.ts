@@ -1,10 +1,18 @@
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import type { Kysely } from 'kysely';
 import { loadConfigFile } from '../adapters/config-file.js';
-import { applyConfig, ConfigApplyRefused } from '../adapters/db/config-store.js';
+import { applyConfig, ConfigApplyRefused, loadConfigVersion } from '../adapters/db/config-store.js';
 import { createDatabase } from '../adapters/db/connection.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
+import { findUsers, listLog, listNumbers, listUsers } from '../adapters/db/queries.js';
+import type { Database } from '../adapters/db/schema.js';
 import { formatProblem, type ConfigProblem } from '../domain/config/validate.js';
-import { readSettings } from '../settings.js';
+import { readSettings, type Settings } from '../settings.js';
+import { onboardWorkflowId, type SyncMode } from '../workflows/config.js';
+import { userChangedSignal, type OnboardUserInput, type SyncReport, type UserChange } from '../workflows/messages.js';
+import type { onboardUser } from '../workflows/onboard-user.js';
+import { startSync } from './sync.js';
+import { connectClient } from './temporal.js';
 
 export interface CliIo {
   out(line: string): void;
@@ -16,8 +24,14 @@ const processIo: CliIo = {
   err: (line) => process.stderr.write(`${line}\n`),
 };
 
-/** Exit status for a failure the user can fix (bad input); crashes use 2. */
-class UserError extends Error {}
+/** A failure the user can fix (bad input, an unknown name): exit status 1 with its message. */
+export class UserError extends Error {}
+
+/** Where Temporal UI shows a workflow (FLOWTHRU_TEMPORAL_UI, default the dev server's UI). */
+export function temporalUiUrl(settings: Settings, workflowId: string): string {
+  const base = process.env.FLOWTHRU_TEMPORAL_UI ?? 'http://127.0.0.1:8233';
+  return `${base}/namespaces/${encodeURIComponent(settings.temporalNamespace)}/workflows/${encodeURIComponent(workflowId)}`;
+}
 
 function reportProblems(io: CliIo, file: string, problems: readonly ConfigProblem[], json: boolean, verb: string): void {
   if (json) {
@@ -26,6 +40,57 @@ function reportProblems(io: CliIo, file: string, problems: readonly ConfigProble
   }
   for (const problem of problems) io.err(formatProblem(problem, file));
   io.err(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${file}; nothing was ${verb}.`);
+}
+
+/** Prints rows as aligned columns (the human form of the --json listings). */
+function table<T extends object>(io: CliIo, rows: readonly T[], columns: readonly (keyof T & string)[]): void {
+  const text = (v: unknown) => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(' ') || '-' : String(v));
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => text(r[c]).length)));
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
+  io.out(line(columns.map((c) => c.toUpperCase())));
+  for (const row of rows) io.out(line(columns.map((c) => text(row[c]))));
+}
+
+async function withDatabase<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+  const db = createDatabase(readSettings().databaseUrl, { max: 2 });
+  try {
+    return await fn(db);
+  } finally {
+    await db.destroy();
+  }
+}
+
+/** The customer that owns SOURCE in a configuration version (named, or the only one with it). */
+async function resolveSource(db: Kysely<Database>, source: string, customer: string | undefined, version?: number) {
+  const found = await loadConfigVersion(db, version);
+  if (!found) throw new UserError(version ? `configuration version ${version} does not exist` : 'no configuration has been applied yet: run flowthru config apply FILE');
+  const owners = found.config.customers.filter((c) => (!customer || c.name === customer) && c.sources.some((s) => s.name === source));
+  if (owners.length === 0) {
+    throw new UserError(`no source "${source}"${customer ? ` for customer "${customer}"` : ''} in configuration version ${found.version}`);
+  }
+  if (owners.length > 1) {
+    throw new UserError(`source "${source}" exists for customers ${owners.map((c) => c.name).join(', ')}: say which with --customer`);
+  }
+  return { customer: owners[0]!.name, version: found.version };
+}
+
+export function printSyncReport(io: CliIo, report: SyncReport, json: boolean): void {
+  const { counts } = report;
+  if (json) {
+    const { invalid: _invalid, ...specCounts } = counts;
+    io.out(JSON.stringify({ workflowId: report.workflowId, mode: report.mode, counts: specCounts }));
+    return;
+  }
+  io.out(`Sync of ${report.customer}/${report.source} (${report.mode}) finished, configuration version ${report.configVersion}.`);
+  io.out(
+    `  seen ${counts.seen}, imported ${counts.imported}, moved ${counts.moved}, provisioned ${counts.provisioned}, unplaced ${counts.unplaced}, ` +
+      `unmatched ${counts.unmatched}, blocked ${counts.blocked}, failed ${counts.failed}, emailed ${counts.emailed}, removed ${counts.removed}`,
+  );
+  if (counts.invalid > 0) {
+    io.out(`  ${counts.invalid} record${counts.invalid === 1 ? '' : 's'} skipped:`);
+    for (const problem of report.problems) io.out(`    ${problem.at}: ${problem.message}`);
+    if (report.problems.length < counts.invalid) io.out(`    … and ${counts.invalid - report.problems.length} more (flowthru log)`);
+  }
 }
 
 function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
@@ -48,8 +113,9 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
         setExit(1);
         return;
       }
+      const n = result.config.customers.length;
       if (opts.json) io.out(JSON.stringify({ ok: true, file, customers: result.config.customers.map((c) => c.name) }));
-      else io.out(`${file} is valid (${result.config.customers.length} customer${result.config.customers.length === 1 ? '' : 's'}).`);
+      else io.out(`${file} is valid (${n} customer${n === 1 ? '' : 's'}).`);
     });
   config
     .command('apply')
@@ -63,23 +129,19 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
         setExit(1);
         return;
       }
-      const db = createDatabase(readSettings().databaseUrl, { max: 2 });
-      try {
+      await withDatabase(async (db) => {
         await migrateToLatest(db);
-        const applied = await applyConfig(db, result.config, { sourceFile: file, appliedBy: process.env.USER ?? "unknown" });
-        if (opts.json) io.out(JSON.stringify({ ok: true, file, ...applied }));
-        else if (applied.changed) io.out(`Applied ${file} as configuration version ${applied.version}.`);
-        else io.out(`${file} is already applied (configuration version ${applied.version}); nothing changed.`);
-      } catch (error) {
-        if (error instanceof ConfigApplyRefused) {
+        try {
+          const applied = await applyConfig(db, result.config, { sourceFile: file, appliedBy: process.env.USER ?? 'unknown' });
+          if (opts.json) io.out(JSON.stringify({ ok: true, file, ...applied }));
+          else if (applied.changed) io.out(`Applied ${file} as configuration version ${applied.version}.`);
+          else io.out(`${file} is already applied (configuration version ${applied.version}); nothing changed.`);
+        } catch (error) {
+          if (!(error instanceof ConfigApplyRefused)) throw error;
           reportProblems(io, file, error.problems, Boolean(opts.json), 'applied');
           setExit(1);
-          return;
         }
-        throw error;
-      } finally {
-        await db.destroy();
-      }
+      });
     });
 
   program
@@ -88,12 +150,116 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .command('migrate')
     .description('bring the database schema to the newest migration')
     .action(async () => {
-      const db = createDatabase(readSettings().databaseUrl, { max: 1 });
-      try {
+      await withDatabase(async (db) => {
         const ran = await migrateToLatest(db);
         io.out(ran.length > 0 ? `Ran migrations: ${ran.join(', ')}` : 'Database schema is up to date.');
+      });
+    });
+
+  program
+    .command('worker')
+    .description('run a worker: executes sync and user pipelines from the task queue until stopped')
+    .action(async () => {
+      const { startWorker } = await import('../worker/main.js');
+      const running = await startWorker(readSettings(), { handleSignals: true });
+      await running.done;
+    });
+
+  program
+    .command('sync')
+    .argument('<source>', 'the source to sync')
+    .option('--customer <name>', 'the customer that owns the source (needed when several have one of that name)')
+    .addOption(new Option('--mode <mode>', 'what kind of sync').choices(['add', 'update', 'delete']).makeOptionMandatory())
+    .option('--wait', 'wait for the sync to finish and print its report')
+    .option('--json', 'with --wait: print the report as JSON')
+    .option('--config-version <n>', 'run against this configuration version (default: the newest)', (v) => Number.parseInt(v, 10))
+    .description('sync users in from a source and run their pipelines')
+    .action(async (source: string, opts: { customer?: string; mode: SyncMode; wait?: boolean; json?: boolean; configVersion?: number }) => {
+      if (opts.mode !== 'add') throw new UserError(`--mode ${opts.mode} is not supported yet: flowthru runs add syncs`);
+      const settings = readSettings();
+      const target = await withDatabase((db) => resolveSource(db, source, opts.customer, opts.configVersion));
+      const client = await connectClient(settings);
+      try {
+        const handle = await startSync(client, {
+          customer: target.customer,
+          source,
+          mode: opts.mode,
+          configVersion: target.version,
+          taskQueue: settings.taskQueue,
+        });
+        if (!opts.wait) {
+          if (opts.json) io.out(JSON.stringify({ workflowId: handle.workflowId, mode: opts.mode, started: true }));
+          else io.out(`Started ${handle.workflowId} (configuration version ${target.version}): ${temporalUiUrl(settings, handle.workflowId)}`);
+          return;
+        }
+        printSyncReport(io, await handle.result(), Boolean(opts.json));
       } finally {
-        await db.destroy();
+        await client.connection.close();
+      }
+    });
+
+  const scoped = (name: string, description: string) =>
+    program
+      .command(name)
+      .option('--customer <name>', 'only this customer')
+      .option('--site <name>', 'only this site')
+      .option('--json', 'machine-readable output')
+      .description(description);
+
+  scoped('users', 'list users: where they are, what they got').action(async (opts: { customer?: string; site?: string; json?: boolean }) => {
+    const users = await withDatabase((db) => listUsers(db, opts));
+    if (opts.json) io.out(JSON.stringify(users, null, 2));
+    else table(io, users, ['customer', 'source', 'externalId', 'username', 'site', 'profile', 'role', 'status', 'numbers']);
+  });
+
+  scoped('numbers', 'list the number inventory').action(async (opts: { customer?: string; site?: string; json?: boolean }) => {
+    const numbers = await withDatabase((db) => listNumbers(db, opts));
+    if (opts.json) io.out(JSON.stringify(numbers, null, 2));
+    else table(io, numbers, ['number', 'customer', 'site', 'status', 'user']);
+  });
+
+  program
+    .command('log')
+    .option('--user <user>', "one user's entries (username, external id or email)")
+    .option('--customer <name>', 'only this customer')
+    .option('--limit <n>', 'the newest n entries', (v) => Number.parseInt(v, 10), 100)
+    .option('--json', 'machine-readable output')
+    .description('the transaction log: sync runs and every user step, with the Temporal run that did it')
+    .action(async (opts: { user?: string; customer?: string; limit: number; json?: boolean }) => {
+      const entries = await withDatabase((db) => listLog(db, opts));
+      if (opts.json) io.out(JSON.stringify(entries, null, 2));
+      else table(io, entries, ['at', 'customer', 'user', 'action', 'status', 'subject', 'error']);
+    });
+
+  program
+    .command('retry')
+    .argument('<user>', 'username, external id or email')
+    .option('--customer <name>', 'the customer, when the user is ambiguous')
+    .description("run a user's pipeline again (a blocked user, once numbers were added)")
+    .action(async (who: string, opts: { customer?: string }) => {
+      const settings = readSettings();
+      const { users, version } = await withDatabase(async (db) => ({
+        users: await findUsers(db, who, opts.customer),
+        version: (await loadConfigVersion(db))?.version,
+      }));
+      if (users.length === 0) throw new UserError(`no user "${who}"${opts.customer ? ` for customer ${opts.customer}` : ''}`);
+      if (users.length > 1) throw new UserError(`"${who}" matches ${users.length} users: say which with --customer, or use the external id`);
+      const user = users[0]!;
+      const client = await connectClient(settings);
+      try {
+        const workflowId = onboardWorkflowId(user.customer, user.source, user.externalId);
+        const input: OnboardUserInput = { customer: user.customer, source: user.source, externalId: user.externalId, userId: user.id };
+        // Signal-with-start: a blocked pipeline wakes and runs again; a finished one starts anew.
+        await client.workflow.signalWithStart<typeof onboardUser, [UserChange]>('onboardUser', {
+          workflowId,
+          taskQueue: settings.taskQueue,
+          args: [input],
+          signal: userChangedSignal,
+          signalArgs: [{ configVersion: version!, mode: 'add' }],
+        });
+        io.out(`Retrying ${user.externalId} (${user.status}): ${temporalUiUrl(settings, workflowId)}`);
+      } finally {
+        await client.connection.close();
       }
     });
   return program;
@@ -102,10 +268,15 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
 function describeFailure(error: unknown): string {
   const code = (error as { code?: string }).code;
   if (code === 'ECONNREFUSED') {
-    return `cannot reach a service at ${(error as { address?: string; port?: number }).address}:${(error as { port?: number }).port} (is PostgreSQL running? check DATABASE_URL)`;
+    const { address, port } = error as { address?: string; port?: number };
+    return `cannot reach a service at ${address}:${port} (is PostgreSQL running? check DATABASE_URL)`;
   }
   if (code === '3D000') return `${(error as Error).message}: create it, or run ./dev.sh setup (check DATABASE_URL)`;
-  return error instanceof Error ? error.message : String(error);
+  const message = error instanceof Error ? error.message : String(error);
+  if (/Failed to connect|connection refused|Connection refused|transport error/i.test(message)) {
+    return `cannot reach Temporal at ${readSettings().temporalAddress} (is it running? check TEMPORAL_ADDRESS): ${message}`;
+  }
+  return message;
 }
 
 /** Runs the CLI with `argv` (as process.argv) and resolves to the exit status. */
@@ -120,7 +291,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 1;
     if (error instanceof UserError) {
-      io.err(error.message);
+      io.err(`flowthru: ${error.message}`);
       return 1;
     }
     io.err(`flowthru: ${describeFailure(error)}`);

@@ -1,4 +1,14 @@
-import { condition, continueAsNew, proxyActivities, proxyLocalActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import {
+  ActivityFailure,
+  condition,
+  ContinueAsNew,
+  continueAsNew,
+  isCancellation,
+  proxyActivities,
+  proxyLocalActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { SyncActivities } from '../activities/types.js';
 import {
   emptyCounts,
@@ -76,44 +86,54 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   setHandler(syncProgressQuery, () => ({ counts, inFlight: inFlight.size, queued: queue.length, sourceDone }));
 
   if (!progress) await log.recordSyncRun({ ...syncRun, status: 'started' });
-
-  const finished = () => sourceDone && queue.length === 0 && inFlight.size === 0;
-  for (;;) {
-    if (!sourceDone && queue.length < window) {
-      // One id for this sync across continue-as-new, distinct from earlier syncs of the same source.
-      const syncId = `${info.workflowId}/${info.firstExecutionRunId}`;
-      const page = await source.readSourcePage({ customer, source: sourceName, configVersion, cursor, pageSize, syncId });
-      pages++;
-      counts.seen += page.seen;
-      counts.imported += page.imported;
-      counts.invalid += page.problems.length;
-      problems.push(...page.problems.slice(0, MAX_PROBLEMS_KEPT - problems.length));
-      queue.push(...page.targets);
-      cursor = page.next;
-      sourceDone = page.next === null;
-      continue;
-    }
-    if (queue.length > 0 && inFlight.size < window) {
-      const batch = queue.splice(0, window - inFlight.size);
-      for (const target of batch) inFlight.add(target.externalId);
-      await launcher.startUserPipelines({ customer, source: sourceName, mode, configVersion, reportTo: info.workflowId, targets: batch });
-      continue;
-    }
-    if (finished()) break;
-    if (workflowInfo().historyLength > MAX_HISTORY_EVENTS || workflowInfo().continueAsNewSuggested) {
-      // Outcomes are addressed to this workflow id and would reach the next run, but it would not
-      // know them as in flight: let the window drain first.
-      await condition(() => inFlight.size === 0);
-      await continueAsNew<typeof syncSource>({
-        ...input,
-        progress: { cursor, sourceDone, queued: queue, counts, problems, pages },
-      });
-    }
-    // Wake when a pipeline reports and the window has room for queued users, or when all is done.
-    await condition(() => finished() || (queue.length > 0 && inFlight.size < window));
+  try {
+    return await run();
+  } catch (error) {
+    if (isCancellation(error) || error instanceof ContinueAsNew) throw error;
+    await log.recordSyncRun({ ...syncRun, status: 'failed', error: error instanceof ActivityFailure && error.cause ? error.cause.message : String(error) });
+    throw error;
   }
 
-  const report: SyncReport = { workflowId: info.workflowId, mode, customer, source: sourceName, configVersion, counts, problems };
-  await log.recordSyncRun({ ...syncRun, status: 'succeeded', report });
-  return report;
+  async function run(): Promise<SyncReport> {
+
+    const finished = () => sourceDone && queue.length === 0 && inFlight.size === 0;
+    for (;;) {
+      if (!sourceDone && queue.length < window) {
+        // One id for this sync across continue-as-new, distinct from earlier syncs of the same source.
+        const syncId = `${info.workflowId}/${info.firstExecutionRunId}`;
+        const page = await source.readSourcePage({ customer, source: sourceName, configVersion, cursor, pageSize, syncId });
+        pages++;
+        counts.seen += page.seen;
+        counts.imported += page.imported;
+        counts.invalid += page.problems.length;
+        problems.push(...page.problems.slice(0, MAX_PROBLEMS_KEPT - problems.length));
+        queue.push(...page.targets);
+        cursor = page.next;
+        sourceDone = page.next === null;
+        continue;
+      }
+      if (queue.length > 0 && inFlight.size < window) {
+        const batch = queue.splice(0, window - inFlight.size);
+        for (const target of batch) inFlight.add(target.externalId);
+        await launcher.startUserPipelines({ customer, source: sourceName, mode, configVersion, reportTo: info.workflowId, targets: batch });
+        continue;
+      }
+      if (finished()) break;
+      if (workflowInfo().historyLength > MAX_HISTORY_EVENTS || workflowInfo().continueAsNewSuggested) {
+        // Outcomes are addressed to this workflow id and would reach the next run, but it would not
+        // know them as in flight: let the window drain first.
+        await condition(() => inFlight.size === 0);
+        await continueAsNew<typeof syncSource>({
+          ...input,
+          progress: { cursor, sourceDone, queued: queue, counts, problems, pages },
+        });
+      }
+      // Wake when a pipeline reports and the window has room for queued users, or when all is done.
+      await condition(() => finished() || (queue.length > 0 && inFlight.size < window));
+    }
+
+    const report: SyncReport = { workflowId: info.workflowId, mode, customer, source: sourceName, configVersion, counts, problems };
+    await log.recordSyncRun({ ...syncRun, status: 'succeeded', report });
+    return report;
+  }
 }

@@ -1,20 +1,25 @@
 import { readFileSync } from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { parse } from 'yaml';
+import { main } from '../../src/client/cli.js';
 import { acmeCsv, PipelineHarness } from '../support/pipeline.js';
 
 let h: PipelineHarness;
+let version: number;
 
-/** The shipped Acme example, pointed at this test's SMTP server and CSV file. */
-function acme(csvPath: string, edit: (customer: Record<string, unknown>) => void = () => undefined) {
-  const config = parse(readFileSync('examples/acme.yaml', 'utf8'));
-  const customer = config.customers[0];
+type Customer = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** The shipped Acme example as customer `name`, pointed at this test's SMTP server and CSV file. */
+function acmeCustomer(name: string, edit: (customer: Customer) => void = () => undefined): Customer {
+  const customer = parse(readFileSync('examples/acme.yaml', 'utf8')).customers[0];
+  customer.name = name;
   customer.settings.smtp.port = h.smtp.port;
-  customer.settings.welcomeEmail.template = `${process.cwd()}/examples/templates/welcome.html`;
-  customer.sources[0].path = csvPath;
+  customer.settings.welcomeEmail.template = join(process.cwd(), 'examples/templates/welcome.html');
+  customer.sources[0].path = join(h.dir, `${name}.csv`);
   customer.sources[0].attributeMap.mobile = 'mobile';
   edit(customer);
-  return config;
+  return customer;
 }
 
 const joe = { employee_id: 'E1', login: 'jadams', mail: 'joe.adams@acme.example', given_name: 'Joe', surname: 'Adams', department: 'Engineering', city: 'Chicago', title: 'Engineer' };
@@ -25,15 +30,35 @@ const sal = { employee_id: 'E4', login: 'ssales', mail: 'sal@acme.example', give
 beforeAll(async () => {
   h = await PipelineHarness.create();
   await h.startWorker();
+  version = await h.apply({
+    version: 1,
+    customers: [
+      acmeCustomer('acme'),
+      acmeCustomer('quiet', (c) => (c.settings.flowThrough.enabled = false)),
+      acmeCustomer('noaddsync', (c) => (c.settings.flowThrough.addSync = false)),
+      acmeCustomer('nomail', (c) => (c.settings.welcomeEmail.enabled = false)),
+      acmeCustomer('nosmtp', (c) => delete c.settings.smtp),
+      // A second tenant with the same site, source and criteria names but other cities and numbers.
+      acmeCustomer('globex', (c) => {
+        c.criteria[0].when.value = 'Springfield';
+        c.numberRanges = [{ from: '+18005559000', to: '+18005559009' }];
+        c.sites[0].numberRanges = [{ from: '+13125550100', to: '+13125550109' }];
+        c.sites[1].numberRanges = [{ from: '+12145550100', to: '+12145550109' }];
+        c.settings.preventDuplicateNumbers = true;
+      }),
+    ],
+  });
 });
 afterAll(async () => h?.close());
 
-async function userRow(externalId: string) {
+async function userRow(customer: string, externalId: string) {
   return h.db
     .selectFrom('users')
+    .innerJoin('customers', 'customers.id', 'users.customer_id')
     .leftJoin('sites', 'sites.id', 'users.site_id')
     .leftJoin('user_profiles', 'user_profiles.id', 'users.profile_id')
     .select(['users.id', 'users.status', 'users.role', 'users.status_reason', 'sites.name as site', 'user_profiles.name as profile'])
+    .where('customers.name', '=', customer)
     .where('users.external_id', '=', externalId)
     .executeTakeFirstOrThrow();
 }
@@ -42,26 +67,27 @@ async function numbersOf(userId: string) {
   return (await h.db.selectFrom('number_inventory').select(['number', 'status']).where('user_id', '=', userId).execute()).map((n) => `${n.number}:${n.status}`);
 }
 
+async function cli(...args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const saved = { ...process.env };
+  Object.assign(process.env, { DATABASE_URL: h.t.url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: h.taskQueue });
+  try {
+    const code = await main(['node', 'flowthru', ...args], { out: (l) => out.push(l), err: (l) => err.push(l) });
+    return { code, out: out.join('\n'), err: err.join('\n') };
+  } finally {
+    process.env = saved;
+  }
+}
+
 describe('the Acme add sync', () => {
   it('moves, provisions and welcomes each user as the criteria say', async () => {
-    const csv = h.writeFile('acme.csv', acmeCsv([joe, bea, max, sal]));
-    const version = await h.apply(acme(csv));
+    h.writeFile('acme.csv', acmeCsv([joe, bea, max, sal]));
     const report = await h.sync('acme', 'hr', version);
-    expect(report.counts).toEqual({
-      seen: 4,
-      imported: 4,
-      moved: 3,
-      provisioned: 2,
-      unplaced: 1,
-      unmatched: 1,
-      blocked: 0,
-      failed: 0,
-      emailed: 2,
-      removed: 0,
-      invalid: 0,
-    });
+    expect(report.counts).toEqual({ seen: 4, imported: 4, moved: 3, provisioned: 2, unplaced: 1, unmatched: 1, blocked: 0, failed: 0, emailed: 2, removed: 0, invalid: 0 });
 
-    const joeRow = await userRow('E1');
+    // A Chicago engineer: Chicago, the Engineering profile, the lowest Chicago number, one email with it.
+    const joeRow = await userRow('acme', 'E1');
     expect(joeRow).toMatchObject({ status: 'provisioned', site: 'chicago', profile: 'engineering', role: 'engineer' });
     expect(await numbersOf(joeRow.id)).toEqual(['+13125550100:used']);
     const joeMail = h.smtp.to('joe.adams@acme.example');
@@ -69,29 +95,193 @@ describe('the Acme add sync', () => {
     expect(joeMail[0]!.html).toContain('+13125550100');
     expect(joeMail[0]!.text).toContain('+13125550100');
     expect(joeMail[0]!.subject).toBe('Welcome to Acme, Joe');
+    expect(joeMail[0]!.messageId).toMatch(/^<welcome\.\d+\.acme@acme\.example>$/);
 
-    const beaRow = await userRow('E2');
+    // A city no site matches: customer level, no number, no email.
+    const beaRow = await userRow('acme', 'E2');
     expect(beaRow).toMatchObject({ status: 'unplaced', site: null, profile: null });
     expect(await numbersOf(beaRow.id)).toEqual([]);
     expect(h.smtp.to('bea@acme.example')).toEqual([]);
 
-    const maxRow = await userRow('E3');
+    // In Chicago but no FTP rule matches: moved, not provisioned.
+    const maxRow = await userRow('acme', 'E3');
     expect(maxRow).toMatchObject({ status: 'unmatched', site: 'chicago', profile: null, role: 'user' });
     expect(await numbersOf(maxRow.id)).toEqual([]);
     expect(h.smtp.to('max@acme.example')).toEqual([]);
 
-    const salRow = await userRow('E4');
+    // Sales draws from the customer pool; the rule's role wins over the profile's.
+    const salRow = await userRow('acme', 'E4');
     expect(salRow).toMatchObject({ status: 'provisioned', site: 'dallas', profile: 'sales', role: 'sales' });
     expect(await numbersOf(salRow.id)).toEqual(['+18005550100:used']);
   });
 
   it('run again, the same sync changes nothing and sends nothing', async () => {
-    const version = await h.apply(acme(`${h.dir}/acme.csv`));
     const before = await h.db.selectFrom('transaction_log').select('id').where('kind', '=', 'step').execute();
     const report = await h.sync('acme', 'hr', version);
     expect(report.counts).toMatchObject({ seen: 4, imported: 0, moved: 0, provisioned: 0, emailed: 0 });
-    expect(h.smtp.messages).toHaveLength(2);
+    expect(h.smtp.to('joe.adams@acme.example')).toHaveLength(1);
     const after = await h.db.selectFrom('transaction_log').select('id').where('kind', '=', 'step').execute();
     expect(after).toHaveLength(before.length);
+  });
+
+  it('a changed record runs its pipeline again without a second number or email', async () => {
+    h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, sal]));
+    const report = await h.sync('acme', 'hr', version);
+    expect(report.counts).toMatchObject({ seen: 4, imported: 1, moved: 0, provisioned: 1, emailed: 1 });
+    const joeRow = await userRow('acme', 'E1');
+    expect(await numbersOf(joeRow.id)).toEqual(['+13125550100:used']);
+    expect(h.smtp.to('joe.adams@acme.example')).toHaveLength(1);
+  });
+
+  it('records every step in the transaction log with its Temporal run', async () => {
+    const result = await cli('log', '--user', 'jadams', '--json');
+    expect(result.code).toBe(0);
+    const entries = JSON.parse(result.out) as { action: string; status: string; workflowId: string; runId: string }[];
+    expect(entries.slice(0, 6).map((e) => `${e.action}:${e.status}`)).toEqual([
+      'create:succeeded',
+      'move:succeeded',
+      'profile:succeeded',
+      'number:succeeded',
+      'provision:succeeded',
+      'email:succeeded',
+    ]);
+    expect(entries[0]).toMatchObject({ workflowId: 'onboard/acme/hr/E1', runId: expect.any(String) });
+  });
+});
+
+describe('settings gate the steps', () => {
+  it('flow-through off: users are imported and created, not moved or provisioned', async () => {
+    h.writeFile('quiet.csv', acmeCsv([joe]));
+    const report = await h.sync('quiet', 'hr', version);
+    expect(report.counts).toMatchObject({ seen: 1, imported: 1, moved: 0, provisioned: 0, emailed: 0 });
+    expect(await userRow('quiet', 'E1')).toMatchObject({ status: 'imported', site: null, profile: null });
+  });
+
+  it('add sync off: the same', async () => {
+    h.writeFile('noaddsync.csv', acmeCsv([joe]));
+    expect((await h.sync('noaddsync', 'hr', version)).counts).toMatchObject({ imported: 1, moved: 0, provisioned: 0 });
+    expect(await userRow('noaddsync', 'E1')).toMatchObject({ status: 'imported', site: null });
+  });
+
+  it('welcome email off, no SMTP server, or no address: provisioned, no email', async () => {
+    const mailsBefore = h.smtp.messages.length;
+    h.writeFile('nomail.csv', acmeCsv([{ ...joe, mail: 'nomail@acme.example' }]));
+    h.writeFile('nosmtp.csv', acmeCsv([{ ...joe, mail: 'nosmtp@acme.example' }]));
+    h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, sal, { ...joe, employee_id: 'E5', login: 'noaddr', mail: '' }]));
+    expect((await h.sync('nomail', 'hr', version)).counts).toMatchObject({ provisioned: 1, emailed: 0 });
+    expect((await h.sync('nosmtp', 'hr', version)).counts).toMatchObject({ provisioned: 1, emailed: 0 });
+    expect((await h.sync('acme', 'hr', version)).counts).toMatchObject({ imported: 1, provisioned: 1, emailed: 0 });
+    expect(h.smtp.messages.length).toBe(mailsBefore);
+  });
+});
+
+describe('bad records', () => {
+  it('are reported with their line and skipped; the rest of the sync proceeds', async () => {
+    const header = 'employee_id,login,mail,given_name,surname,department,city,title,mobile';
+    h.writeFile(
+      'globex.csv',
+      [
+        `\uFEFF${header}`,
+        'G1,homer,homer@globex.example,Homer,Simpson,Engineering,Springfield,"Safety ""Inspector""",',
+        'G2,marge,not-an-email,Marge,Simpson,Engineering,Springfield,,',
+        'G3,bart,bart@globex.example,Bart,Simpson,Engineering',
+        ',nobody,nobody@globex.example,No,Body,Engineering,Springfield,,',
+        'G4,lisa,lisa@globex.example,Lisa,"Simp\nson",Engineering,Springfield,,',
+        'G5,maggie,maggie@globex.example,Maggie,Simpson,Engineering,Springfield,,',
+      ].join('\n') + '\n',
+    );
+    const report = await h.sync('globex', 'hr', version);
+    expect(report.counts).toMatchObject({ seen: 6, imported: 3, provisioned: 3, invalid: 3 });
+    expect(report.problems).toEqual([
+      { at: 'line 4', message: expect.stringMatching(/columns length is 9, got 6/) },
+      { at: 'line 3', message: '"not-an-email" is not an email address' },
+      { at: 'line 5', message: 'no employee_id (the external id)' },
+    ]);
+    expect((await userRow('globex', 'G4'))).toMatchObject({ status: 'provisioned' });
+    const log = await h.db.selectFrom('transaction_log').select(['subject', 'error']).where('action', '=', 'source.invalid-record').execute();
+    expect(log.map((l) => l.subject).sort()).toEqual(['hr line 3', 'hr line 4', 'hr line 5']);
+  });
+
+  it('an unreadable file fails the sync with a clear message, logged', async () => {
+    const { rmSync } = await import('node:fs');
+    rmSync(join(h.dir, 'quiet.csv'));
+    const handle = await h.startSync('quiet', 'hr', version);
+    const error = await handle.result().catch((e: unknown) => e);
+    expect(String((error as { cause?: { cause?: Error } }).cause?.cause?.message)).toMatch(/cannot read .*quiet\.csv: ENOENT/);
+    const entry = await h.db.selectFrom('transaction_log').select(['status', 'error']).where('workflow_id', '=', handle.workflowId).orderBy('id', 'desc').executeTakeFirstOrThrow();
+    expect(entry).toMatchObject({ status: 'failed', error: expect.stringMatching(/ENOENT/) });
+  });
+});
+
+describe('tenancy', () => {
+  it("two customers never see each other's users, criteria or numbers", async () => {
+    // Joe (Chicago) is placed at acme's chicago; globex's chicago site matches Springfield only.
+    h.writeFile('globex.csv', acmeCsv([{ ...joe, employee_id: 'G9' }]));
+    await h.sync('globex', 'hr', version);
+    expect(await userRow('globex', 'G9')).toMatchObject({ status: 'unplaced', site: null });
+    const acmeUsers = JSON.parse((await cli('users', '--customer', 'acme', '--json')).out) as { customer: string }[];
+    expect(acmeUsers.every((u) => u.customer === 'acme')).toBe(true);
+    const globexNumbers = JSON.parse((await cli('numbers', '--customer', 'globex', '--json')).out) as { customer: string; number: string; user: string | null }[];
+    expect(globexNumbers.every((n) => n.customer === 'globex')).toBe(true);
+    expect(globexNumbers.filter((n) => n.user !== null).map((n) => n.user).sort()).toEqual(['homer', 'lisa', 'maggie']);
+    // The same number exists in both tenants' inventories, held by different people.
+    const held = await h.db
+      .selectFrom('number_inventory')
+      .innerJoin('customers', 'customers.id', 'number_inventory.customer_id')
+      .innerJoin('users', 'users.id', 'number_inventory.user_id')
+      .select(['customers.name as customer', 'users.username'])
+      .where('number', '=', '+13125550100')
+      .where('customers.name', 'in', ['acme', 'globex'])
+      .orderBy('customers.name')
+      .execute();
+    expect(held).toEqual([
+      { customer: 'acme', username: 'jadams' },
+      { customer: 'globex', username: 'homer' },
+    ]);
+  });
+});
+
+describe('starting a sync', () => {
+  it('twice at once joins the running sync instead of doubling the work', async () => {
+    h.writeFile('nomail.csv', acmeCsv(Array.from({ length: 20 }, (_, i) => ({ ...joe, employee_id: `N${i}`, login: `n${i}`, mail: `n${i}@acme.example` }))));
+    const [a, b] = await Promise.all([h.startSync('nomail', 'hr', version), h.startSync('nomail', 'hr', version)]);
+    expect(a.workflowId).toBe(b.workflowId);
+    const [ra, rb] = await Promise.all([a.result(), b.result()]);
+    expect(ra).toEqual(rb);
+    expect(ra.counts).toMatchObject({ imported: 20, provisioned: 20 });
+    expect(await h.db.selectFrom('users').innerJoin('customers', 'customers.id', 'users.customer_id').select('users.id').where('customers.name', '=', 'nomail').execute()).toHaveLength(21);
+  });
+
+  it('flowthru sync --wait --json prints the report of SPEC §5', async () => {
+    h.writeFile('nosmtp.csv', acmeCsv([{ ...joe, mail: 'nosmtp@acme.example' }, sal]));
+    const result = await cli('sync', 'hr', '--customer', 'nosmtp', '--mode', 'add', '--wait', '--json');
+    expect(result).toMatchObject({ code: 0 });
+    expect(JSON.parse(result.out)).toEqual({
+      workflowId: 'sync/nosmtp/hr/add',
+      mode: 'add',
+      counts: { seen: 2, imported: 1, moved: 1, provisioned: 1, unplaced: 0, unmatched: 0, blocked: 0, failed: 0, emailed: 0, removed: 0 },
+    });
+  });
+
+  it('flowthru users --json has the fields of SPEC §5', async () => {
+    const users = JSON.parse((await cli('users', '--customer', 'acme', '--site', 'chicago', '--json')).out);
+    expect(users[0]).toEqual({
+      customer: 'acme',
+      source: 'hr',
+      externalId: 'E1',
+      username: 'jadams',
+      email: 'joe.adams@acme.example',
+      site: 'chicago',
+      role: 'engineer',
+      profile: 'engineering',
+      status: 'provisioned',
+      numbers: ['+13125550100'],
+      services: ['phone', 'voicemail', 'teams', 'group:engineers'],
+    });
+  });
+
+  it('an ambiguous or unknown source is a clear error', async () => {
+    expect(await cli('sync', 'hr', '--mode', 'add')).toMatchObject({ code: 1, err: expect.stringMatching(/source "hr" exists for customers acme, quiet, .*--customer/) });
+    expect(await cli('sync', 'nope', '--mode', 'add')).toMatchObject({ code: 1, err: expect.stringMatching(/no source "nope"/) });
   });
 });
