@@ -1,5 +1,5 @@
 import { Client, Connection } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 import { SEARCH_ATTRIBUTE_NAMES } from '../workflows/config.js';
 import type { Settings } from '../settings.js';
 
@@ -19,7 +19,7 @@ export async function ensureSearchAttributes(client: Client): Promise<string[]> 
   if (missing.length === 0) return [];
   await operator.addSearchAttributes({
     namespace: client.options.namespace,
-    searchAttributes: Object.fromEntries(missing.map((name) => [name, temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
+    searchAttributes: Object.fromEntries(missing.map((name) => [name, proto.temporal.api.enums.v1.IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD])),
   });
   return missing;
 }

@@ -36,12 +36,13 @@ const db = proxyLocalActivities<PipelineActivities>({
 });
 
 /** The welcome email: a quick first try so the sync can report it, then patient retries. */
+// A send takes well under a second; a short timeout lets a dead worker's attempt be retried soon.
 const quickMail = proxyActivities<PipelineActivities>({
-  startToCloseTimeout: '1 minute',
+  startToCloseTimeout: '20 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3 },
 });
 const patientMail = proxyActivities<PipelineActivities>({
-  startToCloseTimeout: '1 minute',
+  startToCloseTimeout: '20 seconds',
   retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes' },
 });
 

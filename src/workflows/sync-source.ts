@@ -25,12 +25,13 @@ import {
 /** Reading a page talks to the source system: a regular activity that heartbeats. */
 const source = proxyActivities<SyncActivities>({
   startToCloseTimeout: '10 minutes',
-  heartbeatTimeout: '1 minute',
+  heartbeatTimeout: '20 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 /** Starting pipelines talks to Temporal itself. */
 const launcher = proxyActivities<SyncActivities>({
   startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '15 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 const log = proxyLocalActivities<SyncActivities>({

@@ -1,0 +1,101 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { onboardWorkflowId } from '../../src/workflows/config.js';
+import { retrySignal } from '../../src/workflows/messages.js';
+import { acmeCsv, PipelineHarness } from '../support/pipeline.js';
+
+let h: PipelineHarness;
+
+/** One site that takes everyone; `line` profile draws from the site's `size` numbers. */
+function config(size: number) {
+  const everyone = { name: 'everyone', usage: 'move', when: { all: [] } };
+  return {
+    version: 1,
+    customers: [
+      {
+        name: 'race',
+        settings: { flowThrough: { enabled: true, addSync: true, criteria: 'ftp' } },
+        criteria: [
+          everyone,
+          { name: 'anyone', usage: 'ftp', when: { attribute: 'department', op: 'equals', value: 'Engineering' } },
+          { name: 'reach', usage: 'ftp', when: { attribute: 'department', op: 'equals', value: 'Field' } },
+        ],
+        profiles: [
+          { name: 'line', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }, { kind: 'voicemail' }] },
+          { name: 'field', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }, { kind: 'singleNumberReach' }] },
+        ],
+        ftpCriteria: [{ name: 'ftp', rules: [{ criteria: 'anyone', profile: 'line' }, { criteria: 'reach', profile: 'field' }] }],
+        sources: [
+          { name: 'hr', type: 'csv', userType: 'csv', path: `${h.dir}/race.csv`, externalId: 'employee_id', attributeMap: { employee_id: 'employeeId', login: 'username', department: 'department', mobile: 'mobile' } },
+        ],
+        sites: [{ name: 'hq', moveCriteria: { csv: 'everyone' }, numberRanges: [{ from: '5000', to: String(5000 + size - 1) }] }],
+      },
+    ],
+  };
+}
+
+const engineers = (n: number, prefix = 'R') =>
+  Array.from({ length: n }, (_, i) => ({ employee_id: `${prefix}${String(i).padStart(3, '0')}`, login: `${prefix.toLowerCase()}${i}`, department: 'Engineering' }));
+
+beforeAll(async () => {
+  h = await PipelineHarness.create();
+  await h.startWorker();
+});
+afterAll(async () => h?.close());
+
+describe('number allocation', () => {
+  it('200 users racing for 50 numbers get 50 distinct numbers; 150 are blocked with the reason', async () => {
+    const version = await h.apply(config(50));
+    h.writeFile('race.csv', acmeCsv(engineers(200)));
+    const report = await h.sync('race', 'hr', version, { window: 200, pageSize: 200 });
+    expect(report.counts).toMatchObject({ seen: 200, imported: 200, provisioned: 50, blocked: 150, failed: 0 });
+
+    const held = await h.db.selectFrom('number_inventory').select(['number', 'user_id', 'status']).where('user_id', 'is not', null).execute();
+    expect(held).toHaveLength(50);
+    expect(new Set(held.map((n) => n.number)).size).toBe(50);
+    expect(new Set(held.map((n) => n.user_id)).size).toBe(50);
+    expect(held.every((n) => n.status === 'used')).toBe(true);
+    const blocked = await h.db.selectFrom('users').select(['status_reason']).where('status', '=', 'blocked').execute();
+    expect(blocked).toHaveLength(150);
+    expect(blocked[0]?.status_reason).toBe('no available number in the site hq pool: add numbers, then retry');
+  });
+
+  it('blocked users are provisioned once numbers are added and they are retried', async () => {
+    await h.apply(config(200));
+    const blocked = await h.db.selectFrom('users').select(['external_id', 'username']).where('status', '=', 'blocked').orderBy('external_id').execute();
+    // One through the CLI's path (signal-with-start of a new change), the rest with the retry signal.
+    const { main } = await import('../../src/client/cli.js');
+    const saved = { ...process.env };
+    Object.assign(process.env, { DATABASE_URL: h.t.url, TEMPORAL_ADDRESS: (await import('vitest')).inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: h.taskQueue });
+    const out: string[] = [];
+    try {
+      expect(await main(['node', 'flowthru', 'retry', blocked[0]!.username!], { out: (l) => out.push(l), err: (l) => out.push(l) })).toBe(0);
+    } finally {
+      process.env = saved;
+    }
+    for (const user of blocked.slice(1)) {
+      await h.client.workflow.getHandle(onboardWorkflowId('race', 'hr', user.external_id)).signal(retrySignal);
+    }
+    await expect
+      .poll(async () => (await h.db.selectFrom('users').select('id').where('status', '=', 'provisioned').execute()).length, { timeout: 60_000, interval: 500 })
+      .toBe(200);
+    const held = await h.db.selectFrom('number_inventory').select('number').where('status', '=', 'used').execute();
+    expect(new Set(held.map((n) => n.number)).size).toBe(200);
+    const { status } = await h.client.workflow.getHandle(onboardWorkflowId('race', 'hr', blocked[5]!.external_id)).describe();
+    expect(status.name).toBe('COMPLETED');
+  });
+
+  it('a provisioning that fails for good gives its reserved number back and says why', async () => {
+    const version = await h.apply(config(201));
+    h.writeFile('race.csv', acmeCsv([...engineers(200), { employee_id: 'F1', login: 'field1', department: 'Field' }]));
+    const report = await h.sync('race', 'hr', version);
+    expect(report.counts).toMatchObject({ imported: 1, failed: 1, provisioned: 0 });
+    const user = await h.db.selectFrom('users').selectAll().where('external_id', '=', 'F1').executeTakeFirstOrThrow();
+    expect(user).toMatchObject({ status: 'failed', status_reason: "single number reach needs the user's mobile number, and the user has none" });
+    expect(await h.db.selectFrom('number_inventory').select('number').where('user_id', '=', user.id).execute()).toEqual([]);
+    const last = await h.db.selectFrom('number_inventory').select(['status']).where('number', '=', '5200').executeTakeFirstOrThrow();
+    expect(last.status).toBe('available');
+    const steps = await h.db.selectFrom('transaction_log').select(['action', 'status', 'error', 'subject']).where('user_id', '=', user.id).orderBy('id').execute();
+    expect(steps.map((s) => `${s.action}:${s.status}`)).toEqual(['create:succeeded', 'move:succeeded', 'profile:succeeded', 'number:succeeded', 'compensate:failed']);
+    expect(steps.at(-1)).toMatchObject({ subject: 'provisioning failed; 5200 released', error: expect.stringMatching(/mobile number/) });
+  });
+});

@@ -1,0 +1,115 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { acmeCsv, PipelineHarness } from '../support/pipeline.js';
+
+let h: PipelineHarness;
+
+function config(customer: string, users: number) {
+  return {
+    name: customer,
+    settings: {
+      flowThrough: { enabled: true, addSync: true, criteria: 'ftp' },
+      welcomeEmail: { enabled: true, from: 'IT <it@example.com>', subject: 'Welcome {{firstName}}' },
+      smtp: { host: '127.0.0.1', port: h.smtp.port, security: 'none' },
+    },
+    criteria: [
+      { name: 'everyone', usage: 'move', when: { all: [] } },
+      { name: 'anyone', usage: 'ftp', when: { all: [] } },
+    ],
+    profiles: [{ name: 'line', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }] }],
+    ftpCriteria: [{ name: 'ftp', rules: [{ criteria: 'anyone', profile: 'line' }] }],
+    sources: [
+      { name: 'hr', type: 'csv', userType: 'csv', path: `${h.dir}/${customer}.csv`, externalId: 'employee_id', attributeMap: { employee_id: 'employeeId', login: 'username', mail: 'email', given_name: 'firstName' } },
+    ],
+    sites: [{ name: 'hq', moveCriteria: { csv: 'everyone' }, numberRanges: [{ from: '7000', to: String(7000 + users * 2) }] }],
+  };
+}
+
+const people = (n: number, prefix: string) =>
+  Array.from({ length: n }, (_, i) => ({ employee_id: `${prefix}${i}`, login: `${prefix}${i}`, mail: `${prefix}${i}@example.com`, given_name: `P${i}` }));
+
+let version: number;
+beforeAll(async () => {
+  h = await PipelineHarness.create();
+  version = await h.apply({ version: 1, customers: [config('crash', 150), config('smtpdown', 5)] });
+});
+afterAll(async () => h?.close());
+
+/** A worker in its own process, to be killed with SIGKILL. */
+async function workerProcess(): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
+    env: { ...process.env, DATABASE_URL: h.t.url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: h.taskQueue, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve());
+    child.once('exit', (code) => reject(new Error(`worker process exited early (${code})`)));
+  });
+  return child;
+}
+
+const provisioned = async (customer: string) =>
+  Number(
+    (
+      await h.db
+        .selectFrom('users')
+        .innerJoin('customers', 'customers.id', 'users.customer_id')
+        .select((eb) => eb.fn.countAll<string>().as('n'))
+        .where('customers.name', '=', customer)
+        .where('users.status', '=', 'provisioned')
+        .executeTakeFirstOrThrow()
+    ).n,
+  );
+
+describe('crash safety', () => {
+  it('a worker killed in the middle of a sync loses no user and duplicates no number or email', async () => {
+    h.writeFile('crash.csv', acmeCsv(people(150, 'c')));
+    const child = await workerProcess();
+    const handle = await h.startSync('crash', 'hr', version, { window: 50, pageSize: 40 });
+    await expect.poll(() => provisioned('crash'), { timeout: 60_000, interval: 100 }).toBeGreaterThanOrEqual(20);
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    const atKill = await provisioned('crash');
+    expect(atKill).toBeLessThan(150);
+
+    await h.startWorker();
+    const report = await handle.result();
+    expect(report.counts).toMatchObject({ seen: 150, provisioned: 150, failed: 0, blocked: 0 });
+    expect(await provisioned('crash')).toBe(150);
+    const numbers = await h.db.selectFrom('number_inventory').select(['number', 'user_id']).where('status', '=', 'used').execute();
+    expect(numbers).toHaveLength(150);
+    expect(new Set(numbers.map((n) => n.user_id)).size).toBe(150);
+    // One welcome email per user: one Message-ID each. SMTP has no idempotency, so a worker killed
+    // between the server accepting a message and the outbox recording it resends that one message,
+    // with the same Message-ID (mail clients drop such duplicates): at most one per kill.
+    const deliveries = h.smtp.messages.filter((m) => m.to[0]!.startsWith('c'));
+    const idsByRecipient = new Map<string, Set<string | undefined>>();
+    for (const m of deliveries) idsByRecipient.set(m.to[0]!, (idsByRecipient.get(m.to[0]!) ?? new Set()).add(m.messageId));
+    expect(idsByRecipient.size).toBe(150);
+    expect([...idsByRecipient.values()].every((ids) => ids.size === 1)).toBe(true);
+    expect(deliveries.length - 150).toBeLessThanOrEqual(1);
+    const outbox = await h.db.selectFrom('email_outbox').select(['status']).where('to_address', 'like', 'c%').execute();
+    expect(outbox).toHaveLength(150);
+    expect(outbox.every((m) => m.status === 'sent')).toBe(true);
+  }, 180_000);
+});
+
+describe('SMTP outage', () => {
+  it('users are provisioned while SMTP is down; their emails go out once it is back', async () => {
+    await h.smtp.stop();
+    try {
+      h.writeFile('smtpdown.csv', acmeCsv(people(5, 's')));
+      const report = await h.sync('smtpdown', 'hr', version);
+      expect(report.counts).toMatchObject({ provisioned: 5, emailed: 0 });
+      const outbox = await h.db.selectFrom('email_outbox').select(['status', 'attempts', 'last_error']).where('to_address', 'like', 's%').execute();
+      expect(outbox).toHaveLength(5);
+      expect(outbox.every((m) => m.status === 'pending' && m.attempts >= 1 && /ECONNREFUSED/.test(m.last_error ?? ''))).toBe(true);
+    } finally {
+      await h.smtp.start();
+    }
+    await expect.poll(() => h.smtp.messages.filter((m) => m.to[0]!.startsWith('s')).length, { timeout: 90_000, interval: 500 }).toBe(5);
+    await expect
+      .poll(async () => (await h.db.selectFrom('email_outbox').select('status').where('to_address', 'like', 's%').where('status', '=', 'sent').execute()).length, { timeout: 10_000 })
+      .toBe(5);
+  }, 120_000);
+});
