@@ -232,6 +232,16 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     });
 
   program
+    .command('demo')
+    .option('--users <n>', 'how many people the generated directory holds', (v) => Number.parseInt(v, 10), 300)
+    .option('--exit', 'stop after the summary instead of waiting for Ctrl-C')
+    .description('run the Acme demo: Temporal with its UI, an SMTP sink, a worker, a synced sample directory')
+    .action(async (opts: { users: number; exit?: boolean }) => {
+      const { runDemo, DEMO_DEFAULTS } = await import('../demo/run.js');
+      await runDemo(io, { ...DEMO_DEFAULTS, users: opts.users, exit: Boolean(opts.exit) });
+    });
+
+  program
     .command('retry')
     .argument('<user>', 'username, external id or email')
     .option('--customer <name>', 'the customer, when the user is ambiguous')

@@ -21,7 +21,8 @@ export interface RunningWorker {
 /** Starts a worker with everything it needs; SIGINT/SIGTERM shut it down gracefully. */
 export async function startWorker(settings: Settings, options: { handleSignals?: boolean } = {}): Promise<RunningWorker> {
   if (!runtimeInstalled) {
-    Runtime.install({ logger: new DefaultLogger('WARN', (entry) => logger.warn(entry.meta ?? {}, entry.message)), shutdownSignals: [] });
+    const level = logger.levelVal >= 50 ? 'ERROR' : 'WARN';
+    Runtime.install({ logger: new DefaultLogger(level, (entry) => logger.warn(entry.meta ?? {}, entry.message)), shutdownSignals: [] });
     runtimeInstalled = true;
   }
   const db = createDatabase(settings.databaseUrl, { max: 20 });

@@ -1,0 +1,157 @@
+import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { once } from 'node:events';
+import { sql } from 'kysely';
+import { loadConfigFile } from '../adapters/config-file.js';
+import { applyConfig } from '../adapters/db/config-store.js';
+import { createDatabase } from '../adapters/db/connection.js';
+import { migrateToLatest } from '../adapters/db/migrate.js';
+import { SmtpSink } from '../adapters/mail/sink.js';
+import type { CliIo } from '../client/cli.js';
+import { startSync } from '../client/sync.js';
+import { connectClient } from '../client/temporal.js';
+import { readSettings } from '../settings.js';
+import { syncProgressQuery } from '../workflows/messages.js';
+import { sampleDirectory } from './directory.js';
+import { startTemporalDevServer, temporalReachable, type DevServer } from './temporal-dev-server.js';
+
+export interface DemoOptions {
+  readonly users: number;
+  /** Stop after the summary instead of waiting for Ctrl-C (for scripts and tests). */
+  readonly exit: boolean;
+  readonly config: string;
+  readonly stateDir: string;
+}
+
+async function writeDirectory(path: string, users: number): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true });
+  const out = createWriteStream(path);
+  for (const line of sampleDirectory(users)) {
+    if (!out.write(`${line}\n`)) await once(out, 'drain');
+  }
+  out.end();
+  await once(out, 'finish');
+}
+
+/**
+ * The Acme demo end to end: Temporal (with its Web UI), an SMTP sink, a worker, the example
+ * configuration, a generated directory synced through the full pipeline, and a summary.
+ */
+export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
+  const settings = readSettings();
+  mkdirSync(options.stateDir, { recursive: true });
+  const cleanup: (() => Promise<void>)[] = [];
+  const stop = async () => {
+    for (const fn of cleanup.reverse()) await fn().catch(() => undefined);
+  };
+  try {
+    let temporal: DevServer | undefined;
+    let uiUrl = process.env.FLOWTHRU_TEMPORAL_UI ?? 'http://127.0.0.1:8233';
+    if (await temporalReachable(settings.temporalAddress)) {
+      io.out(`Using the Temporal server at ${settings.temporalAddress}.`);
+    } else {
+      io.out('Starting the Temporal dev server (history kept in .flowthru/temporal.db)…');
+      const port = Number(settings.temporalAddress.split(':').pop());
+      const uiPort = Number(process.env.FLOWTHRU_DEMO_UI_PORT ?? 8233);
+      temporal = await startTemporalDevServer({ port, uiPort, dbFile: join(options.stateDir, 'temporal.db') });
+      uiUrl = temporal.uiUrl;
+      cleanup.push(() => temporal!.stop());
+    }
+
+    const sink = new SmtpSink();
+    const smtpPort = Number(process.env.FLOWTHRU_DEMO_SMTP_PORT ?? 2525);
+    await sink.start(smtpPort);
+    cleanup.push(() => sink.stop());
+    io.out(`SMTP sink listening on 127.0.0.1:${sink.port}; received mail is saved to ${join(options.stateDir, 'mail')}/.`);
+
+    const loaded = await loadConfigFile(options.config);
+    if (!loaded.ok) throw new Error(`${options.config} is invalid: ${loaded.problems.map((p) => p.message).join('; ')}`);
+    const customer = loaded.config.customers[0]!;
+    const source = customer.sources.find((s) => s.type === 'csv');
+    if (!source || source.type !== 'csv') throw new Error(`${options.config} has no CSV source for the demo to fill`);
+    await writeDirectory(source.path, options.users);
+    io.out(`Generated ${options.users} people in ${source.path}.`);
+
+    const db = createDatabase(settings.databaseUrl, { max: 4 });
+    cleanup.push(() => db.destroy());
+    await migrateToLatest(db);
+    const applied = await applyConfig(db, loaded.config, { sourceFile: options.config, appliedBy: 'demo' });
+    io.out(`Configuration ${options.config} is version ${applied.version}${applied.changed ? '' : ' (unchanged)'}.`);
+
+    // Expected outcomes (a user who cannot get a service) are in the summary and the log, not the console.
+    process.env.LOG_LEVEL ??= 'error';
+    const { startWorker } = await import('../worker/main.js');
+    const worker = await startWorker({ ...settings, temporalAddress: temporal?.address ?? settings.temporalAddress });
+    cleanup.push(() => worker.stop());
+
+    const client = await connectClient({ ...settings, temporalAddress: temporal?.address ?? settings.temporalAddress });
+    cleanup.push(() => client.connection.close());
+    const started = Date.now();
+    const handle = await startSync(client, { customer: customer.name, source: source.name, mode: 'add', configVersion: applied.version, taskQueue: settings.taskQueue });
+    io.out(`Syncing ${customer.name}/${source.name}: ${uiUrl}/namespaces/${settings.temporalNamespace}/workflows/${encodeURIComponent(handle.workflowId)}`);
+    let polling: Promise<unknown> = Promise.resolve();
+    const ticker = setInterval(() => {
+      polling = handle
+        .query(syncProgressQuery)
+        .then((p) => io.out(`  … ${p.counts.seen} read, ${p.counts.provisioned} provisioned, ${p.inFlight} in flight`))
+        .catch(() => undefined);
+    }, 3_000);
+    const report = await handle.result().finally(() => clearInterval(ticker));
+    await polling; // a query still under way must not outlive the connection
+    const seconds = (Date.now() - started) / 1000;
+
+    await printSummary(io, db, customer.name, report.counts, seconds, sink, uiUrl, settings.temporalNamespace);
+    mkdirSync(join(options.stateDir, 'mail'), { recursive: true });
+    sink.messages.forEach((m, i) => writeFileSync(join(options.stateDir, 'mail', `${String(i + 1).padStart(4, '0')}.eml`), m.raw));
+
+    if (!options.exit) {
+      io.out('\nEverything keeps running so you can look around. Press Ctrl-C to stop.');
+      await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);
+      io.out('Stopping…');
+    }
+  } finally {
+    await stop();
+  }
+}
+
+async function printSummary(
+  io: CliIo,
+  db: ReturnType<typeof createDatabase>,
+  customer: string,
+  counts: { seen: number; imported: number; invalid: number },
+  seconds: number,
+  sink: SmtpSink,
+  uiUrl: string,
+  namespace: string,
+): Promise<void> {
+  const placement = await sql<{ site: string | null; profile: string | null; status: string; users: string }>`
+    select s.name as site, p.name as profile, u.status, count(*) as users
+    from users u join customers c on c.id = u.customer_id
+    left join sites s on s.id = u.site_id left join user_profiles p on p.id = u.profile_id
+    where c.name = ${customer} group by 1, 2, 3 order by 1 nulls last, 2 nulls last, 3`.execute(db);
+  const pools = await sql<{ pool: string; used: string; total: string }>`
+    select coalesce(s.name, 'customer pool') as pool, count(*) filter (where n.status in ('used', 'reserved')) as used, count(*) as total
+    from number_inventory n join customers c on c.id = n.customer_id left join sites s on s.id = n.site_id
+    where c.name = ${customer} group by 1 order by 1`.execute(db);
+  const emails = await sql<{ sent: string }>`
+    select count(*) filter (where o.status = 'sent') as sent from email_outbox o join customers c on c.id = o.customer_id where c.name = ${customer}`.execute(db);
+
+  io.out('');
+  io.out(`Done: ${counts.seen} people read, ${counts.imported} new or changed, in ${seconds.toFixed(1)} s${counts.invalid ? ` (${counts.invalid} rows skipped)` : ''}.`);
+  io.out('');
+  io.out('  SITE              PROFILE        STATUS        USERS');
+  for (const row of placement.rows) {
+    io.out(`  ${(row.site ?? '(customer level)').padEnd(18)}${(row.profile ?? '-').padEnd(15)}${row.status.padEnd(14)}${row.users.padStart(5)}`);
+  }
+  io.out('');
+  io.out(`  Numbers in use: ${pools.rows.map((p) => `${p.pool} ${p.used}/${p.total}`).join(', ')}`);
+  io.out(`  Welcome emails sent: ${emails.rows[0]?.sent ?? 0} (the SMTP sink received ${sink.messages.length})`);
+  io.out('');
+  io.out(`  Temporal UI, every run of this customer: ${uiUrl}/namespaces/${namespace}/workflows?query=${encodeURIComponent(`FlowthruCustomer="${customer}"`)}`);
+  io.out(`  Blocked users:   ${uiUrl}/namespaces/${namespace}/workflows?query=${encodeURIComponent(`FlowthruStatus="blocked"`)}`);
+  io.out('  Look closer:     node bin/flowthru.js users --site chicago');
+  io.out('                   node bin/flowthru.js numbers --site dallas');
+  io.out('                   node bin/flowthru.js log --limit 20');
+}
+
+export const DEMO_DEFAULTS = { users: 300, config: resolve('examples/acme.yaml'), stateDir: resolve('.flowthru') };
