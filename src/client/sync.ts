@@ -11,6 +11,7 @@ export interface StartSyncOptions {
   readonly taskQueue: string;
   readonly pageSize?: number;
   readonly window?: number;
+  readonly maxHistoryEvents?: number;
 }
 
 /**
@@ -25,6 +26,7 @@ export async function startSync(client: Client, options: StartSyncOptions): Prom
     configVersion: options.configVersion,
     ...(options.pageSize ? { pageSize: options.pageSize } : {}),
     ...(options.window ? { window: options.window } : {}),
+    ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
   };
   return client.workflow.start<typeof syncSource>('syncSource', {
     workflowId: syncWorkflowId(options.customer, options.source, options.mode),

@@ -64,6 +64,8 @@ export interface SyncSourceInput {
   readonly pageSize?: number;
   /** How many user pipelines may be in flight at once. */
   readonly window?: number;
+  /** Continue as new once the history holds this many events (default 10,000). */
+  readonly maxHistoryEvents?: number;
   readonly progress?: SyncProgress;
 }
 

@@ -42,7 +42,7 @@ const log = proxyLocalActivities<SyncActivities>({
 export const DEFAULT_PAGE_SIZE = 500;
 export const DEFAULT_WINDOW = 200;
 /** Hand over to a fresh run well before Temporal's history limits (50k events, 50 MB). */
-const MAX_HISTORY_EVENTS = 10_000;
+export const MAX_HISTORY_EVENTS = 10_000;
 const MAX_PROBLEMS_KEPT = 100;
 
 function tally(counts: SyncCounts, outcome: UserOutcome): void {
@@ -69,6 +69,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   const { customer, source: sourceName, mode, configVersion } = input;
   const pageSize = input.pageSize ?? DEFAULT_PAGE_SIZE;
   const window = input.window ?? DEFAULT_WINDOW;
+  const maxHistoryEvents = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
   const info = workflowInfo();
   const progress = input.progress;
   let cursor = progress?.cursor ?? null;
@@ -120,7 +121,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         continue;
       }
       if (finished()) break;
-      if (workflowInfo().historyLength > MAX_HISTORY_EVENTS || workflowInfo().continueAsNewSuggested) {
+      if (workflowInfo().historyLength > maxHistoryEvents || workflowInfo().continueAsNewSuggested) {
         // Outcomes are addressed to this workflow id and would reach the next run, but it would not
         // know them as in flight: let the window drain first.
         await condition(() => inFlight.size === 0);

@@ -1,0 +1,102 @@
+/*
+ * Records the histories that test/replay.test.ts replays. Opt-in, because the recordings are
+ * committed: run it after a deliberate change to workflow code (see the README, "Replay tests").
+ *
+ *   FLOWTHRU_RECORD_HISTORIES=1 npx vitest run test/record-histories.test.ts
+ */
+import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { DEFAULT_TEMPORAL_BIN } from '../src/demo/temporal-dev-server.js';
+import { onboardWorkflowId, syncWorkflowId } from '../src/workflows/config.js';
+import { retrySignal } from '../src/workflows/messages.js';
+import { acmeCsv, PipelineHarness } from './support/pipeline.js';
+
+const RECORD = Boolean(process.env.FLOWTHRU_RECORD_HISTORIES);
+const OUT = join(import.meta.dirname, 'histories');
+
+let h: PipelineHarness;
+
+function config(numbers: number) {
+  return {
+    version: 1,
+    customers: [
+      {
+        name: 'rec',
+        settings: {
+          flowThrough: { enabled: true, addSync: true, criteria: 'ftp' },
+          welcomeEmail: { enabled: true, from: 'IT <it@example.com>' },
+          smtp: { host: '127.0.0.1', port: h.smtp.port, security: 'none' },
+        },
+        criteria: [
+          { name: 'chicago', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Chicago' } },
+          { name: 'eng', usage: 'ftp', when: { attribute: 'department', op: 'equals', value: 'Engineering' } },
+          { name: 'field', usage: 'ftp', when: { attribute: 'department', op: 'equals', value: 'Field' } },
+        ],
+        profiles: [
+          { name: 'line', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }] },
+          { name: 'field', line: { numberFrom: 'site' }, services: [{ kind: 'singleNumberReach' }] },
+        ],
+        ftpCriteria: [{ name: 'ftp', rules: [{ criteria: 'eng', profile: 'line' }, { criteria: 'field', profile: 'field' }] }],
+        sources: [{ name: 'hr', type: 'csv', userType: 'csv', path: `${h.dir}/rec.csv`, externalId: 'employee_id', attributeMap: { employee_id: 'employeeId', login: 'username', mail: 'email', given_name: 'firstName', department: 'department', city: 'city' } }],
+        sites: [{ name: 'hq', moveCriteria: { csv: 'chicago' }, numberRanges: [{ from: '6000', to: String(6000 + numbers - 1) }] }],
+      },
+    ],
+  };
+}
+
+/** Exports a history in the JSON form Temporal's CLI and UI use (what replay reads). */
+async function save(name: string, workflowId: string, runId?: string) {
+  const bin = process.env.FLOWTHRU_TEMPORAL_BIN ?? DEFAULT_TEMPORAL_BIN;
+  const args = ['workflow', 'show', '--address', inject('temporalAddress'), '--workflow-id', workflowId, '--output', 'json'];
+  if (runId) args.push('--run-id', runId);
+  const history = JSON.parse(execFileSync(bin, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }));
+  writeFileSync(join(OUT, `${name}.json`), `${JSON.stringify({ workflowId, history }, null, 1)}\n`);
+}
+
+describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
+  beforeAll(async () => {
+    h = await PipelineHarness.create();
+    await h.startWorker();
+  });
+  afterAll(async () => h?.close());
+
+  it('records syncSource and every onboardUser outcome', async () => {
+    const version = await h.apply(config(2));
+    h.writeFile(
+      'rec.csv',
+      acmeCsv([
+        { employee_id: 'U1', login: 'u1', mail: 'u1@example.com', given_name: 'Una', department: 'Engineering', city: 'Chicago' },
+        { employee_id: 'U2', login: 'u2', mail: 'u2@example.com', given_name: 'Ulf', department: 'Engineering', city: 'Boston' },
+        { employee_id: 'U3', login: 'u3', mail: 'u3@example.com', given_name: 'Uri', department: 'Field', city: 'Chicago' },
+        { employee_id: 'U4', login: 'u4', mail: 'u4@example.com', given_name: 'Uwe', department: 'Engineering', city: 'Chicago' },
+        { employee_id: 'U5', login: 'u5', mail: 'u5@example.com', given_name: 'Ute', department: 'Engineering', city: 'Chicago' },
+      ]),
+    );
+    // A tiny history limit makes the sync continue as new, so that path is recorded too.
+    const handle = await h.startSync('rec', 'hr', version, { pageSize: 2, window: 2, maxHistoryEvents: 40 });
+    const report = await handle.result();
+    expect(report.counts).toMatchObject({ provisioned: 2, unplaced: 1, failed: 1, blocked: 1 });
+    const runs = [];
+    for await (const run of h.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}'` })) runs.push(run);
+    runs.sort((a, b) => a.startTime.getTime() - b.startTime.getTime());
+    expect(runs.length).toBeGreaterThan(1);
+    await save('syncSource-first-run', handle.workflowId, runs[0]!.runId);
+    await save('syncSource-last-run', handle.workflowId, runs.at(-1)!.runId);
+
+    const blocked = (await h.db.selectFrom('users').select('external_id').where('status', '=', 'blocked').executeTakeFirstOrThrow()).external_id;
+    await h.apply(config(3));
+    const blockedHandle = h.client.workflow.getHandle(onboardWorkflowId('rec', 'hr', blocked));
+    await blockedHandle.signal(retrySignal);
+    await blockedHandle.result();
+
+    const byStatus = async (status: string) =>
+      (await h.db.selectFrom('users').select('external_id').where('status', '=', status).orderBy('external_id').executeTakeFirstOrThrow()).external_id;
+    await save('onboardUser-provisioned', onboardWorkflowId('rec', 'hr', 'U1'));
+    await save('onboardUser-unplaced', onboardWorkflowId('rec', 'hr', await byStatus('unplaced')));
+    await save('onboardUser-compensated', onboardWorkflowId('rec', 'hr', await byStatus('failed')));
+    await save('onboardUser-blocked-then-retried', blockedHandle.workflowId);
+    expect(syncWorkflowId('rec', 'hr', 'add')).toBe(handle.workflowId);
+  }, 120_000);
+});
