@@ -91,7 +91,7 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
     await blockedHandle.signal(retrySignal);
     await blockedHandle.result();
 
-    const byStatus = async (status: string) =>
+    const byStatus = async (status: 'unplaced' | 'failed') =>
       (await h.db.selectFrom('users').select('external_id').where('status', '=', status).orderBy('external_id').executeTakeFirstOrThrow()).external_id;
     await save('onboardUser-provisioned', onboardWorkflowId('rec', 'hr', 'U1'));
     await save('onboardUser-unplaced', onboardWorkflowId('rec', 'hr', await byStatus('unplaced')));
