@@ -244,14 +244,14 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         if (permanent) return { sent: false, skipped: (error as Error).message };
         throw error;
       }
-      await runStep(db, ctx, 'email', async (tx) => {
-        await tx
-          .updateTable('email_outbox')
-          .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
-          .where('id', '=', message.id)
-          .execute();
-        return { status: 'succeeded', result: null, summary: `welcome email sent (${message.message_id})` };
-      });
+      // Recorded in one statement the moment the server accepts: the window in which a dying
+      // worker would send this message again (same Message-ID) is one round trip wide.
+      await db
+        .updateTable('email_outbox')
+        .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
+        .where('id', '=', message.id)
+        .execute();
+      await runStep(db, ctx, 'email', async () => ({ status: 'succeeded', result: null, summary: `welcome email sent (${message.message_id})` }));
       return { sent: true };
     },
   };

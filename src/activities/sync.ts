@@ -20,6 +20,17 @@ export interface SyncDeps {
   readonly taskQueue: string;
 }
 
+/** Heartbeats when running as an activity; a no-op when the code is called directly (benchmark). */
+function heartbeat(details?: unknown): void {
+  let context: Context | undefined;
+  try {
+    context = Context.current();
+  } catch {
+    return;
+  }
+  context.heartbeat(details);
+}
+
 /** How many signal-with-start calls are in flight at once. */
 const START_CONCURRENCY = 20;
 
@@ -29,8 +40,7 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       const snap = await snapshots.customer(input.configVersion, input.customer);
       const source = snap.sources.get(input.source);
       if (!source) throw new PermanentError('UnknownSource', `customer ${input.customer} has no source "${input.source}" in configuration version ${input.configVersion}`);
-      const heartbeat = () => Context.current().heartbeat(input.cursor);
-      const page = await readSourceRecords(source, input.cursor, input.pageSize, heartbeat);
+      const page = await readSourceRecords(source, input.cursor, input.pageSize, () => heartbeat(input.cursor));
 
       const problems: SourceProblem[] = [...page.problems];
       const byId = new Map<string, SourceUser>();
@@ -106,7 +116,7 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       };
       while (pending.length > 0) {
         await Promise.all(pending.splice(0, START_CONCURRENCY).map(startOne));
-        Context.current().heartbeat();
+        heartbeat();
       }
     },
 

@@ -35,9 +35,11 @@ const db = proxyLocalActivities<PipelineActivities>({
   retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
 
-/** The welcome email: a quick first try so the sync can report it, then patient retries. */
-// A send takes well under a second; a short timeout lets a dead worker's attempt be retried soon.
-const quickMail = proxyActivities<PipelineActivities>({
+/**
+ * The welcome email: a quick first try as a local activity (no extra round trip to the server),
+ * then, if SMTP is down, patient retries as a regular activity that may take hours.
+ */
+const quickMail = proxyLocalActivities<PipelineActivities>({
   startToCloseTimeout: '20 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumAttempts: 3 },
 });
@@ -124,7 +126,6 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     setState({ step: 'move' });
     const placed = await db.moveUser(ids);
     setState({ site: placed.site });
-    if (placed.site) upsertSearchAttributes([{ key: searchAttributes.site, value: placed.site }]);
     if (!placed.site) return outcome('unplaced', { reason: placed.reason });
 
     setState({ step: 'profile' });
@@ -140,7 +141,10 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         if (reservation.number === null) {
           // An exhausted inventory is not a retry loop: the user waits, blocked, for an operator.
           setState({ status: 'blocked', reason: reservation.reason });
-          upsertSearchAttributes([{ key: searchAttributes.status, value: 'blocked' }]);
+          upsertSearchAttributes([
+            { key: searchAttributes.site, value: state.site! },
+            { key: searchAttributes.status, value: 'blocked' },
+          ]);
           await report(audience, outcome('blocked', { moved: placed.moved, reason: reservation.reason }));
           await condition(() => retryRequested || next !== null);
           if (!retryRequested) return null;
@@ -199,7 +203,10 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     if (result === null) continue;
     last = result;
     setState({ step: 'done', status: last.status, reason: last.reason ?? null });
-    upsertSearchAttributes([{ key: searchAttributes.status, value: last.status }]);
+    upsertSearchAttributes([
+      ...(last.site ? [{ key: searchAttributes.site, value: last.site }] : []),
+      { key: searchAttributes.status, value: last.status },
+    ]);
     await report(audience, last);
   }
   return last ?? outcome('imported', { reason: 'no change was handed to this pipeline' });
