@@ -66,7 +66,12 @@ export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
 
     const loaded = await loadConfigFile(options.config);
     if (!loaded.ok) throw new Error(`${options.config} is invalid: ${loaded.problems.map((p) => p.message).join('; ')}`);
-    const customer = loaded.config.customers[0]!;
+    // The example points its customers' mail at the sink's usual port; follow the sink if it moved.
+    const config = {
+      ...loaded.config,
+      customers: loaded.config.customers.map((c) => (c.settings.smtp ? { ...c, settings: { ...c.settings, smtp: { ...c.settings.smtp, port: sink.port } } } : c)),
+    };
+    const customer = config.customers[0]!;
     const source = customer.sources.find((s) => s.type === 'csv');
     if (!source || source.type !== 'csv') throw new Error(`${options.config} has no CSV source for the demo to fill`);
     await writeDirectory(source.path, options.users);
@@ -75,7 +80,7 @@ export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
     const db = createDatabase(settings.databaseUrl, { max: 4 });
     cleanup.push(() => db.destroy());
     await migrateToLatest(db);
-    const applied = await applyConfig(db, loaded.config, { sourceFile: options.config, appliedBy: 'demo' });
+    const applied = await applyConfig(db, config, { sourceFile: options.config, appliedBy: 'demo' });
     io.out(`Configuration ${options.config} is version ${applied.version}${applied.changed ? '' : ' (unchanged)'}.`);
 
     // Expected outcomes (a user who cannot get a service) are in the summary and the log, not the console.

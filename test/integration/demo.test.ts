@@ -1,0 +1,53 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { runDemo } from '../../src/demo/run.js';
+import { freePort } from '../support/temporal-server.js';
+import { createTestDatabase, type TestDatabase } from '../support/database.js';
+
+let t: TestDatabase;
+beforeAll(async () => {
+  t = await createTestDatabase();
+});
+afterAll(async () => t?.drop());
+
+describe('the demo', () => {
+  it('syncs the Acme example end to end and prints a summary a person can read', async () => {
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      DATABASE_URL: t.url,
+      TEMPORAL_ADDRESS: inject('temporalAddress'),
+      FLOWTHRU_TASK_QUEUE: `demo-${process.pid}`,
+      FLOWTHRU_DEMO_SMTP_PORT: String(await freePort()),
+      LOG_LEVEL: 'error',
+    });
+    const out: string[] = [];
+    try {
+      await runDemo({ out: (l) => out.push(l), err: (l) => out.push(l) }, { users: 60, exit: true, config: resolve('examples/acme.yaml'), stateDir: mkdtempSync(join(tmpdir(), 'flowthru-demo-')) });
+    } finally {
+      process.env = saved;
+    }
+    const text = out.join('\n');
+    expect(text).toMatch(/Done: 60 people read, 60 new or changed/);
+    expect(text).toMatch(/chicago\s+engineering\s+provisioned\s+\d+/);
+    expect(text).toMatch(/\(customer level\)\s+-\s+unplaced\s+\d+/);
+    expect(text).toMatch(/Numbers in use: chicago \d+\/200, customer pool \d+\/50, dallas \d+\/200/);
+    expect(text).toMatch(/Welcome emails sent: (\d+) \(the SMTP sink received \1\)/);
+    expect(text).toMatch(/FlowthruCustomer%3D%22acme%22/);
+  }, 120_000);
+});
+
+describe('the bootstrap', () => {
+  it('says in one sentence what to install when Go is missing', () => {
+    // PATH without Go, and no Temporal CLI to reuse: setup must stop with a clear sentence.
+    const path = (process.env.PATH ?? '').split(':').filter((dir) => !/\/go\/bin$|\/go$/.test(dir)).join(':');
+    const result = spawnSync('bash', ['dev.sh', 'setup'], {
+      env: { ...process.env, PATH: path, FLOWTHRU_TEMPORAL_BIN: '/nonexistent/temporal', FLOWTHRU_CACHE: mkdtempSync(join(tmpdir(), 'flowthru-cache-')) },
+      encoding: 'utf8',
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr.trim().split('\n').at(-1)).toMatch(/^flowthru setup: Go 1\.22 or newer is needed to build the Temporal CLI v1\.5\.1: install it/);
+  }, 120_000);
+});
