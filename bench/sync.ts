@@ -101,7 +101,10 @@ function directory(count: number): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** Activities with the real shape that do no work: what Temporal costs on its own. */
+/**
+ * Activities with the real shape that do no work: what Temporal costs on its own. Starting the
+ * pipelines and handing their outcomes back to the sync stay real: they are the orchestration.
+ */
 function noopActivities(): Activities {
   const done = async () => undefined;
   return {
@@ -119,6 +122,8 @@ function noopActivities(): Activities {
       return { seen: targets.length, imported: targets.length, targets, problems: [], next: end < users ? { at: end } : null };
     },
     startUserPipelines: undefined as never,
+    recordOutcome: undefined as never,
+    collectOutcomes: undefined as never,
     recordSyncRun: done,
   };
 }
@@ -197,7 +202,8 @@ async function main(): Promise<void> {
     const ceilingWorker = await Worker.create({
       connection: ceilingNative,
       taskQueue: ceilingQueue,
-      activities: { ...noopActivities(), startUserPipelines: real.startUserPipelines },
+      // Starting pipelines and passing their outcomes back are the orchestration itself: real.
+      activities: { ...noopActivities(), startUserPipelines: real.startUserPipelines, recordOutcome: real.recordOutcome, collectOutcomes: real.collectOutcomes },
       ...workflowSource(),
       ...WORKER_TUNING,
     });

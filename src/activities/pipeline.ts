@@ -186,6 +186,28 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
       });
     },
 
+    async recordOutcome({ userId, syncIds, outcome }) {
+      if (syncIds.length === 0) return;
+      const row = {
+        user_id: userId,
+        external_id: outcome.externalId,
+        status: outcome.status,
+        moved: outcome.moved,
+        emailed: outcome.emailed,
+        site: outcome.site,
+        profile: outcome.profile,
+        number: outcome.number,
+        reason: outcome.reason ?? null,
+      };
+      // A later outcome for the same sync (provisioned after blocked) is not counted twice: the
+      // sync takes the first it sees, and this keeps the first.
+      await db
+        .insertInto('pipeline_outcomes')
+        .values(syncIds.map((syncId) => ({ ...row, sync_id: syncId })))
+        .onConflict((oc) => oc.columns(['sync_id', 'external_id']).doNothing())
+        .execute();
+    },
+
     async sendWelcomeEmail(input) {
       const { snap, ctx } = await context(input);
       const { welcomeEmail, smtp } = snap.config.settings;

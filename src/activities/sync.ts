@@ -9,7 +9,7 @@ import { importUsers } from '../adapters/db/users.js';
 import { readSourceRecords } from '../adapters/sources/index.js';
 import { InvalidRecord, toSourceUser, type SourceUser } from '../adapters/sources/records.js';
 import { onboardWorkflowId, searchAttributes } from '../workflows/config.js';
-import { userChangedSignal, type OnboardUserInput, type SourceProblem, type UserChange } from '../workflows/messages.js';
+import { userChangedSignal, type OnboardUserInput, type SourceProblem, type UserChange, type UserOutcome } from '../workflows/messages.js';
 import type { onboardUser } from '../workflows/onboard-user.js';
 import type { SyncActivities } from './types.js';
 
@@ -120,6 +120,36 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       }
     },
 
+    async collectOutcomes({ syncId, externalIds, batch }) {
+      const started = Date.now();
+      const wanted = Math.max(1, Math.min(batch, externalIds.length));
+      for (;;) {
+        const rows = await db
+          .selectFrom('pipeline_outcomes')
+          .selectAll()
+          .where('sync_id', '=', syncId)
+          .where('external_id', 'in', externalIds.length > 0 ? [...externalIds] : [''])
+          .execute();
+        const waited = Date.now() - started;
+        // Return a full batch at once, a partial one after a second, an empty one after 30 s
+        // (the workflow then checks whether it should continue as new, and asks again).
+        if (rows.length >= wanted || (rows.length > 0 && waited > 1_000) || waited > 30_000) {
+          return rows.map((r) => ({
+            externalId: r.external_id,
+            status: r.status as UserOutcome['status'],
+            moved: r.moved,
+            emailed: r.emailed,
+            site: r.site,
+            profile: r.profile,
+            number: r.number,
+            ...(r.reason ? { reason: r.reason } : {}),
+          }));
+        }
+        heartbeat();
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    },
+
     async recordSyncRun(input) {
       const customer = await db.selectFrom('customers').select('id').where('name', '=', input.customer).executeTakeFirst();
       const key = `sync/${input.workflowId}/${input.runId}`;
@@ -144,6 +174,10 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
           oc.column('idempotency_key').doUpdateSet({ status: input.status, error: input.error ?? null, details: details as never, ended_at: input.status === 'started' ? null : sql<Date>`now()` }),
         )
         .execute();
+      // The sync has read every outcome it waited for; they are in the report and the log now.
+      if (input.status !== 'started') {
+        await db.deleteFrom('pipeline_outcomes').where('sync_id', '=', `${input.workflowId}/${input.runId}`).execute();
+      }
     },
   };
 }

@@ -1,5 +1,5 @@
 import type { SyncMode } from '../workflows/config.js';
-import type { PipelineTarget, SourceCursor, SourceProblem, SyncReport } from '../workflows/messages.js';
+import type { PipelineTarget, SourceCursor, SourceProblem, SyncReport, UserOutcome } from '../workflows/messages.js';
 
 /** Identifies one step of one user's pipeline run. */
 export interface StepInput {
@@ -28,6 +28,8 @@ export interface PipelineActivities {
   abandonProvisioning(input: StepInput & { number: string | null; reason: string }): Promise<void>;
   /** Step 7: the welcome email, at most once per user (outbox, stable Message-ID). */
   sendWelcomeEmail(input: StepInput): Promise<{ sent: boolean; skipped?: string }>;
+  /** Tells the syncs waiting for this user how the pipeline ended (they collect it in batches). */
+  recordOutcome(input: { userId: string; syncIds: readonly string[]; outcome: UserOutcome }): Promise<void>;
 }
 
 export interface ReadPageInput {
@@ -72,6 +74,11 @@ export interface SyncActivities {
     targets: readonly PipelineTarget[];
   }): Promise<void>;
   recordSyncRun(input: SyncRunRecord): Promise<void>;
+  /**
+   * Waits (heartbeating) until pipelines of the given users have recorded outcomes for this sync,
+   * and returns those found: a batch once enough are in, or whatever is there after a while.
+   */
+  collectOutcomes(input: { syncId: string; externalIds: readonly string[]; batch: number }): Promise<UserOutcome[]>;
 }
 
 export type Activities = PipelineActivities & SyncActivities;

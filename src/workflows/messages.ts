@@ -111,7 +111,7 @@ export interface OnboardUserInput {
 export interface UserChange {
   readonly configVersion: number;
   readonly mode: SyncMode;
-  /** The sync workflow to tell the outcome to, if any. */
+  /** The sync waiting for the outcome, if any (`<sync workflow id>/<its first run id>`). */
   readonly reportTo?: string;
 }
 

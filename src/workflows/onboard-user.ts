@@ -3,7 +3,6 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  getExternalWorkflowHandle,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -16,7 +15,6 @@ import {
   onboardStateQuery,
   retrySignal,
   userChangedSignal,
-  userOutcomeSignal,
   type OnboardState,
   type OnboardUserInput,
   type UserChange,
@@ -88,13 +86,11 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     state = { ...state, ...patch };
   };
 
+  /** Records the outcome for the syncs waiting for it; they collect outcomes in batches. */
   async function report(audience: Set<string>, outcome: UserOutcome): Promise<void> {
-    const targets = [...audience];
+    const syncIds = [...audience];
     audience.clear();
-    // A sync that already finished (or was terminated) cannot be told: that must not fail the user.
-    await Promise.all(
-      targets.map((id) => getExternalWorkflowHandle(id).signal(userOutcomeSignal, outcome).catch(() => undefined)),
-    );
+    if (syncIds.length > 0) await db.recordOutcome({ userId, syncIds, outcome });
   }
 
   const outcome = (status: UserStatus, extra: Partial<UserOutcome> = {}): UserOutcome => ({

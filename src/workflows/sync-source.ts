@@ -1,6 +1,5 @@
 import {
   ActivityFailure,
-  condition,
   ContinueAsNew,
   continueAsNew,
   isCancellation,
@@ -13,7 +12,6 @@ import type { SyncActivities } from '../activities/types.js';
 import {
   emptyCounts,
   syncProgressQuery,
-  userOutcomeSignal,
   type PipelineTarget,
   type SourceProblem,
   type SyncCounts,
@@ -32,6 +30,12 @@ const source = proxyActivities<SyncActivities>({
 const launcher = proxyActivities<SyncActivities>({
   startToCloseTimeout: '2 minutes',
   heartbeatTimeout: '15 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+/** Waits for pipelines' outcomes in the database: heartbeats while it polls. */
+const outcomes = proxyActivities<SyncActivities>({
+  startToCloseTimeout: '2 minutes',
+  heartbeatTimeout: '10 seconds',
   retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
 });
 const log = proxyLocalActivities<SyncActivities>({
@@ -81,10 +85,8 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   const inFlight = new Set<string>();
   const syncRun = { workflowId: info.workflowId, runId: info.firstExecutionRunId, customer, source: sourceName, mode, configVersion };
 
-  setHandler(userOutcomeSignal, (outcome) => {
-    // A pipeline may report twice (a retried start); only the first report of a user counts.
-    if (inFlight.delete(outcome.externalId)) tally(counts, outcome);
-  });
+  // One id for this sync across continue-as-new, distinct from earlier syncs of the same source.
+  const syncId = `${info.workflowId}/${info.firstExecutionRunId}`;
   setHandler(syncProgressQuery, () => ({ counts, inFlight: inFlight.size, queued: queue.length, sourceDone }));
 
   if (!progress) await log.recordSyncRun({ ...syncRun, status: 'started' });
@@ -99,6 +101,13 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   async function run(): Promise<SyncReport> {
 
     const finished = () => sourceDone && queue.length === 0 && inFlight.size === 0;
+  /** Tallies the outcomes pipelines have recorded; a quarter of the window at a time. */
+  async function collect(): Promise<void> {
+    const found = await outcomes.collectOutcomes({ syncId, externalIds: [...inFlight], batch: Math.ceil(window / 4) });
+    for (const outcome of found) {
+      if (inFlight.delete(outcome.externalId)) tally(counts, outcome);
+    }
+  }
     for (;;) {
       if (!sourceDone && queue.length < window) {
         // One id for this sync across continue-as-new, distinct from earlier syncs of the same source.
@@ -117,21 +126,19 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
       if (queue.length > 0 && inFlight.size < window) {
         const batch = queue.splice(0, window - inFlight.size);
         for (const target of batch) inFlight.add(target.externalId);
-        await launcher.startUserPipelines({ customer, source: sourceName, mode, configVersion, reportTo: info.workflowId, targets: batch });
+        await launcher.startUserPipelines({ customer, source: sourceName, mode, configVersion, reportTo: syncId, targets: batch });
         continue;
       }
       if (finished()) break;
       if (workflowInfo().historyLength > maxHistoryEvents || workflowInfo().continueAsNewSuggested) {
-        // Outcomes are addressed to this workflow id and would reach the next run, but it would not
-        // know them as in flight: let the window drain first.
-        await condition(() => inFlight.size === 0);
+        // The users in flight would be unknown to the next run: let the window drain first.
+        while (inFlight.size > 0) await collect();
         await continueAsNew<typeof syncSource>({
           ...input,
           progress: { cursor, sourceDone, queued: queue, counts, problems, pages },
         });
       }
-      // Wake when a pipeline reports and the window has room for queued users, or when all is done.
-      await condition(() => finished() || (queue.length > 0 && inFlight.size < window));
+      if (inFlight.size > 0) await collect();
     }
 
     const report: SyncReport = { workflowId: info.workflowId, mode, customer, source: sourceName, configVersion, counts, problems };

@@ -210,6 +210,20 @@ export interface TransactionLogTable {
   idempotency_key: string | null;
 }
 
+export interface PipelineOutcomesTable {
+  sync_id: string;
+  external_id: string;
+  user_id: BigId;
+  status: string;
+  moved: boolean;
+  emailed: boolean;
+  site: string | null;
+  profile: string | null;
+  number: string | null;
+  reason: string | null;
+  recorded_at: Generated<Date>;
+}
+
 export interface Database {
   config_versions: ConfigVersionsTable;
   customers: CustomersTable;
@@ -227,6 +241,7 @@ export interface Database {
   number_inventory: NumberInventoryTable;
   email_outbox: EmailOutboxTable;
   transaction_log: TransactionLogTable;
+  pipeline_outcomes: PipelineOutcomesTable;
 }
 
 /** Column names per table, as the type declares them: the schema test checks migrations against it. */
@@ -322,6 +337,7 @@ export const DATABASE_COLUMNS: { [T in keyof Database]: readonly (keyof Database
     'run_id',
     'idempotency_key',
   ],
+  pipeline_outcomes: ['sync_id', 'external_id', 'user_id', 'status', 'moved', 'emailed', 'site', 'profile', 'number', 'reason', 'recorded_at'],
 };
 
 export type User = Selectable<UsersTable>;
