@@ -1,5 +1,5 @@
 import { Context } from '@temporalio/activity';
-import type { Client } from '@temporalio/client';
+import { WorkflowNotFoundError, type Client } from '@temporalio/client';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
 import { PermanentError } from '../adapters/errors.js';
@@ -35,6 +35,25 @@ function heartbeat(details?: unknown): void {
 const START_CONCURRENCY = 20;
 
 export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncDeps): SyncActivities {
+  /** In-flight users whose pipeline is no longer running: they will never record an outcome. */
+  async function closedWithoutOutcome(customer: string, source: string, externalIds: readonly string[]): Promise<UserOutcome[]> {
+    const found: UserOutcome[] = [];
+    for (const externalId of externalIds.slice(0, 100)) {
+      let state: string;
+      try {
+        state = (await client.workflow.getHandle(onboardWorkflowId(customer, source, externalId)).describe()).status.name;
+      } catch (error) {
+        if (!(error instanceof WorkflowNotFoundError)) throw error;
+        state = 'GONE';
+      }
+      heartbeat();
+      if (state === 'RUNNING') continue;
+      const reason = `its pipeline ended (${state.toLowerCase()}) without an outcome`;
+      found.push({ externalId, status: 'failed', moved: false, emailed: false, site: null, profile: null, number: null, reason });
+    }
+    return found;
+  }
+
   return {
     async readSourcePage(input) {
       const snap = await snapshots.customer(input.configVersion, input.customer);
@@ -120,7 +139,7 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       }
     },
 
-    async collectOutcomes({ syncId, externalIds, batch }) {
+    async collectOutcomes({ syncId, customer, source, externalIds, batch }) {
       const started = Date.now();
       const wanted = Math.max(1, Math.min(batch, externalIds.length));
       for (;;) {
@@ -131,9 +150,10 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
           .where('external_id', 'in', externalIds.length > 0 ? [...externalIds] : [''])
           .execute();
         const waited = Date.now() - started;
-        // Return a full batch at once, a partial one after a second, an empty one after 30 s
-        // (the workflow then checks whether it should continue as new, and asks again).
-        if (rows.length >= wanted || (rows.length > 0 && waited > 1_000) || waited > 30_000) {
+        // Return a full batch at once, a partial one after a second; after 30 s of nothing, look
+        // for pipelines that closed without an outcome (an operator terminated one, say).
+        if (rows.length === 0 && waited > 30_000) return closedWithoutOutcome(customer, source, externalIds);
+        if (rows.length >= wanted || (rows.length > 0 && waited > 1_000)) {
           return rows.map((r) => ({
             externalId: r.external_id,
             status: r.status as UserOutcome['status'],

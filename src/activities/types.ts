@@ -78,7 +78,13 @@ export interface SyncActivities {
    * Waits (heartbeating) until pipelines of the given users have recorded outcomes for this sync,
    * and returns those found: a batch once enough are in, or whatever is there after a while.
    */
-  collectOutcomes(input: { syncId: string; externalIds: readonly string[]; batch: number }): Promise<UserOutcome[]>;
+  collectOutcomes(input: {
+    syncId: string;
+    customer: string;
+    source: string;
+    externalIds: readonly string[];
+    batch: number;
+  }): Promise<UserOutcome[]>;
 }
 
 export type Activities = PipelineActivities & SyncActivities;

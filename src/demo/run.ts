@@ -150,7 +150,7 @@ async function printSummary(
   }
   io.out('');
   io.out(`  Numbers in use: ${pools.rows.map((p) => `${p.pool} ${p.used}/${p.total}`).join(', ')}`);
-  io.out(`  Welcome emails sent: ${emails.rows[0]?.sent ?? 0} (the SMTP sink received ${sink.messages.length})`);
+  io.out(`  Welcome emails sent: ${emails.rows[0]?.sent ?? 0} in all, ${sink.messages.length} during this run`);
   io.out('');
   io.out(`  Temporal UI, every run of this customer: ${uiUrl}/namespaces/${namespace}/workflows?query=${encodeURIComponent(`FlowthruCustomer="${customer}"`)}`);
   io.out(`  Blocked users:   ${uiUrl}/namespaces/${namespace}/workflows?query=${encodeURIComponent(`FlowthruStatus="blocked"`)}`);

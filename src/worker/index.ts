@@ -34,6 +34,8 @@ export interface WorkerDeps {
   readonly mailer: Mailer;
   readonly namespace: string;
   readonly taskQueue: string;
+  /** Where user pipelines run (default: taskQueue); another queue lets another pool of workers run them. */
+  readonly pipelineTaskQueue?: string;
   readonly tuning?: Partial<WorkerOptions>;
 }
 
@@ -43,7 +45,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
     snapshots: new ConfigSnapshots(deps.db),
     mailer: deps.mailer,
     client: deps.client,
-    taskQueue: deps.taskQueue,
+    taskQueue: deps.pipelineTaskQueue ?? deps.taskQueue,
   });
   return Worker.create({
     connection: deps.connection,

@@ -103,7 +103,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
     const finished = () => sourceDone && queue.length === 0 && inFlight.size === 0;
   /** Tallies the outcomes pipelines have recorded; a quarter of the window at a time. */
   async function collect(): Promise<void> {
-    const found = await outcomes.collectOutcomes({ syncId, externalIds: [...inFlight], batch: Math.ceil(window / 4) });
+    const found = await outcomes.collectOutcomes({ syncId, customer, source: sourceName, externalIds: [...inFlight], batch: Math.ceil(window / 4) });
     for (const outcome of found) {
       if (inFlight.delete(outcome.externalId)) tally(counts, outcome);
     }

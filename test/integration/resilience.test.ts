@@ -32,7 +32,7 @@ const people = (n: number, prefix: string) =>
 let version: number;
 beforeAll(async () => {
   h = await PipelineHarness.create();
-  version = await h.apply({ version: 1, customers: [config('crash', 150), config('smtpdown', 5)] });
+  version = await h.apply({ version: 1, customers: [config('crash', 150), config('smtpdown', 5), config('stale', 2)] });
 });
 afterAll(async () => h?.close());
 
@@ -112,5 +112,25 @@ describe('SMTP outage', () => {
     await expect
       .poll(async () => (await h.db.selectFrom('email_outbox').select('status').where('to_address', 'like', 's%').where('status', '=', 'sent').execute()).length, { timeout: 10_000 })
       .toBe(5);
+  }, 120_000);
+});
+
+describe('a pipeline that ends without an outcome', () => {
+  it('(an operator terminated it) is counted as failed instead of holding the sync forever', async () => {
+    // The only worker runs syncs but starts pipelines on a queue nobody serves: they never run.
+    await h.stopWorkers();
+    const nowhere = `${h.taskQueue}-nowhere`;
+    const running = await h.startWorker({}, nowhere);
+    h.writeFile('stale.csv', acmeCsv(people(2, 'z')));
+    const handle = await h.startSync('stale', 'hr', version, { taskQueue: h.taskQueue });
+    await expect.poll(async () => (await h.db.selectFrom('users').select('id').where('external_id', 'like', 'z%').execute()).length, { timeout: 20_000 }).toBe(2);
+    for (const id of ['z0', 'z1']) {
+      const pipeline = h.client.workflow.getHandle(`onboard/stale/hr/${id}`);
+      await expect.poll(async () => (await pipeline.describe().catch(() => null))?.status.name, { timeout: 20_000 }).toBe('RUNNING');
+      await pipeline.terminate('operator says stop');
+    }
+    const report = await handle.result();
+    expect(report.counts).toMatchObject({ seen: 2, imported: 2, failed: 2, provisioned: 0 });
+    await running.stop();
   }, 120_000);
 });

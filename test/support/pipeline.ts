@@ -47,7 +47,7 @@ export class PipelineHarness {
     return this.t.db;
   }
 
-  async startWorker(tuning: Partial<WorkerOptions> = {}): Promise<RunningWorker> {
+  async startWorker(tuning: Partial<WorkerOptions> = {}, pipelineTaskQueue?: string): Promise<RunningWorker> {
     const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
     const worker = await createWorker({
       connection,
@@ -56,6 +56,7 @@ export class PipelineHarness {
       mailer: this.mailer,
       namespace: 'default',
       taskQueue: this.taskQueue,
+      ...(pipelineTaskQueue ? { pipelineTaskQueue } : {}),
       tuning: { shutdownGraceTime: '1 second', ...tuning },
     });
     const running = worker.run();
@@ -70,6 +71,10 @@ export class PipelineHarness {
     };
     this.workers.push(handle);
     return handle;
+  }
+
+  async stopWorkers(): Promise<void> {
+    for (const worker of [...this.workers]) await worker.stop();
   }
 
   /** Writes a configuration document next to the test's files and applies it; returns its version. */
@@ -100,7 +105,7 @@ export class PipelineHarness {
   }
 
   async close(): Promise<void> {
-    for (const worker of [...this.workers]) await worker.stop();
+    await this.stopWorkers();
     this.mailer.close();
     await this.smtp.stop();
     await this.client.connection.close();
