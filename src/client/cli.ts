@@ -252,6 +252,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
         users: await findUsers(db, who, opts.customer),
         version: (await loadConfigVersion(db))?.version,
       }));
+      if (version === undefined) throw new UserError('no configuration has been applied yet: run flowthru config apply FILE');
       if (users.length === 0) throw new UserError(`no user "${who}"${opts.customer ? ` for customer ${opts.customer}` : ''}`);
       if (users.length > 1) throw new UserError(`"${who}" matches ${users.length} users: say which with --customer, or use the external id`);
       const user = users[0]!;
@@ -265,7 +266,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
           taskQueue: settings.taskQueue,
           args: [input],
           signal: userChangedSignal,
-          signalArgs: [{ configVersion: version!, mode: 'add' }],
+          signalArgs: [{ configVersion: version, mode: 'add' }],
         });
         io.out(`Retrying ${user.externalId} (${user.status}): ${temporalUiUrl(settings, workflowId)}`);
       } finally {
