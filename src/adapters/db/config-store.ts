@@ -342,7 +342,7 @@ export async function applyConfig(
   options: { sourceFile?: string; appliedBy?: string } = {},
 ): Promise<ApplyResult> {
   const hash = configHash(config);
-  return db.transaction().execute(async (tx) => {
+  const result = await db.transaction().execute(async (tx) => {
     await sql`select pg_advisory_xact_lock(${APPLY_LOCK})`.execute(tx);
     const latest = await tx.selectFrom('config_versions').select(['id', 'hash']).orderBy('id', 'desc').limit(1).executeTakeFirst();
     if (latest?.hash === hash) return { version: latest.id, changed: false, hash };
@@ -388,6 +388,10 @@ export async function applyConfig(
       .execute();
     return { version: id, changed: true, hash };
   });
+  // Number ranges may have added thousands of rows: fresh statistics keep the reservation query on
+  // its index from the first sync on, rather than after autovacuum's next pass.
+  if (result.changed) await sql`analyze number_inventory, sites, sync_sources`.execute(db);
+  return result;
 }
 
 /** The configuration snapshot of a version (the newest when none is given). */
