@@ -70,6 +70,11 @@ ensure_postgres() {
   fi
 }
 
+install_slapd() {
+  # OpenLDAP slapd + ldap-utils: the LDAP tests and the demo run their own slapd on a free port.
+  scripts/ensure-slapd.sh || die "OpenLDAP slapd is needed: install it (e.g. apt-get install slapd ldap-utils)."
+}
+
 build() {
   say "Building flowthru"
   npm run --silent build
@@ -81,6 +86,7 @@ setup() {
   install_npm_packages
   install_temporal_cli
   ensure_postgres
+  install_slapd
   build
   node scripts/ensure-database.mjs "$DATABASE_URL"
   node bin/flowthru.js db migrate

@@ -1,5 +1,6 @@
 import { ApplicationFailure } from '@temporalio/common';
 import { PermanentError } from '../adapters/errors.js';
+import { GraphUnavailableError } from '../adapters/sources/graph-client.js';
 import { createPipelineActivities, type PipelineDeps } from './pipeline.js';
 import { createSyncActivities, type SyncDeps } from './sync.js';
 import type { Activities } from './types.js';
@@ -16,6 +17,10 @@ function withErrorKinds<T extends object>(activities: T): T {
           return await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
         } catch (error) {
           if (error instanceof PermanentError) throw ApplicationFailure.nonRetryable(error.message, error.kind);
+          // A throttled source says when to come back: the next attempt waits that long, not less.
+          if (error instanceof GraphUnavailableError && error.retryAfterMs !== undefined) {
+            throw ApplicationFailure.retryable(error.message, 'SourceThrottled', { nextRetryDelay: error.retryAfterMs });
+          }
           throw error;
         }
       },

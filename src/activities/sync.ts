@@ -6,12 +6,14 @@ import { PermanentError } from '../adapters/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { importUsers } from '../adapters/db/users.js';
-import { readSourceRecords } from '../adapters/sources/index.js';
+import { createHash } from 'node:crypto';
+import { effectiveAttributeMap, externalIdAttribute, readSourceRecords, type SourceWatermark } from '../adapters/sources/index.js';
+import type { SourceConfig } from '../domain/config/schema.js';
 import { InvalidRecord, toSourceUser, type SourceUser } from '../adapters/sources/records.js';
 import { onboardWorkflowId, searchAttributes } from '../workflows/config.js';
 import { userChangedSignal, type OnboardUserInput, type SourceProblem, type UserChange, type UserOutcome } from '../workflows/messages.js';
 import type { onboardUser } from '../workflows/onboard-user.js';
-import type { SyncActivities } from './types.js';
+import type { SourceWatermarkRecord, SyncActivities } from './types.js';
 
 export interface SyncDeps {
   readonly db: Kysely<Database>;
@@ -31,10 +33,29 @@ function heartbeat(details?: unknown): void {
   context.heartbeat(details);
 }
 
+/** A source's watermark as the sync carries and stores it: the mark and the settings it is valid for. */
+type StoredWatermark = SourceWatermarkRecord & { readonly mark: SourceWatermark };
+
 /** How many signal-with-start calls are in flight at once. */
 const START_CONCURRENCY = 20;
 
+/**
+ * What a watermark is valid for: the source's connection settings and attribute map. A watermark
+ * read under other settings (a wider filter, another base DN, a newly mapped attribute) would skip
+ * users the new settings select, so it is ignored and the sync reads everything.
+ */
+function sourceFingerprint(source: SourceConfig & { readonly id?: number }): string {
+  const { id: _id, ...config } = source;
+  return createHash('sha256').update(JSON.stringify(config)).digest('base64url');
+}
+
 export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncDeps): SyncActivities {
+  async function loadWatermark(source: SourceConfig & { readonly id: number }): Promise<SourceWatermark | null> {
+    const row = await db.selectFrom('sync_sources').select('watermark').where('id', '=', source.id).executeTakeFirst();
+    const stored = row?.watermark as StoredWatermark | null | undefined;
+    return stored?.fingerprint === sourceFingerprint(source) ? stored.mark : null;
+  }
+
   /** In-flight users whose pipeline is no longer running: they will never record an outcome. */
   async function closedWithoutOutcome(customer: string, source: string, externalIds: readonly string[]): Promise<UserOutcome[]> {
     const found: UserOutcome[] = [];
@@ -59,13 +80,17 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       const snap = await snapshots.customer(input.configVersion, input.customer);
       const source = snap.sources.get(input.source);
       if (!source) throw new PermanentError('UnknownSource', `customer ${input.customer} has no source "${input.source}" in configuration version ${input.configVersion}`);
-      const page = await readSourceRecords(source, input.cursor, input.pageSize, () => heartbeat(input.cursor));
+      // An update sync reads what changed since the last successful sync; an add sync reads everything.
+      const watermark = input.cursor === null && input.mode === 'update' ? await loadWatermark(source) : null;
+      const page = await readSourceRecords(source, input.cursor, input.pageSize, { watermark, heartbeat: () => heartbeat(input.cursor) });
+      const attributeMap = effectiveAttributeMap(source);
+      const idAttribute = externalIdAttribute(source);
 
       const problems: SourceProblem[] = [...page.problems];
       const byId = new Map<string, SourceUser>();
       for (const record of page.records) {
         try {
-          const user = toSourceUser(record, source.attributeMap, source.type === 'csv' ? source.externalId : 'externalId');
+          const user = toSourceUser(record, attributeMap, idAttribute);
           const earlier = byId.get(user.externalId);
           if (earlier) problems.push({ at: record.at, message: `duplicate external id "${user.externalId}"; the later record wins` });
           byId.set(user.externalId, user);
@@ -112,6 +137,8 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
         targets: [...imported],
         problems,
         next: page.next,
+        ...(page.watermark ? { watermark: { fingerprint: sourceFingerprint(source), mark: page.watermark } } : {}),
+        ...(page.removed.length > 0 ? { removed: [...page.removed] } : {}),
       };
     },
 
@@ -194,6 +221,15 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
           oc.column('idempotency_key').doUpdateSet({ status: input.status, error: input.error ?? null, details: details as never, ended_at: input.status === 'started' ? null : sql<Date>`now()` }),
         )
         .execute();
+      // Only a sync that succeeded moves the watermark: a failed one is read again in full next time.
+      if (input.status === 'succeeded' && input.watermark && customer) {
+        await db
+          .updateTable('sync_sources')
+          .set({ watermark: JSON.stringify(input.watermark) as never })
+          .where('customer_id', '=', customer.id)
+          .where('name', '=', input.source)
+          .execute();
+      }
       // The sync has read every outcome it waited for; they are in the report and the log now.
       if (input.status !== 'started') {
         await db.deleteFrom('pipeline_outcomes').where('sync_id', '=', `${input.workflowId}/${input.runId}`).execute();

@@ -39,6 +39,8 @@ export interface ReadPageInput {
   readonly cursor: SourceCursor | null;
   readonly pageSize: number;
   readonly syncId: string;
+  /** An update sync reads incrementally from the source's watermark (when it has one). */
+  readonly mode?: SyncMode;
 }
 
 export interface SourcePage {
@@ -47,6 +49,16 @@ export interface SourcePage {
   readonly targets: PipelineTarget[];
   readonly problems: SourceProblem[];
   readonly next: SourceCursor | null;
+  /** On the last page of an incremental source: persisted when the sync succeeds. */
+  readonly watermark?: SourceWatermarkRecord;
+  /** External ids the source reported removed (Graph `@removed`): input for the delete sync. */
+  readonly removed?: string[];
+}
+
+/** A source's watermark with the fingerprint of the settings it was read with. */
+export interface SourceWatermarkRecord {
+  readonly fingerprint: string;
+  readonly mark: Readonly<Record<string, unknown>>;
 }
 
 export interface SyncRunRecord {
@@ -59,6 +71,8 @@ export interface SyncRunRecord {
   readonly status: 'started' | 'succeeded' | 'failed';
   readonly report?: SyncReport;
   readonly error?: string;
+  /** With `succeeded`: the source's new watermark. */
+  readonly watermark?: SourceWatermarkRecord;
 }
 
 export interface SyncActivities {

@@ -11,6 +11,10 @@ import { readSettings, type Settings } from '../settings.js';
 import { onboardWorkflowId, type SyncMode } from '../workflows/config.js';
 import { userChangedSignal, type OnboardUserInput, type SyncReport, type UserChange } from '../workflows/messages.js';
 import type { onboardUser } from '../workflows/onboard-user.js';
+import { PermanentError } from '../adapters/errors.js';
+import { ConfigSnapshots } from '../adapters/db/snapshots.js';
+import { closeLdapConnections } from '../adapters/sources/ldap.js';
+import { previewSource } from './preview.js';
 import { startSync } from './sync.js';
 import { connectClient } from './temporal.js';
 
@@ -196,6 +200,46 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       } finally {
         await client.connection.close();
       }
+    });
+
+  program
+    .command('preview')
+    .argument('<source>', 'the source to preview')
+    .option('--customer <name>', 'the customer that owns the source (needed when several have one of that name)')
+    .option('--json', 'machine-readable output: every user with the criteria explanation')
+    .option('--config-version <n>', 'evaluate this configuration version (default: the newest)', (v) => Number.parseInt(v, 10))
+    .description('dry run: read the whole source and show what a sync would do to each user, and why; changes nothing')
+    .action(async (source: string, opts: { customer?: string; json?: boolean; configVersion?: number }) => {
+      const report = await withDatabase(async (db) => {
+        const target = await resolveSource(db, source, opts.customer, opts.configVersion);
+        try {
+          return await previewSource(db, new ConfigSnapshots(db), { customer: target.customer, source, configVersion: target.version });
+        } catch (error) {
+          if (error instanceof PermanentError) throw new UserError(error.message);
+          throw error;
+        } finally {
+          await closeLdapConnections();
+        }
+      });
+      if (opts.json) {
+        io.out(JSON.stringify(report, null, 2));
+        return;
+      }
+      table(
+        io,
+        report.users.map((u) => ({ ...u, site: u.move ? `${u.currentSite} → ${u.site}` : u.site, pool: u.numberPool })),
+        ['externalId', 'username', 'change', 'site', 'profile', 'pool'],
+      );
+      const c = report.counts;
+      io.out('');
+      io.out(
+        `Preview of ${report.customer}/${report.source} (configuration version ${report.configVersion}): ${c.seen} users, ` +
+          `${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged; ${c.placed} placed, ${c.unplaced} unplaced, ${c.moves} would move; ` +
+          `${c.matched} matched a profile, ${c.unmatched} none; ${c.deletions} on record but gone from the source.`,
+      );
+      if (!report.flowThrough) io.out(`Flow-through is off for ${report.customer}: a sync would import users and provision nothing.`);
+      for (const problem of report.problems.slice(0, 20)) io.out(`  skipped ${problem.at}: ${problem.message}`);
+      if (report.problems.length > 20) io.out(`  … and ${report.problems.length - 20} more (--json lists them all)`);
     });
 
   const scoped = (name: string, description: string) =>

@@ -46,3 +46,28 @@ export function* sampleDirectory(count: number, seed = 42): Generator<string> {
     yield fields.map((f) => (/[",\n]/.test(f) ? `"${f.replaceAll('"', '""')}"` : f)).join(',');
   }
 }
+
+/** The demo's LDAP directory: contractors kept in OpenLDAP rather than in the HR export. */
+export function sampleLdapPeople(count: number, seed = 7): { uid: string; attributes: Record<string, string> }[] {
+  const random = prng(seed);
+  const people: { uid: string; attributes: Record<string, string> }[] = [];
+  for (let i = 1; i <= count; i++) {
+    const givenName = FIRST[Math.floor(random() * FIRST.length)]!;
+    const sn = LAST[Math.floor(random() * LAST.length)]!;
+    const uid = `${givenName}.${sn}.c${i}`.normalize('NFD').replace(/[^A-Za-z0-9.]/g, '').toLowerCase();
+    people.push({
+      uid,
+      attributes: {
+        cn: `${givenName} ${sn}`,
+        givenName,
+        sn,
+        mail: `${uid}@acme.example`,
+        l: weighted(random, CITIES),
+        departmentNumber: weighted(random, DEPARTMENTS),
+        title: 'Contractor',
+        employeeNumber: `C${String(i).padStart(6, '0')}`,
+      },
+    });
+  }
+  return people;
+}

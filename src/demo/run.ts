@@ -7,12 +7,14 @@ import { applyConfig } from '../adapters/db/config-store.js';
 import { createDatabase } from '../adapters/db/connection.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
 import { SmtpSink } from '../adapters/mail/sink.js';
+import { escapeDnValue } from '../adapters/sources/ldap-escape.js';
 import type { CliIo } from '../client/cli.js';
 import { startSync } from '../client/sync.js';
 import { connectClient } from '../client/temporal.js';
 import { readSettings } from '../settings.js';
-import { syncProgressQuery } from '../workflows/messages.js';
-import { sampleDirectory } from './directory.js';
+import { syncProgressQuery, type SyncCounts } from '../workflows/messages.js';
+import { sampleDirectory, sampleLdapPeople } from './directory.js';
+import { startSlapd } from './slapd.js';
 import { startTemporalDevServer, temporalReachable, type DevServer } from './temporal-dev-server.js';
 
 export interface DemoOptions {
@@ -71,11 +73,29 @@ export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
       ...loaded.config,
       customers: loaded.config.customers.map((c) => (c.settings.smtp ? { ...c, settings: { ...c.settings, smtp: { ...c.settings.smtp, port: sink.port } } } : c)),
     };
-    const customer = config.customers[0]!;
+    let customer = config.customers[0]!;
     const source = customer.sources.find((s) => s.type === 'csv');
     if (!source || source.type !== 'csv') throw new Error(`${options.config} has no CSV source for the demo to fill`);
     await writeDirectory(source.path, options.users);
     io.out(`Generated ${options.users} people in ${source.path}.`);
+
+    // An LDAP source in the example gets a directory of its own: a slapd started for the demo.
+    const ldapSource = customer.sources.find((s) => s.type === 'ldap');
+    if (ldapSource && ldapSource.type === 'ldap') {
+      const contractors = sampleLdapPeople(Math.max(10, Math.round(options.users / 4)));
+      const slapd = await startSlapd({
+        entries: contractors.map((p) => ({
+          dn: `uid=${escapeDnValue(p.uid)},ou=people,dc=flowthru,dc=test`,
+          attributes: { objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'], uid: p.uid, ...p.attributes },
+        })),
+      });
+      cleanup.push(() => slapd.close());
+      process.env[ldapSource.passwordEnv] = slapd.password;
+      const pointed = { ...ldapSource, url: slapd.url, bindDn: slapd.bindDn };
+      customer = { ...customer, sources: customer.sources.map((s) => (s === ldapSource ? pointed : s)) };
+      config.customers[0] = customer;
+      io.out(`Started OpenLDAP slapd at ${slapd.url} with ${contractors.length} contractors under ou=people,dc=flowthru,dc=test.`);
+    }
 
     const db = createDatabase(settings.databaseUrl, { max: 4 });
     cleanup.push(() => db.destroy());
@@ -91,21 +111,24 @@ export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
 
     const client = await connectClient({ ...settings, temporalAddress: temporal?.address ?? settings.temporalAddress });
     cleanup.push(() => client.connection.close());
-    const started = Date.now();
-    const handle = await startSync(client, { customer: customer.name, source: source.name, mode: 'add', configVersion: applied.version, taskQueue: settings.taskQueue });
-    io.out(`Syncing ${customer.name}/${source.name}: ${uiUrl}/namespaces/${settings.temporalNamespace}/workflows/${encodeURIComponent(handle.workflowId)}`);
-    let polling: Promise<unknown> = Promise.resolve();
-    const ticker = setInterval(() => {
-      polling = handle
-        .query(syncProgressQuery)
-        .then((p) => io.out(`  … ${p.counts.seen} read, ${p.counts.provisioned} provisioned, ${p.inFlight} in flight`))
-        .catch(() => undefined);
-    }, 3_000);
-    const report = await handle.result().finally(() => clearInterval(ticker));
-    await polling; // a query still under way must not outlive the connection
-    const seconds = (Date.now() - started) / 1000;
+    const reports: { source: string; type: string; counts: SyncCounts; seconds: number }[] = [];
+    for (const synced of customer.sources.filter((s) => s.type === 'csv' || s.type === 'ldap')) {
+      const started = Date.now();
+      const handle = await startSync(client, { customer: customer.name, source: synced.name, mode: 'add', configVersion: applied.version, taskQueue: settings.taskQueue });
+      io.out(`Syncing ${customer.name}/${synced.name} (${synced.type}): ${uiUrl}/namespaces/${settings.temporalNamespace}/workflows/${encodeURIComponent(handle.workflowId)}`);
+      let polling: Promise<unknown> = Promise.resolve();
+      const ticker = setInterval(() => {
+        polling = handle
+          .query(syncProgressQuery)
+          .then((p) => io.out(`  … ${p.counts.seen} read, ${p.counts.provisioned} provisioned, ${p.inFlight} in flight`))
+          .catch(() => undefined);
+      }, 3_000);
+      const report = await handle.result().finally(() => clearInterval(ticker));
+      await polling; // a query still under way must not outlive the connection
+      reports.push({ source: synced.name, type: synced.type, counts: report.counts, seconds: (Date.now() - started) / 1000 });
+    }
 
-    await printSummary(io, db, customer.name, report.counts, seconds, sink, uiUrl, settings.temporalNamespace);
+    await printSummary(io, db, customer.name, reports, sink, uiUrl, settings.temporalNamespace);
     mkdirSync(join(options.stateDir, 'mail'), { recursive: true });
     sink.messages.forEach((m, i) => writeFileSync(join(options.stateDir, 'mail', `${String(i + 1).padStart(4, '0')}.eml`), m.raw));
 
@@ -123,8 +146,7 @@ async function printSummary(
   io: CliIo,
   db: ReturnType<typeof createDatabase>,
   customer: string,
-  counts: { seen: number; imported: number; invalid: number },
-  seconds: number,
+  reports: readonly { source: string; type: string; counts: SyncCounts; seconds: number }[],
   sink: SmtpSink,
   uiUrl: string,
   namespace: string,
@@ -142,7 +164,9 @@ async function printSummary(
     select count(*) filter (where o.status = 'sent') as sent from email_outbox o join customers c on c.id = o.customer_id where c.name = ${customer}`.execute(db);
 
   io.out('');
-  io.out(`Done: ${counts.seen} people read, ${counts.imported} new or changed, in ${seconds.toFixed(1)} s${counts.invalid ? ` (${counts.invalid} rows skipped)` : ''}.`);
+  for (const { source, type, counts, seconds } of reports) {
+    io.out(`Done: ${source} (${type}): ${counts.seen} people read, ${counts.imported} new or changed, in ${seconds.toFixed(1)} s${counts.invalid ? ` (${counts.invalid} records skipped)` : ''}.`);
+  }
   io.out('');
   io.out('  SITE              PROFILE        STATUS        USERS');
   for (const row of placement.rows) {

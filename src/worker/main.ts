@@ -2,6 +2,7 @@ import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporal
 import { pino } from 'pino';
 import { createDatabase } from '../adapters/db/connection.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
+import { closeLdapConnections } from '../adapters/sources/ldap.js';
 import { createSmtpMailer } from '../adapters/mail/smtp.js';
 import { connectClient, ensureSearchAttributes } from '../client/temporal.js';
 import type { Settings } from '../settings.js';
@@ -41,6 +42,7 @@ export async function startWorker(settings: Settings, options: { handleSignals?:
 
   const done = worker.run().finally(async () => {
     mailer.close();
+    await closeLdapConnections();
     await connection.close();
     await client.connection.close();
     await db.destroy();

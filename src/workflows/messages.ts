@@ -53,6 +53,8 @@ export interface SyncProgress {
   readonly counts: SyncCounts;
   readonly problems: readonly SourceProblem[];
   readonly pages: number;
+  /** The source's watermark from its last page, persisted when the sync succeeds. */
+  readonly watermark?: { readonly fingerprint: string; readonly mark: Readonly<Record<string, unknown>> };
 }
 
 export interface SyncSourceInput {

@@ -82,6 +82,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   const counts: SyncCounts = { ...emptyCounts(), ...progress?.counts };
   const problems: SourceProblem[] = [...(progress?.problems ?? [])];
   let pages = progress?.pages ?? 0;
+  let watermark = progress?.watermark;
   const inFlight = new Set<string>();
   const syncRun = { workflowId: info.workflowId, runId: info.firstExecutionRunId, customer, source: sourceName, mode, configVersion };
 
@@ -112,7 +113,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
       if (!sourceDone && queue.length < window) {
         // One id for this sync across continue-as-new, distinct from earlier syncs of the same source.
         const syncId = `${info.workflowId}/${info.firstExecutionRunId}`;
-        const page = await source.readSourcePage({ customer, source: sourceName, configVersion, cursor, pageSize, syncId });
+        const page = await source.readSourcePage({ customer, source: sourceName, configVersion, cursor, pageSize, syncId, mode });
         pages++;
         counts.seen += page.seen;
         counts.imported += page.imported;
@@ -120,6 +121,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         problems.push(...page.problems.slice(0, MAX_PROBLEMS_KEPT - problems.length));
         queue.push(...page.targets);
         cursor = page.next;
+        if (page.watermark) watermark = page.watermark;
         sourceDone = page.next === null;
         continue;
       }
@@ -135,14 +137,14 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         while (inFlight.size > 0) await collect();
         await continueAsNew<typeof syncSource>({
           ...input,
-          progress: { cursor, sourceDone, queued: queue, counts, problems, pages },
+          progress: { cursor, sourceDone, queued: queue, counts, problems, pages, ...(watermark ? { watermark } : {}) },
         });
       }
       if (inFlight.size > 0) await collect();
     }
 
     const report: SyncReport = { workflowId: info.workflowId, mode, customer, source: sourceName, configVersion, counts, problems };
-    await log.recordSyncRun({ ...syncRun, status: 'succeeded', report });
+    await log.recordSyncRun({ ...syncRun, status: 'succeeded', report, ...(watermark ? { watermark } : {}) });
     return report;
   }
 }

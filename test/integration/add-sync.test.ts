@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { main } from '../../src/client/cli.js';
 import { acmeCsv, PipelineHarness } from '../support/pipeline.js';
 
 let h: PipelineHarness;
@@ -67,18 +66,7 @@ async function numbersOf(userId: string) {
   return (await h.db.selectFrom('number_inventory').select(['number', 'status']).where('user_id', '=', userId).execute()).map((n) => `${n.number}:${n.status}`);
 }
 
-async function cli(...args: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const saved = { ...process.env };
-  Object.assign(process.env, { DATABASE_URL: h.t.url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: h.taskQueue });
-  try {
-    const code = await main(['node', 'flowthru', ...args], { out: (l) => out.push(l), err: (l) => err.push(l) });
-    return { code, out: out.join('\n'), err: err.join('\n') };
-  } finally {
-    process.env = saved;
-  }
-}
+const cli = (...args: string[]) => h.cli(...args);
 
 describe('the Acme add sync', () => {
   it('moves, provisions and welcomes each user as the criteria say', async () => {

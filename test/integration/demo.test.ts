@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { runDemo } from '../../src/demo/run.js';
-import { freePort } from '../support/temporal-server.js';
+import { freePort } from '../../src/demo/ports.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 let t: TestDatabase;
@@ -30,7 +30,10 @@ describe('the demo', () => {
       process.env = saved;
     }
     const text = out.join('\n');
-    expect(text).toMatch(/Done: 60 people read, 60 new or changed/);
+    expect(text).toMatch(/Done: hr \(csv\): 60 people read, 60 new or changed/);
+    // The example's LDAP source reads contractors from a slapd the demo started.
+    expect(text).toMatch(/Started OpenLDAP slapd at ldap:\/\/127\.0\.0\.1:\d+ with 15 contractors/);
+    expect(text).toMatch(/Done: directory \(ldap\): 15 people read, 15 new or changed/);
     expect(text).toMatch(/chicago\s+engineering\s+provisioned\s+\d+/);
     expect(text).toMatch(/\(customer level\)\s+-\s+unplaced\s+\d+/);
     expect(text).toMatch(/Numbers in use: chicago \d+\/200, customer pool \d+\/50, dallas \d+\/200/);

@@ -10,6 +10,7 @@ import { loadConfigFile } from '../../src/adapters/config-file.js';
 import { applyConfig } from '../../src/adapters/db/config-store.js';
 import { createSmtpMailer, type Mailer } from '../../src/adapters/mail/smtp.js';
 import { SmtpSink } from '../../src/adapters/mail/sink.js';
+import { main } from '../../src/client/cli.js';
 import { runSync, startSync, type StartSyncOptions } from '../../src/client/sync.js';
 import { createWorker } from '../../src/worker/index.js';
 import type { SyncReport } from '../../src/workflows/messages.js';
@@ -102,6 +103,20 @@ export class PipelineHarness {
 
   startSync(customer: string, source: string, configVersion: number, extra: Partial<StartSyncOptions> = {}) {
     return startSync(this.client, this.syncOptions(customer, source, configVersion, extra));
+  }
+
+  /** Runs the CLI against this test's database, Temporal and task queue; returns what it printed. */
+  async cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const saved = { ...process.env };
+    Object.assign(process.env, { DATABASE_URL: this.t.url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: this.taskQueue });
+    try {
+      const code = await main(['node', 'flowthru', ...args], { out: (l) => out.push(l), err: (l) => err.push(l) });
+      return { code, out: out.join('\n'), err: err.join('\n') };
+    } finally {
+      process.env = saved;
+    }
   }
 
   async close(): Promise<void> {

@@ -31,17 +31,19 @@ export async function importUsers(db: Kysely<Database>, batch: ImportBatch): Pro
         ${users.map((u) => u.user.username ?? null)}::text[],
         ${users.map((u) => u.user.email ?? null)}::text[],
         ${users.map((u) => JSON.stringify(u.user))}::jsonb[],
-        ${users.map((u) => u.hash)}::text[]
-      ) as t(external_id, username, email, attributes, source_hash)
+        ${users.map((u) => u.hash)}::text[],
+        ${users.map((u) => (u.entry ? JSON.stringify(u.entry) : null))}::jsonb[]
+      ) as t(external_id, username, email, attributes, source_hash, ldap_entry)
     ), upserted as (
-      insert into users (customer_id, source_id, external_id, user_type, username, email, attributes, source_hash, imported_by)
-      select ${batch.customerId}, ${batch.sourceId}, external_id, ${batch.userType}, username, email, attributes, source_hash, ${batch.syncId}
+      insert into users (customer_id, source_id, external_id, user_type, username, email, attributes, source_hash, ldap_entry, imported_by)
+      select ${batch.customerId}, ${batch.sourceId}, external_id, ${batch.userType}, username, email, attributes, source_hash, ldap_entry, ${batch.syncId}
       from incoming
       on conflict (customer_id, source_id, external_id) do update set
         username = excluded.username,
         email = excluded.email,
         attributes = excluded.attributes,
         source_hash = excluded.source_hash,
+        ldap_entry = excluded.ldap_entry,
         imported_by = excluded.imported_by,
         updated_at = now()
       where users.source_hash is distinct from excluded.source_hash

@@ -6,6 +6,8 @@ export interface RawRecord {
   /** Where the record sits in the source, for error messages: `line 12`, a DN, an object id. */
   readonly at: string;
   readonly attributes: Readonly<Record<string, AttributeValue>>;
+  /** LDAP sources: the local copy of the entry (`dn` and the textual attributes read; binary ones dropped). */
+  readonly entry?: Readonly<Record<string, string | string[]>>;
 }
 
 export interface SourceUser {
@@ -13,6 +15,8 @@ export interface SourceUser {
   readonly user: CanonicalUser;
   /** Hash of what was read: an unchanged record is recognised without comparing attributes. */
   readonly hash: string;
+  /** LDAP sources: the local copy of the entry, kept with the user (SPEC §2 step 2). */
+  readonly entry?: Readonly<Record<string, string | string[]>>;
 }
 
 export class InvalidRecord extends Error {}
@@ -60,5 +64,5 @@ export function toSourceUser(record: RawRecord, attributeMap: Readonly<Record<st
   for (const name of CANONICAL_ATTRIBUTES) if (canonical[name] !== undefined) ordered[name] = canonical[name]!;
   const user: CanonicalUser = { ...ordered, attributes: raw };
   const hash = createHash('sha256').update(JSON.stringify([externalId, user])).digest('base64url');
-  return { externalId, user, hash };
+  return record.entry ? { externalId, user, hash, entry: record.entry } : { externalId, user, hash };
 }

@@ -192,7 +192,8 @@ const sourceSchema = z.discriminatedUnion(
       passwordEnv: envName,
       baseDn: z.string().min(1),
       scope: z.enum(['base', 'one', 'sub']).default('sub'),
-      filter: z.string().default('(objectClass=inetOrgPerson)'),
+      /** Default by preset: `(objectClass=inetOrgPerson)`, or AD's `(&(objectCategory=person)(objectClass=user))`. */
+      filter: z.string().min(1).optional(),
       preset: z.enum(['openldap', 'activeDirectory']).default('openldap'),
       pageSize: z.number().int().min(1).max(10_000).default(500),
       startTls: z.boolean().default(false),

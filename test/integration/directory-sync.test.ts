@@ -1,0 +1,357 @@
+import { WorkflowFailedError } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PreviewReport } from '../../src/client/preview.js';
+import { clearEntraTokenCache } from '../../src/adapters/sources/entra.js';
+import { closeLdapConnections } from '../../src/adapters/sources/ldap.js';
+import { startFakeGraph, type FakeGraph, type GraphUser } from '../support/fake-graph.js';
+import { PipelineHarness } from '../support/pipeline.js';
+import { startSlapd, type SeedEntry, type Slapd } from '../support/slapd.js';
+
+/*
+ * The directory sources end to end: an LDAP directory (a real slapd) and an Entra tenant (the fake
+ * Graph server) synced through the Temporal workflows into PostgreSQL, with numbers and email.
+ */
+
+const PEOPLE = 'ou=people,dc=flowthru,dc=test';
+const LDAP_USERS = 900;
+const GRAPH_USERS = 250;
+const CITIES = ['Chicago', 'Dallas', 'Boston'];
+const DEPARTMENTS = ['Engineering', 'Sales', 'Marketing'];
+
+let h: PipelineHarness;
+let slapd: Slapd;
+let graph: FakeGraph;
+let version: number;
+
+function ldapPerson(i: number): SeedEntry {
+  const uid = `u${String(i).padStart(4, '0')}`;
+  return {
+    dn: `uid=${uid},${PEOPLE}`,
+    attributes: {
+      objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'],
+      uid,
+      cn: `Person ${i}`,
+      givenName: i === 1 ? 'Zoë' : 'Person',
+      sn: `${i}`,
+      mail: `${uid}@corp.example`,
+      l: CITIES[i % CITIES.length]!,
+      departmentNumber: DEPARTMENTS[i % DEPARTMENTS.length]!,
+      ...(i % 100 === 0 ? { jpegPhoto: Buffer.from([0xff, 0xd8, 0xff, 0xe0, i % 256]) } : {}),
+      // A directory's entries were changed at different times (slapadd would stamp them all with
+      // the same second): one second apart, in 2025.
+      modifyTimestamp: new Date(Date.UTC(2025, 0, 1) + i * 1000).toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z',
+    },
+  };
+}
+
+function graphUser(i: number): GraphUser {
+  return {
+    id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    displayName: `Cloud ${i}`,
+    givenName: 'Cloud',
+    surname: `${i}`,
+    userPrincipalName: `cloud${i}@tenant.example`,
+    mail: `cloud${i}@tenant.example`,
+    city: CITIES[i % CITIES.length]!,
+    department: DEPARTMENTS[i % DEPARTMENTS.length]!,
+    accountEnabled: true,
+    onPremisesExtensionAttributes: { extensionAttribute3: `cost-${i % 5}` },
+  };
+}
+
+function customer(name: string, source: Record<string, unknown>) {
+  return {
+    name,
+    settings: {
+      flowThrough: { enabled: true, addSync: true, updateSync: true, criteria: 'ftp' },
+      welcomeEmail: { enabled: true, from: 'IT <it@corp.example>', subject: 'Welcome {{firstName}}' },
+      smtp: { host: '127.0.0.1', port: h.smtp.port, security: 'none' },
+    },
+    criteria: [
+      { name: 'chicago', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Chicago' } },
+      { name: 'dallas', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Dallas' } },
+      { name: 'engineers', usage: 'ftp', when: { attribute: 'department', op: 'equals', value: 'Engineering' } },
+    ],
+    profiles: [{ name: 'engineering', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: 'Cisco 8865' }, { kind: 'voicemail' }] }],
+    ftpCriteria: [{ name: 'ftp', rules: [{ criteria: 'engineers', profile: 'engineering' }] }],
+    sources: [source],
+    sites: [
+      { name: 'chicago', moveCriteria: { ldap: 'chicago', microsoft: 'chicago' }, numberRanges: [{ from: '+13125550000', to: '+13125550999' }] },
+      { name: 'dallas', moveCriteria: { ldap: 'dallas', microsoft: 'dallas' }, numberRanges: [{ from: '+12145550000', to: '+12145550999' }] },
+    ],
+  };
+}
+
+beforeAll(async () => {
+  h = await PipelineHarness.create();
+  slapd = await startSlapd({ entries: Array.from({ length: LDAP_USERS }, (_, i) => ldapPerson(i + 1)), sizeLimit: 300 });
+  graph = await startFakeGraph({ users: Array.from({ length: GRAPH_USERS }, (_, i) => graphUser(i + 1)), tokenLifetimeSeconds: 3600 });
+  process.env.TEST_DIRECTORY_LDAP_PASSWORD = slapd.password;
+  process.env.TEST_DIRECTORY_GRAPH_SECRET = graph.clientSecret;
+  await h.startWorker();
+  version = await h.apply({
+    version: 1,
+    customers: [
+      customer('corp', {
+        name: 'directory',
+        type: 'ldap',
+        userType: 'ldap',
+        url: slapd.url,
+        bindDn: slapd.bindDn,
+        passwordEnv: 'TEST_DIRECTORY_LDAP_PASSWORD',
+        baseDn: PEOPLE,
+        pageSize: 100,
+        timeoutMs: 3000,
+      }),
+      // The same directory for the outage test: a customer of its own keeps its counts apart.
+      customer('outage', {
+        name: 'directory',
+        type: 'ldap',
+        userType: 'ldap',
+        url: slapd.url,
+        bindDn: slapd.bindDn,
+        passwordEnv: 'TEST_DIRECTORY_LDAP_PASSWORD',
+        baseDn: PEOPLE,
+        pageSize: 50,
+        timeoutMs: 2000,
+      }),
+      customer('badpass', {
+        name: 'directory',
+        type: 'ldap',
+        userType: 'ldap',
+        url: slapd.url,
+        bindDn: slapd.bindDn,
+        passwordEnv: 'TEST_DIRECTORY_WRONG_PASSWORD',
+        baseDn: PEOPLE,
+      }),
+      customer('cloud', {
+        name: 'tenant',
+        type: 'entra',
+        userType: 'microsoft',
+        tenantId: graph.tenantId,
+        clientId: graph.clientId,
+        clientSecretEnv: 'TEST_DIRECTORY_GRAPH_SECRET',
+        authorityUrl: graph.url,
+        graphUrl: graph.url,
+        attributeMap: { extensionAttribute3: 'attributes.costCentre' },
+      }),
+    ],
+  });
+  process.env.TEST_DIRECTORY_WRONG_PASSWORD = 'not-the-password';
+}, 180_000);
+
+afterAll(async () => {
+  await h?.close();
+  await closeLdapConnections();
+  clearEntraTokenCache();
+  await slapd?.close();
+  await graph?.stop();
+});
+
+async function usersOf(customerName: string) {
+  return h.db
+    .selectFrom('users')
+    .innerJoin('customers', 'customers.id', 'users.customer_id')
+    .select(['users.id', 'users.external_id', 'users.status', 'users.attributes', 'users.ldap_entry', 'users.site_id'])
+    .where('customers.name', '=', customerName)
+    .execute();
+}
+
+async function watermarkOf(customerName: string) {
+  const row = await h.db
+    .selectFrom('sync_sources')
+    .innerJoin('customers', 'customers.id', 'sync_sources.customer_id')
+    .select('sync_sources.watermark')
+    .where('customers.name', '=', customerName)
+    .executeTakeFirstOrThrow();
+  return row.watermark as { fingerprint: string; mark: Record<string, string> } | null;
+}
+
+const cli = (...args: string[]) => h.cli(...args);
+
+const expectedEngineers = (n: number, city: (i: number) => string, dept: (i: number) => string) =>
+  Array.from({ length: n }, (_, i) => i + 1).filter((i) => dept(i) === 'Engineering' && ['Chicago', 'Dallas'].includes(city(i))).length;
+
+describe('an LDAP directory (slapd)', () => {
+  it('syncs every entry past the size limit, keeps the entry copy and a watermark, and provisions engineers once', async () => {
+    const report = await h.sync('corp', 'directory', version, { pageSize: 150 });
+    const engineers = expectedEngineers(LDAP_USERS, (i) => CITIES[i % 3]!, (i) => DEPARTMENTS[i % 3]!);
+    expect(report.counts).toMatchObject({ seen: LDAP_USERS, imported: LDAP_USERS, invalid: 0, failed: 0, provisioned: engineers, emailed: engineers });
+
+    const users = await usersOf('corp');
+    expect(users).toHaveLength(LDAP_USERS);
+    // entryUUID is the external id, and the local copy of the entry is kept without binary values.
+    const first = users.find((u) => (u.attributes as { username?: string }).username === 'u0001')!;
+    expect(first.external_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
+    expect(first.attributes).toMatchObject({ firstName: 'Zoë', email: 'u0001@corp.example', city: 'Dallas', department: 'Sales' });
+    expect(first.ldap_entry).toMatchObject({ dn: `uid=u0001,${PEOPLE}`, uid: 'u0001' });
+    const photo = users.find((u) => (u.attributes as { username?: string }).username === 'u0100')!;
+    expect(JSON.stringify(photo.ldap_entry)).not.toContain('jpegPhoto');
+
+    const mark = await watermarkOf('corp');
+    expect(mark?.mark).toEqual({ attribute: 'modifyTimestamp', value: '20250101001500Z' });
+    expect(h.smtp.messages.filter((m) => m.to[0]?.endsWith('@corp.example'))).toHaveLength(engineers);
+  });
+
+  it('an update sync reads only what changed since the watermark; a renamed entry stays the same user', async () => {
+    const before = await usersOf('corp');
+    const u0003 = before.find((u) => (u.attributes as { username?: string }).username === 'u0003')!;
+    // modifyTimestamp has a resolution of a second: make the changes land after the watermark's second.
+    await new Promise((r) => setTimeout(r, 1100));
+    await slapd.ldapmodify(
+      [
+        `dn: uid=u0003,${PEOPLE}`,
+        'changetype: modrdn',
+        'newrdn: uid=u0003-renamed',
+        'deleteoldrdn: 1',
+        '',
+        `dn: uid=u0004,${PEOPLE}`,
+        'changetype: modify',
+        'replace: l',
+        'l: Chicago',
+        '',
+        `dn: uid=u9999,${PEOPLE}`,
+        'changetype: add',
+        'objectClass: inetOrgPerson',
+        'uid: u9999',
+        'cn: New Hire',
+        'sn: Hire',
+        'mail: u9999@corp.example',
+        'l: Chicago',
+        'departmentNumber: Engineering',
+        '',
+      ].join('\n'),
+    );
+    const report = await h.sync('corp', 'directory', version, { mode: 'update' });
+    // The three changed entries, and u0900, the entry of the watermark's own second (read again,
+    // as `>=` must: another change could have landed in that second); it is unchanged, so it starts
+    // nothing. The other 899 entries are not read.
+    expect(report.counts.seen).toBe(4);
+    expect(report.counts.imported).toBe(3);
+    const after = await usersOf('corp');
+    expect(after).toHaveLength(LDAP_USERS + 1);
+    const renamed = after.find((u) => u.id === u0003.id)!;
+    expect(renamed.external_id).toBe(u0003.external_id);
+    expect(renamed.attributes).toMatchObject({ username: 'u0003-renamed' });
+    expect(renamed.ldap_entry).toMatchObject({ dn: `uid=u0003-renamed,${PEOPLE}` });
+    const hire = after.find((u) => (u.attributes as { username?: string }).username === 'u9999')!;
+    expect(hire.status).toBe('provisioned');
+  });
+
+  it('survives slapd going away in the middle of a sync: it resumes and nothing is lost or doubled', async () => {
+    const handle = await h.startSync('outage', 'directory', version, { pageSize: 50, window: 20 });
+    // Wait for the first users to be imported, then take the directory away for a few seconds.
+    for (let i = 0; i < 200; i++) {
+      if ((await usersOf('outage')).length > 50) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await slapd.stop();
+    await new Promise((r) => setTimeout(r, 3000));
+    await slapd.start();
+    const report = await handle.result();
+    expect(report.counts.seen).toBeGreaterThanOrEqual(LDAP_USERS + 1);
+    expect(report.counts.failed).toBe(0);
+    const users = await usersOf('outage');
+    expect(users).toHaveLength(LDAP_USERS + 1);
+    expect(new Set(users.map((u) => u.external_id)).size).toBe(LDAP_USERS + 1);
+    const numbers = await h.db
+      .selectFrom('number_inventory')
+      .innerJoin('customers', 'customers.id', 'number_inventory.customer_id')
+      .select(['number_inventory.user_id', 'number_inventory.number'])
+      .where('customers.name', '=', 'outage')
+      .where('number_inventory.user_id', 'is not', null)
+      .execute();
+    expect(new Set(numbers.map((n) => n.user_id)).size).toBe(numbers.length);
+    expect(numbers.length).toBe(users.filter((u) => u.status === 'provisioned').length);
+  }, 120_000);
+
+  it('a wrong bind password fails the sync at once with a clear, permanent error', async () => {
+    const error = await h.sync('badpass', 'directory', version).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(WorkflowFailedError);
+    const cause = (error as WorkflowFailedError).cause as Error & { cause?: Error & { type?: string } };
+    expect(cause.cause?.type ?? '').toBe('SourceCredentials');
+    expect(cause.cause?.message).toMatch(/invalid credentials/);
+    expect(cause.cause?.message).not.toContain('not-the-password');
+  });
+});
+
+describe('an Entra tenant (fake Microsoft Graph)', () => {
+  it('syncs every user through delta pages and keeps the deltaLink; an update sync reads only changes', async () => {
+    const report = await h.sync('cloud', 'tenant', version, { pageSize: 100 });
+    const engineers = expectedEngineers(GRAPH_USERS, (i) => CITIES[i % 3]!, (i) => DEPARTMENTS[i % 3]!);
+    expect(report.counts).toMatchObject({ seen: GRAPH_USERS, imported: GRAPH_USERS, failed: 0, provisioned: engineers, emailed: engineers });
+    const users = await usersOf('cloud');
+    const one = users.find((u) => u.external_id === graphUser(1).id)!;
+    expect(one.attributes).toMatchObject({ email: 'cloud1@tenant.example', city: 'Dallas', attributes: { costCentre: 'cost-1' } });
+    const mark = await watermarkOf('cloud');
+    expect(mark?.mark.deltaLink).toContain('$deltatoken=');
+
+    graph.updateUser(graphUser(2).id, { department: 'Engineering', city: 'Chicago' });
+    graph.addUser(graphUser(GRAPH_USERS + 1));
+    graph.throttleNext(1, 1);
+    const update = await h.sync('cloud', 'tenant', version, { mode: 'update' });
+    expect(update.counts.seen).toBe(2);
+    expect(update.counts.imported).toBe(2);
+    expect((await usersOf('cloud')).find((u) => u.external_id === graphUser(2).id)?.status).toBe('provisioned');
+    expect((await watermarkOf('cloud'))?.mark.deltaLink).not.toBe(mark?.mark.deltaLink);
+  });
+
+  it('an expired delta token falls back to a full read', async () => {
+    graph.expireDeltaTokens();
+    const report = await h.sync('cloud', 'tenant', version, { mode: 'update' });
+    expect(report.counts.seen).toBe(GRAPH_USERS + 1);
+    // Unchanged users are recognised and start no pipeline.
+    expect(report.counts.imported).toBe(0);
+  });
+});
+
+describe('flowthru preview', () => {
+  it('reads the whole directory and says what a sync would do and why, changing nothing', async () => {
+    const before = await usersOf('corp');
+    const u0005 = before.find((u) => (u.attributes as { username?: string }).username === 'u0005')!; // Boston, Marketing
+    const u0006 = before.find((u) => (u.attributes as { username?: string }).username === 'u0006')!; // Chicago, Engineering
+    const u0009 = before.find((u) => (u.attributes as { username?: string }).username === 'u0009')!;
+    await slapd.ldapmodify(
+      [
+        `dn: uid=u0006,${PEOPLE}`,
+        'changetype: modify',
+        'replace: l',
+        'l: Dallas',
+        '',
+        `dn: uid=u0009,${PEOPLE}`,
+        'changetype: delete',
+        '',
+      ].join('\n'),
+    );
+    const { code, out } = await cli('preview', 'directory', '--customer', 'corp', '--json');
+    expect(code).toBe(0);
+    const report = JSON.parse(out) as PreviewReport;
+    // Two would move: u0006 (just changed) and u0004, who moved to Chicago in the directory before the
+    // update sync, which re-provisions but does not move placed users yet.
+    expect(report.counts).toMatchObject({ seen: LDAP_USERS, new: 0, changed: 1, unchanged: LDAP_USERS - 1, moves: 2, deletions: 1, invalid: 0 });
+    expect(report.deletions).toEqual([u0009.external_id]);
+    const moved = report.users.find((u) => u.externalId === u0006.external_id)!;
+    expect(moved).toMatchObject({ change: 'changed', currentSite: 'chicago', site: 'dallas', move: true, profile: 'engineering', numberPool: 'site' });
+    expect(moved.why.site.considered.map((c) => c.site)).toEqual(['chicago', 'dallas']);
+    const boston = report.users.find((u) => u.externalId === u0005.external_id)!;
+    expect(boston).toMatchObject({ site: null, profile: null, numberPool: null, move: false });
+
+    // Nothing happened: the user is where they were, with the same data, and no workflow ran.
+    const after = await usersOf('corp');
+    expect(after.find((u) => u.id === u0006.id)).toEqual(before.find((u) => u.id === u0006.id));
+    expect(after).toHaveLength(before.length);
+
+    const text = await cli('preview', 'directory', '--customer', 'corp');
+    expect(text.out).toMatch(/chicago → dallas\s+engineering\s+site/);
+    expect(text.out).toMatch(/Preview of corp\/directory .*: 900 users, 0 new, 1 changed, 899 unchanged/);
+  });
+
+  it('works the same for an Entra source, and says clearly when the source refuses', async () => {
+    const cloud = await cli('preview', 'tenant', '--customer', 'cloud', '--json');
+    expect(cloud.code).toBe(0);
+    expect((JSON.parse(cloud.out) as PreviewReport).counts.seen).toBe(GRAPH_USERS + 1);
+    const refused = await cli('preview', 'directory', '--customer', 'badpass');
+    expect(refused.code).toBe(1);
+    expect(refused.err).toMatch(/^flowthru: LDAP bind as cn=reader,dc=flowthru,dc=test to ldap:\/\/127\.0\.0\.1:\d+ failed: invalid credentials/);
+  });
+});

@@ -1,0 +1,540 @@
+import { createServer } from 'node:net';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { PermanentError } from '../../src/adapters/errors.js';
+import {
+  clearEntraTokenCache,
+  ENTRA_USER_ATTRIBUTES,
+  entraDefaultAttributeMap,
+  GraphUnavailableError,
+  readEntraPage,
+  readSubscribedSkus,
+  type EntraCursor,
+  type EntraPage,
+  type EntraReadOptions,
+  type EntraSourceConfig,
+  type EntraWatermark,
+} from '../../src/adapters/sources/entra.js';
+import { MAX_FAULT_RETRIES, MAX_THROTTLE_RETRIES } from '../../src/adapters/sources/graph-client.js';
+import { toSourceUser } from '../../src/adapters/sources/records.js';
+import { startFakeGraph, type FakeGraph, type GraphUser } from '../support/fake-graph.js';
+import { rejection } from '../support/assert.js';
+
+const SECRET_ENV = 'ENTRA_TEST_CLIENT_SECRET';
+
+function person(i: number, extra: Partial<GraphUser> = {}): GraphUser {
+  return {
+    id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+    displayName: `Person ${i}`,
+    givenName: `Given${i}`,
+    surname: `Surname${i}`,
+    mail: `person${i}@contoso.com`,
+    userPrincipalName: `person${i}@contoso.onmicrosoft.com`,
+    city: i % 2 === 0 ? 'Chicago' : 'Dallas',
+    country: 'US',
+    department: i % 3 === 0 ? 'Sales' : 'Engineering',
+    jobTitle: 'Engineer',
+    businessPhones: [`+1 312 555 ${String(1000 + i)}`],
+    mobilePhone: i === 1 ? null : `+1 312 555 ${String(2000 + i)}`,
+    employeeId: `E${i}`,
+    usageLocation: 'US',
+    accountEnabled: true,
+    employeeType: i === 1 ? 'Contractor' : 'Employee',
+    onPremisesExtensionAttributes: { extensionAttribute3: `CC-${i}`, extensionAttribute15: i === 2 ? 'vip' : null },
+    ...extra,
+  };
+}
+
+const USERS = Array.from({ length: 7 }, (_, i) => person(i + 1));
+
+let fake: FakeGraph;
+let sleeps: number[];
+let heartbeats: number;
+
+function source(overrides: Partial<EntraSourceConfig> = {}): EntraSourceConfig {
+  return {
+    name: 'contoso-entra',
+    type: 'entra',
+    userType: 'microsoft',
+    attributeMap: { employeeType: 'attributes.employeeType', extensionAttribute3: 'attributes.costCentre' },
+    tenantId: fake.tenantId,
+    clientId: fake.clientId,
+    clientSecretEnv: SECRET_ENV,
+    authorityUrl: fake.url,
+    graphUrl: fake.url,
+    ...overrides,
+  };
+}
+
+function options(extra: Partial<EntraReadOptions> = {}): EntraReadOptions {
+  return {
+    env: { [SECRET_ENV]: fake.clientSecret },
+    sleep: async (ms) => {
+      sleeps.push(ms);
+    },
+    heartbeat: () => heartbeats++,
+    ...extra,
+  };
+}
+
+/** Every page of one delta round. */
+async function readRound(src: EntraSourceConfig, pageSize: number, watermark: EntraWatermark | null = null, opts: Partial<EntraReadOptions> = {}) {
+  const pages: EntraPage[] = [];
+  let cursor: EntraCursor | null = null;
+  do {
+    const page = await readEntraPage(src, cursor, pageSize, options({ watermark, ...opts }));
+    pages.push(page);
+    cursor = page.next;
+  } while (cursor);
+  const last = pages.at(-1)!;
+  return {
+    pages,
+    records: pages.flatMap((p) => p.records),
+    removed: pages.flatMap((p) => p.removed),
+    problems: pages.flatMap((p) => p.problems),
+    watermark: last.watermark,
+  };
+}
+
+
+beforeAll(async () => {
+  fake = await startFakeGraph({ users: USERS, skus: [] });
+});
+afterAll(async () => fake?.stop());
+beforeEach(() => {
+  clearEntraTokenCache();
+  sleeps = [];
+  heartbeats = 0;
+});
+
+describe('the Entra ID source: delta reads', () => {
+  let watermark: EntraWatermark;
+
+  it('reads every user once across several pages, with mapped and extension attributes', async () => {
+    const before = fake.requests.length;
+    const round = await readRound(source(), 3);
+    expect(round.pages.map((p) => p.records.length)).toEqual([3, 3, 1]);
+    expect(round.records.map((r) => r.attributes.externalId)).toEqual(USERS.map((u) => u.id));
+    expect(round.removed).toEqual([]);
+    expect(round.problems).toEqual([]);
+    expect(round.pages.every((p) => !p.restartedFull)).toBe(true);
+    expect(round.pages.slice(0, -1).every((p) => p.watermark === null)).toBe(true);
+    expect(round.watermark?.deltaLink).toMatch(/\/v1\.0\/users\/delta\?\$deltatoken=/);
+    watermark = round.watermark!;
+
+    const first = round.records[0]!;
+    expect(first.at).toBe(`user ${USERS[0]!.id}`);
+    expect(first.attributes).toEqual({
+      externalId: USERS[0]!.id,
+      id: USERS[0]!.id,
+      displayName: 'Person 1',
+      givenName: 'Given1',
+      surname: 'Surname1',
+      mail: 'person1@contoso.com',
+      userPrincipalName: 'person1@contoso.onmicrosoft.com',
+      city: 'Dallas',
+      country: 'US',
+      department: 'Engineering',
+      jobTitle: 'Engineer',
+      businessPhones: ['+1 312 555 1001'],
+      employeeId: 'E1',
+      usageLocation: 'US',
+      accountEnabled: 'true',
+      employeeType: 'Contractor',
+      extensionAttribute3: 'CC-1',
+    });
+    expect(round.records[1]!.attributes.extensionAttribute15).toBe('vip');
+
+    // What the sync does with it: the default map under the configured one.
+    const map = { ...entraDefaultAttributeMap(), ...source().attributeMap };
+    const user = toSourceUser(first, map, 'externalId');
+    expect(user.externalId).toBe(USERS[0]!.id);
+    expect(user.user).toMatchObject({
+      username: 'person1@contoso.onmicrosoft.com',
+      email: 'person1@contoso.com',
+      firstName: 'Given1',
+      lastName: 'Surname1',
+      displayName: 'Person 1',
+      department: 'Engineering',
+      city: 'Dallas',
+      country: 'US',
+      title: 'Engineer',
+      employeeId: 'E1',
+      phone: '+1 312 555 1001',
+      usageLocation: 'US',
+    });
+    expect(user.user.mobile).toBeUndefined();
+    expect(user.user.attributes).toMatchObject({ costCentre: 'CC-1', employeeType: 'Contractor' });
+
+    // $select: the base list plus the attribute map's Graph properties, not flattened names.
+    const graph = fake.requests.slice(before).filter((r) => r.path.startsWith('/v1.0/'));
+    expect(graph).toHaveLength(3);
+    const select = new URL(graph[0]!.path, fake.url).searchParams.get('$select')!.split(',');
+    expect(select).toEqual([...ENTRA_USER_ATTRIBUTES, 'employeeType']);
+    expect(graph.every((r) => r.prefer === 'odata.maxpagesize=3' && r.status === 200)).toBe(true);
+    expect(graph.slice(1).every((r) => r.path.includes('$skiptoken='))).toBe(true);
+    // The authority and Graph of the configuration, not Microsoft's.
+    const tokenRequests = fake.requests.slice(before).filter((r) => r.path.includes('/oauth2/'));
+    expect(tokenRequests.map((r) => `${r.method} ${r.path}`)).toEqual([`POST /${fake.tenantId}/oauth2/v2.0/token`]);
+  });
+
+  it('caps the page size at Graph\'s 999', async () => {
+    const before = fake.requests.length;
+    const page = await readEntraPage(source(), null, 5000, options());
+    expect(page.records).toHaveLength(7);
+    expect(page.next).toBeNull();
+    expect(fake.requests.slice(before).find((r) => r.path.startsWith('/v1.0/'))?.prefer).toBe('odata.maxpagesize=999');
+  });
+
+  it('from the deltaLink watermark returns only the changed users (complete) and the removed ids', async () => {
+    const [u1, u2, u3] = USERS.map((u) => u.id);
+    fake.updateUser(u1!, { city: 'Austin' });
+    fake.removeUser(u2!);
+    fake.addUser(person(8));
+    fake.updateUser(u3!, { department: null });
+    const round = await readRound(source(), 2, watermark);
+    expect(round.records.map((r) => r.attributes.externalId).sort()).toEqual([u1, u3, person(8).id].sort());
+    expect(round.removed).toEqual([u2]);
+    expect(round.pages.every((p) => !p.restartedFull)).toBe(true);
+    const changed = round.records.find((r) => r.attributes.externalId === u1)!;
+    // Every selected property, not only the changed one.
+    expect(changed.attributes).toMatchObject({ city: 'Austin', mail: 'person1@contoso.com', extensionAttribute3: 'CC-1' });
+    expect(round.records.find((r) => r.attributes.externalId === u3)!.attributes.department).toBeUndefined();
+    expect(fake.graphRequests().at(-round.pages.length)!.path).toContain('$deltatoken=');
+
+    // Nothing changed since: an empty round with a new watermark.
+    const quiet = await readRound(source(), 2, round.watermark);
+    expect(quiet.records).toEqual([]);
+    expect(quiet.removed).toEqual([]);
+    expect(quiet.watermark).not.toBeNull();
+    watermark = quiet.watermark!;
+    fake.addUser(person(2));
+  });
+
+  it('restarts as a full read when the delta token is stale (syncStateNotFound)', async () => {
+    fake.expireDeltaTokens();
+    const round = await readRound(source(), 3, watermark);
+    expect(round.pages.length).toBeGreaterThan(1);
+    expect(round.pages.every((p) => p.restartedFull)).toBe(true);
+    expect(round.pages.slice(0, -1).every((p) => p.next?.full === true)).toBe(true);
+    expect(round.records).toHaveLength(8);
+    expect(round.removed).toEqual([]);
+    const graph = fake.graphRequests().slice(-(round.pages.length + 1));
+    expect(graph[0]).toMatchObject({ status: 400 });
+    expect(graph[0]!.path).toContain('$deltatoken=');
+    expect(graph[1]!.path).toContain('$select=');
+
+    // The new watermark works again.
+    const next = await readRound(source(), 3, round.watermark);
+    expect(next.pages.every((p) => !p.restartedFull)).toBe(true);
+    expect(next.records).toEqual([]);
+    watermark = next.watermark!;
+  });
+
+  it('restarts as a full read when a skip token goes stale in the middle of a round', async () => {
+    const first = await readEntraPage(source(), null, 3, options());
+    expect(first.next?.full).toBe(false);
+    fake.expireDeltaTokens();
+    const second = await readEntraPage(source(), first.next, 3, options());
+    expect(second.restartedFull).toBe(true);
+    expect(second.records.map((r) => r.attributes.externalId)).toEqual(first.records.map((r) => r.attributes.externalId));
+    expect(second.next?.full).toBe(true);
+  });
+
+  it('starts a full read when the attribute map names other Graph properties than the watermark\'s round', async () => {
+    const round = await readRound(source(), 10);
+    const changedMap = source({ attributeMap: { officeLocation: 'attributes.office', companyName: 'attributes.company', employeeHireDate: 'attributes.hired' } });
+    const page = await readEntraPage(changedMap, null, 10, options({ watermark: round.watermark }));
+    expect(page.restartedFull).toBe(true);
+    expect(page.records).toHaveLength(8);
+    expect(fake.graphRequests().at(-1)!.path).toContain('employeeHireDate');
+    // The same map resumes normally.
+    const same = await readEntraPage(source(), null, 10, options({ watermark: round.watermark }));
+    expect(same.restartedFull).toBe(false);
+    expect(same.records).toEqual([]);
+  });
+
+  it('reports a user without an id as a problem', async () => {
+    const tampering: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      if (!String(input).includes('/users/delta')) return response;
+      const body = (await response.json()) as { value: unknown[] };
+      body.value.splice(1, 0, { displayName: 'No Id' }, null);
+      return new Response(JSON.stringify(body), { status: response.status, headers: response.headers });
+    };
+    const page = await readEntraPage(source(), null, 999, options({ fetch: tampering }));
+    expect(page.records).toHaveLength(8);
+    expect(page.problems).toEqual([
+      { at: 'users/delta page item 2', message: 'a user without an id, skipped' },
+      { at: 'users/delta page item 3', message: 'a user without an id, skipped' },
+    ]);
+  });
+
+  it('refuses to send the token to a link outside the configured Graph', async () => {
+    const error = await rejection(readEntraPage(source(), { nextLink: 'https://evil.example.com/v1.0/users/delta?$skiptoken=x', full: false }, 10, options()));
+    expect(error).toBeInstanceOf(PermanentError);
+    expect(error.message).toMatch(/refusing to follow a link to https:\/\/evil\.example\.com/);
+  });
+});
+
+describe('the Entra ID source: throttling and faults', () => {
+  it('honours Retry-After on 429 and completes the read', async () => {
+    fake.throttleNext(2, 3);
+    const page = await readEntraPage(source(), null, 999, options());
+    expect(page.records).toHaveLength(8);
+    expect(sleeps).toEqual([3000, 3000]);
+    expect(fake.graphRequests().slice(-3).map((r) => r.status)).toEqual([429, 429, 200]);
+    expect(heartbeats).toBeGreaterThanOrEqual(4);
+  });
+
+  it('heartbeats while waiting out a long Retry-After', async () => {
+    fake.throttleNext(1, 12);
+    await readEntraPage(source(), null, 999, options());
+    expect(sleeps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(12_000);
+    expect(Math.max(...sleeps)).toBeLessThanOrEqual(5_000);
+    expect(heartbeats).toBeGreaterThanOrEqual(3);
+  });
+
+  it('really waits for Retry-After with the default sleep', async () => {
+    fake.throttleNext(1, 1);
+    const started = Date.now();
+    const page = await readEntraPage(source(), null, 999, options({ sleep: undefined }));
+    expect(page.records).toHaveLength(8);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1000);
+  });
+
+  it('honours Retry-After on 503', async () => {
+    fake.throttleNext(1, 4, 503);
+    const page = await readEntraPage(source(), null, 999, options());
+    expect(page.records).toHaveLength(8);
+    expect(sleeps).toEqual([4000]);
+  });
+
+  it('gives up on persistent throttling with a transient error carrying Retry-After', async () => {
+    fake.throttleNext(MAX_THROTTLE_RETRIES + 1, 2);
+    const error = await rejection(readEntraPage(source(), null, 999, options()));
+    expect(error).toBeInstanceOf(GraphUnavailableError);
+    expect(error).not.toBeInstanceOf(PermanentError);
+    expect((error as GraphUnavailableError).retryAfterMs).toBe(2000);
+    expect(error.message).toMatch(/throttling source "contoso-entra".*429/);
+    expect(sleeps).toHaveLength(MAX_THROTTLE_RETRIES);
+  });
+
+  it('does not wait out a Retry-After longer than the activity can: the activity retry takes over', async () => {
+    fake.throttleNext(1, 600);
+    const error = await rejection(readEntraPage(source(), null, 999, options()));
+    expect(error).toBeInstanceOf(GraphUnavailableError);
+    expect((error as GraphUnavailableError).retryAfterMs).toBe(600_000);
+    expect(error.message).toMatch(/Retry-After 600 s/);
+    expect(sleeps).toEqual([]);
+  });
+
+  it('retries a 500 with backoff, then succeeds', async () => {
+    fake.failNext(2, 500);
+    const page = await readEntraPage(source(), null, 999, options());
+    expect(page.records).toHaveLength(8);
+    expect(sleeps).toHaveLength(2);
+    expect(sleeps[1]!).toBeGreaterThan(sleeps[0]!);
+  });
+
+  it('a persistent 500 is a transient error after a bounded number of attempts', async () => {
+    fake.failNext(MAX_FAULT_RETRIES + 1, 500);
+    const before = fake.graphRequests().length;
+    const error = await rejection(readEntraPage(source(), null, 999, options()));
+    expect(error).not.toBeInstanceOf(PermanentError);
+    expect(error).toBeInstanceOf(GraphUnavailableError);
+    expect(error.message).toMatch(/failed GET \/v1\.0\/users\/delta.*500 generalException/);
+    expect(fake.graphRequests().length - before).toBe(MAX_FAULT_RETRIES + 1);
+  });
+
+  it('a request without an answer times out and is retried', async () => {
+    fake.stallNext(1);
+    const before = fake.graphRequests().length;
+    const page = await readEntraPage(source(), null, 999, options({ requestTimeoutMs: 500 }));
+    expect(page.records).toHaveLength(8);
+    expect(sleeps.length).toBeGreaterThanOrEqual(1);
+    expect(fake.graphRequests()[before]!.status).toBe(0);
+  });
+
+  it('an unreachable Graph is a transient error', async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    // Graph requests go to a closed port (the token still comes from the fake).
+    const refused: typeof fetch = (input, init) =>
+      fetch(String(input).startsWith(`${fake.url}/v1.0/`) ? String(input).replace(fake.url, `http://127.0.0.1:${closed}`) : input, init);
+    const error = await rejection(readEntraPage(source(), null, 10, options({ fetch: refused })));
+    expect(error).toBeInstanceOf(GraphUnavailableError);
+    expect(error.message).toMatch(/failed GET \/v1\.0\/users\/delta .* 5 times; last: ECONNREFUSED/);
+    // Backing off 1, 2, 4, 8 s (±20 %).
+    expect(sleeps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(0.8 * 15_000);
+
+    // So is an unreachable token endpoint.
+    const noToken = await rejection(readEntraPage(source({ authorityUrl: `http://127.0.0.1:${closed}` }), null, 10, options()));
+    expect(noToken).toBeInstanceOf(GraphUnavailableError);
+    expect(noToken.message).toMatch(/token endpoint .* is unreachable: ECONNREFUSED/);
+  });
+
+  it('404 and other 400s are permanent, with Graph\'s message', async () => {
+    fake.failNext(1, 404);
+    const notFound = await rejection(readEntraPage(source(), null, 10, options()));
+    expect(notFound).toBeInstanceOf(PermanentError);
+    expect((notFound as PermanentError).kind).toBe('SourceNotFound');
+    const bad = await rejection(readEntraPage(source({ attributeMap: { favouriteColour: 'attributes.colour' } }), null, 10, options()));
+    expect(bad).toBeInstanceOf(PermanentError);
+    expect(bad.message).toMatch(/400: BadRequest: Could not find a property named 'favouriteColour'/);
+  });
+});
+
+describe('the Entra ID source: credentials and permissions', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('caches the token across calls', async () => {
+    const before = fake.tokensIssued;
+    await readEntraPage(source(), null, 999, options());
+    await readEntraPage(source(), null, 999, options());
+    await readSubscribedSkus(source(), options());
+    expect(fake.tokensIssued - before).toBe(1);
+  });
+
+  it('asks for a new token shortly before the cached one expires', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const before = fake.tokensIssued;
+    await readEntraPage(source(), null, 999, options());
+    vi.setSystemTime(Date.now() + 50 * 60_000);
+    await readEntraPage(source(), null, 999, options());
+    expect(fake.tokensIssued - before).toBe(1);
+    // The fake's tokens live 3599 s; flowthru renews 5 minutes before.
+    vi.setSystemTime(Date.now() + 6 * 60_000);
+    await readEntraPage(source(), null, 999, options());
+    expect(fake.tokensIssued - before).toBe(2);
+  });
+
+  it('on a 401 drops the token, gets a new one and retries once', async () => {
+    await readEntraPage(source(), null, 999, options());
+    const before = fake.tokensIssued;
+    fake.expireTokensNow();
+    const page = await readEntraPage(source(), null, 999, options());
+    expect(page.records).toHaveLength(8);
+    expect(fake.tokensIssued - before).toBe(1);
+    const [refused, retried] = fake.graphRequests().slice(-2);
+    expect(refused!.status).toBe(401);
+    expect(retried!.status).toBe(200);
+    expect(retried!.auth).not.toBe(refused!.auth);
+  });
+
+  it('a 401 with a fresh token too is permanent', async () => {
+    fake.failNext(2, 401);
+    const error = await rejection(readEntraPage(source(), null, 999, options()));
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).kind).toBe('SourceCredentials');
+    expect(error.message).toMatch(/InvalidAuthenticationToken/);
+  });
+
+  it('a wrong secret is a permanent error naming the AADSTS error, without the secret', async () => {
+    const wrong = 'wrong~secret-value-123';
+    const error = await rejection(readEntraPage(source(), null, 10, options({ env: { [SECRET_ENV]: wrong } })));
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).kind).toBe('SourceCredentials');
+    expect(error.message).toMatch(/source "contoso-entra".*invalid_client: AADSTS7000215: Invalid client secret provided/);
+    expect(error.message).toMatch(/trace ID [0-9a-f-]{36}/);
+    expect(error.message).not.toContain(wrong);
+    expect(error.message).not.toContain(fake.clientSecret);
+    expect(sleeps).toEqual([]);
+  });
+
+  it('an unknown client id or tenant is permanent too', async () => {
+    const client = await rejection(readEntraPage(source({ clientId: 'not-registered' }), null, 10, options()));
+    expect(client).toBeInstanceOf(PermanentError);
+    expect(client.message).toMatch(/unauthorized_client: AADSTS700016/);
+    const tenant = await rejection(readEntraPage(source({ tenantId: 'other.onmicrosoft.com' }), null, 10, options()));
+    expect(tenant.message).toMatch(/invalid_request: AADSTS90002: Tenant 'other\.onmicrosoft\.com' not found/);
+  });
+
+  it('a failing token endpoint is retried, then transient', async () => {
+    fake.failNext(1, 500, 'token');
+    expect((await readEntraPage(source(), null, 999, options())).records).toHaveLength(8);
+    clearEntraTokenCache();
+    fake.failNext(MAX_FAULT_RETRIES + 1, 500, 'token');
+    const error = await rejection(readEntraPage(source(), null, 999, options()));
+    expect(error).toBeInstanceOf(GraphUnavailableError);
+    expect(error.message).toMatch(/token endpoint .* answered 500/);
+  });
+
+  it('a missing secret variable is a permanent error naming it and the source', async () => {
+    const before = fake.requests.length;
+    const error = await rejection(readEntraPage(source(), null, 10, options({ env: {} })));
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).kind).toBe('SourceCredentials');
+    expect(error.message).toBe(`the environment variable ${SECRET_ENV} (the client secret of Entra ID source "contoso-entra") is not set`);
+    expect(fake.requests.length).toBe(before);
+  });
+
+  it('never sends the secret or the token in a URL', () => {
+    for (const request of fake.requests) {
+      expect(request.path).not.toContain(fake.clientSecret);
+      if (request.auth) expect(request.path).not.toContain(request.auth.slice('Bearer '.length));
+    }
+  });
+});
+
+describe('the Entra ID source: licences and permissions', () => {
+  let skuFake: FakeGraph;
+  beforeAll(async () => {
+    skuFake = await startFakeGraph({
+      users: [person(1)],
+      skus: [
+        { skuId: 'c7df2760-2c81-4ef7-b578-5b5392b571df', skuPartNumber: 'ENTERPRISEPREMIUM', consumedUnits: 180, prepaidUnits: { enabled: 200, suspended: 0, warning: 0 } },
+        { skuId: '4b585984-651b-448a-9e53-3b10f069cf7f', skuPartNumber: 'DESKLESSPACK', capabilityStatus: 'Warning', consumedUnits: 12, prepaidUnits: { enabled: 0, warning: 25 } },
+      ],
+    });
+  });
+  afterAll(async () => skuFake?.stop());
+
+  const skuSource = (): EntraSourceConfig => ({
+    name: 'licences',
+    type: 'entra',
+    userType: 'microsoft',
+    attributeMap: {},
+    tenantId: skuFake.tenantId,
+    clientId: skuFake.clientId,
+    clientSecretEnv: SECRET_ENV,
+    // Trailing slashes are tolerated.
+    authorityUrl: `${skuFake.url}/`,
+    graphUrl: `${skuFake.url}/`,
+  });
+  const skuOptions = () => options({ env: { [SECRET_ENV]: skuFake.clientSecret } });
+
+  it('maps subscribedSkus', async () => {
+    expect(await readSubscribedSkus(skuSource(), skuOptions())).toEqual([
+      { skuId: 'c7df2760-2c81-4ef7-b578-5b5392b571df', skuPartNumber: 'ENTERPRISEPREMIUM', enabled: 200, consumed: 180, capabilityStatus: 'Enabled' },
+      { skuId: '4b585984-651b-448a-9e53-3b10f069cf7f', skuPartNumber: 'DESKLESSPACK', enabled: 0, consumed: 12, capabilityStatus: 'Warning' },
+    ]);
+    expect(skuFake.graphRequests().at(-1)).toMatchObject({ method: 'GET', path: '/v1.0/subscribedSkus', status: 200 });
+  });
+
+  it('403 on subscribedSkus names Organization.Read.All', async () => {
+    skuFake.forbid('/v1.0/subscribedSkus');
+    const error = await rejection(readSubscribedSkus(skuSource(), skuOptions()));
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).kind).toBe('SourcePermission');
+    expect(error.message).toMatch(
+      /^Microsoft Graph refused GET \/v1\.0\/subscribedSkus \(source "licences"\): the app registration needs the application permission Organization\.Read\.All, granted with admin consent/,
+    );
+    // Users are still readable.
+    expect((await readEntraPage(skuSource(), null, 10, skuOptions())).records).toHaveLength(1);
+  });
+
+  it('403 on users names User.Read.All', async () => {
+    skuFake.forbid('/v1.0/users');
+    const error = await rejection(readEntraPage(skuSource(), null, 10, skuOptions()));
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).kind).toBe('SourcePermission');
+    expect(error.message).toMatch(/refused GET \/v1\.0\/users\/delta \(source "licences"\): the app registration needs the application permission User\.Read\.All/);
+    expect(error.message).toMatch(/Authorization_RequestDenied/);
+  });
+});

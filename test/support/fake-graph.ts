@@ -1,0 +1,409 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+/**
+ * A fake Microsoft Graph (and Microsoft identity platform token endpoint) on 127.0.0.1, following
+ * the documented behaviour flowthru relies on:
+ *
+ * - `POST /{tenant}/oauth2/v2.0/token`, client credentials: checks tenant, client id, secret and
+ *   scope (`{url}/.default`), answers `{ token_type, expires_in, ext_expires_in, access_token }` or
+ *   the identity platform's errors (`invalid_client` + AADSTS7000215 …).
+ * - Every `/v1.0/…` request needs a live bearer token, else 401 `InvalidAuthenticationToken`.
+ * - `GET /v1.0/users/delta`: `$select` honoured (unknown properties are a 400, unset selected
+ *   properties come back as null), pages of `Prefer: odata.maxpagesize` (or the default size) with
+ *   an `@odata.nextLink` carrying a `$skiptoken`, the last page an `@odata.deltaLink` carrying a
+ *   `$deltatoken` that encodes a change sequence number. A deltatoken round returns the users
+ *   changed since (all their selected properties) and `{ id, "@removed": { reason } }` for removed
+ *   ones. `expireDeltaTokens()` makes every earlier token answer 400 `syncStateNotFound`.
+ * - `GET /v1.0/subscribedSkus`.
+ * - Faults: `throttleNext` (429/503 with Retry-After), `failNext` (any status), `stallNext` (no
+ *   answer), `forbid` (403 `Authorization_RequestDenied`).
+ */
+
+export type GraphUser = Record<string, unknown> & { id: string };
+
+export interface FakeSku {
+  skuId: string;
+  skuPartNumber: string;
+  capabilityStatus?: string;
+  consumedUnits: number;
+  prepaidUnits: { enabled: number; suspended?: number; warning?: number; lockedOut?: number };
+}
+
+export interface FakeGraphOptions {
+  users?: GraphUser[];
+  skus?: FakeSku[];
+  tenantId?: string;
+  clientId?: string;
+  clientSecret?: string;
+  tokenLifetimeSeconds?: number;
+  /** Users per page when the request has no `Prefer: odata.maxpagesize` (Graph's default is 100). */
+  pageSize?: number;
+}
+
+export interface FakeGraphRequest {
+  readonly method: string;
+  /** Path and query as received, e.g. `/v1.0/users/delta?$skiptoken=…`. */
+  readonly path: string;
+  /** The Authorization header, if any. */
+  readonly auth: string | null;
+  readonly prefer: string | null;
+  /** The answer's status (0 while unanswered or stalled). */
+  status: number;
+}
+
+export interface FakeGraph {
+  readonly url: string;
+  readonly tenantId: string;
+  readonly clientId: string;
+  readonly clientSecret: string;
+  stop(): Promise<void>;
+  addUser(user: GraphUser): void;
+  /** Merges `changes` into the user (a null value clears a property). */
+  updateUser(id: string, changes: Record<string, unknown>): void;
+  removeUser(id: string, reason?: 'changed' | 'deleted'): void;
+  /** Every delta and skip token issued so far now answers 400 syncStateNotFound. */
+  expireDeltaTokens(): void;
+  /** The next `n` Graph requests answer `status` (429 or 503) with `Retry-After: retryAfterSeconds`. */
+  throttleNext(n: number, retryAfterSeconds: number, status?: 429 | 503): void;
+  /** The next `n` requests (to Graph, or to the token endpoint) answer `status` with an error body. */
+  failNext(n: number, status: number, target?: 'graph' | 'token'): void;
+  /** The next `n` Graph requests get no answer at all (until stop). */
+  stallNext(n: number): void;
+  /** Requests to paths starting with `path` (e.g. `/v1.0/subscribedSkus`) answer 403. */
+  forbid(path: string): void;
+  readonly requests: FakeGraphRequest[];
+  readonly tokensIssued: number;
+  /** Every access token issued so far is expired from now on. */
+  expireTokensNow(): void;
+  /** Graph requests only (not the token endpoint). */
+  graphRequests(): FakeGraphRequest[];
+}
+
+/** Properties of microsoft.graph.user that $select may name (a subset of v1.0's, enough here). */
+const USER_PROPERTIES = [
+  'id', 'accountEnabled', 'ageGroup', 'assignedLicenses', 'assignedPlans', 'businessPhones', 'city', 'companyName',
+  'country', 'createdDateTime', 'creationType', 'deletedDateTime', 'department', 'displayName', 'employeeHireDate',
+  'employeeId', 'employeeOrgData', 'employeeType', 'externalUserState', 'faxNumber', 'givenName', 'identities',
+  'imAddresses', 'jobTitle', 'lastPasswordChangeDateTime', 'mail', 'mailNickname', 'mobilePhone', 'officeLocation',
+  'onPremisesDistinguishedName', 'onPremisesDomainName', 'onPremisesExtensionAttributes', 'onPremisesImmutableId',
+  'onPremisesLastSyncDateTime', 'onPremisesSamAccountName', 'onPremisesSecurityIdentifier', 'onPremisesSyncEnabled',
+  'onPremisesUserPrincipalName', 'otherMails', 'passwordPolicies', 'postalCode', 'preferredDataLocation',
+  'preferredLanguage', 'proxyAddresses', 'showInAddressList', 'state', 'streetAddress', 'surname', 'usageLocation',
+  'userPrincipalName', 'userType',
+];
+/** What Graph returns for a user without $select. */
+const DEFAULT_SELECT = ['businessPhones', 'displayName', 'givenName', 'jobTitle', 'mail', 'mobilePhone', 'officeLocation', 'preferredLanguage', 'surname', 'userPrincipalName', 'id'];
+const COLLECTIONS = new Set(['businessPhones', 'imAddresses', 'otherMails', 'proxyAddresses', 'assignedLicenses', 'assignedPlans', 'identities']);
+
+/** State carried by a skip or delta token (base64url JSON: opaque to clients, as Graph's are). */
+interface DeltaState {
+  /** expireDeltaTokens() bumps the epoch; tokens of earlier epochs are stale. */
+  epoch: number;
+  /** Changes after this sequence number are in the round; null: a full round. */
+  since: number | null;
+  /** The sequence number when the round started: the next round's `since`. */
+  upTo: number;
+  offset: number;
+  select: string[];
+}
+
+const encode = (state: object) => Buffer.from(JSON.stringify(state)).toString('base64url');
+
+function decode(token: string): DeltaState | null {
+  try {
+    const state = JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as DeltaState;
+    return typeof state.epoch === 'number' && Array.isArray(state.select) ? state : null;
+  } catch {
+    return null;
+  }
+}
+
+interface Fault {
+  status: number;
+  retryAfter?: number;
+  target: 'graph' | 'token';
+  stall?: boolean;
+}
+
+interface StoredUser {
+  user: GraphUser;
+  /** Sequence number of the last change (creation included). */
+  changed: number;
+}
+
+export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<FakeGraph> {
+  const tenantId = options.tenantId ?? randomUUID();
+  const clientId = options.clientId ?? randomUUID();
+  const clientSecret = options.clientSecret ?? `secret~${randomBytes(12).toString('base64url')}`;
+  const lifetime = options.tokenLifetimeSeconds ?? 3599;
+  const defaultPageSize = options.pageSize ?? 100;
+
+  let sequence = 0;
+  let epoch = 1;
+  const users = new Map<string, StoredUser>();
+  const removed = new Map<string, { changed: number; reason: 'changed' | 'deleted' }>();
+  const skus = [...(options.skus ?? [])];
+  const tokens = new Map<string, number>();
+  let tokensIssued = 0;
+  const faults: Fault[] = [];
+  const forbidden: string[] = [];
+  const requests: FakeGraphRequest[] = [];
+  const stalled = new Set<ServerResponse>();
+  let url = '';
+
+  const addUser = (user: GraphUser) => {
+    users.set(user.id, { user: structuredClone(user), changed: ++sequence });
+    removed.delete(user.id);
+  };
+  for (const user of options.users ?? []) addUser(user);
+
+  function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) {
+    const text = JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8', 'request-id': randomUUID(), ...headers });
+    res.end(text);
+  }
+
+  function graphError(res: ServerResponse, status: number, code: string, message: string, headers: Record<string, string> = {}) {
+    const requestId = randomUUID();
+    send(res, status, { error: { code, message, innerError: { date: new Date().toISOString().slice(0, 19), 'request-id': requestId, 'client-request-id': requestId } } }, headers);
+  }
+
+  function tokenError(res: ServerResponse, status: number, error: string, code: number, description: string) {
+    const traceId = randomUUID();
+    const correlationId = randomUUID();
+    send(res, status, {
+      error,
+      error_description: `AADSTS${code}: ${description}\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${correlationId}\r\nTimestamp: ${new Date().toISOString()}`,
+      error_codes: [code],
+      timestamp: new Date().toISOString(),
+      trace_id: traceId,
+      correlation_id: correlationId,
+    });
+  }
+
+  function takeFault(target: 'graph' | 'token'): Fault | undefined {
+    const index = faults.findIndex((f) => f.target === target);
+    return index < 0 ? undefined : faults.splice(index, 1)[0];
+  }
+
+  async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of req) chunks.push(chunk as Buffer);
+    return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+  }
+
+  async function token(req: IncomingMessage, res: ServerResponse, tenant: string) {
+    const form = await readForm(req);
+    const fault = takeFault('token');
+    if (fault) {
+      return send(res, fault.status, { error: 'temporarily_unavailable', error_description: 'AADSTS50196: The server is temporarily unavailable.' }, fault.retryAfter !== undefined ? { 'retry-after': String(fault.retryAfter) } : {});
+    }
+    if (tenant !== tenantId) {
+      return tokenError(res, 400, 'invalid_request', 90002, `Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.`);
+    }
+    if (form.get('grant_type') !== 'client_credentials') {
+      return tokenError(res, 400, 'unsupported_grant_type', 70003, 'The app requested an unsupported grant type.');
+    }
+    if (form.get('client_id') !== clientId) {
+      return tokenError(res, 400, 'unauthorized_client', 700016, `Application with identifier '${form.get('client_id')}' was not found in the directory '${tenantId}'.`);
+    }
+    if (form.get('client_secret') !== clientSecret) {
+      return tokenError(res, 401, 'invalid_client', 7000215, `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`);
+    }
+    if (form.get('scope') !== `${url}/.default`) {
+      return tokenError(res, 400, 'invalid_scope', 1002012, `The provided value for scope ${form.get('scope')} is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).`);
+    }
+    const accessToken = `eyJ0eXAiOiJKV1Qi.${randomBytes(24).toString('base64url')}`;
+    tokens.set(accessToken, Date.now() + lifetime * 1000);
+    tokensIssued++;
+    send(res, 200, { token_type: 'Bearer', expires_in: lifetime, ext_expires_in: lifetime, access_token: accessToken });
+  }
+
+  /** The user as Graph returns it for `select`: every selected property, null when unset. */
+  function project(user: GraphUser, select: readonly string[]): Record<string, unknown> {
+    const out: Record<string, unknown> = {};
+    for (const name of select) {
+      const value = user[name];
+      if (name === 'onPremisesExtensionAttributes') {
+        const ext = (value ?? {}) as Record<string, unknown>;
+        out[name] = Object.fromEntries(Array.from({ length: 15 }, (_, i) => [`extensionAttribute${i + 1}`, ext[`extensionAttribute${i + 1}`] ?? null]));
+      } else {
+        out[name] = value ?? (COLLECTIONS.has(name) ? [] : null);
+      }
+    }
+    out.id = user.id;
+    return out;
+  }
+
+  function delta(res: ServerResponse, query: URLSearchParams, prefer: string | null) {
+    const known = new Set([...USER_PROPERTIES, ...[...users.values()].flatMap((u) => Object.keys(u.user))]);
+    let state: DeltaState;
+    const skipToken = query.get('$skiptoken');
+    const deltaToken = query.get('$deltatoken');
+    if (skipToken !== null || deltaToken !== null) {
+      const decoded = decode((skipToken ?? deltaToken)!);
+      if (!decoded) return graphError(res, 400, 'BadRequest', 'The request contains an invalid skip or delta token.');
+      if (decoded.epoch !== epoch) {
+        return graphError(res, 400, 'syncStateNotFound', 'The sync state generation is not found. Delta tokens can expire; please start a full synchronization.');
+      }
+      state = skipToken !== null ? decoded : { ...decoded, since: decoded.upTo, upTo: sequence, offset: 0 };
+    } else {
+      const selectParam = query.get('$select');
+      const select = selectParam ? selectParam.split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_SELECT;
+      for (const name of select) {
+        if (!known.has(name)) return graphError(res, 400, 'BadRequest', `Could not find a property named '${name}' on type 'microsoft.graph.user'.`);
+      }
+      state = { epoch, since: null, upTo: sequence, offset: 0, select };
+    }
+
+    const since = state.since;
+    const items: Record<string, unknown>[] = [];
+    for (const stored of users.values()) {
+      if (since === null || stored.changed > since) items.push(project(stored.user, state.select));
+    }
+    if (since !== null) {
+      for (const [id, gone] of removed) if (gone.changed > since) items.push({ '@odata.type': '#microsoft.graph.user', id, '@removed': { reason: gone.reason } });
+    }
+
+    const asked = /odata\.maxpagesize=(\d+)/.exec(prefer ?? '');
+    const size = asked ? Math.min(Math.max(1, Number(asked[1])), 999) : defaultPageSize;
+    const page = items.slice(state.offset, state.offset + size);
+    const body: Record<string, unknown> = { '@odata.context': `${url}/v1.0/$metadata#users(${state.select.join(',')})` };
+    if (state.offset + size < items.length) {
+      body['@odata.nextLink'] = `${url}/v1.0/users/delta?$skiptoken=${encode({ ...state, offset: state.offset + size })}`;
+    } else {
+      body['@odata.deltaLink'] = `${url}/v1.0/users/delta?$deltatoken=${encode({ epoch, upTo: state.upTo, select: state.select, since: null, offset: 0 })}`;
+    }
+    body.value = page;
+    send(res, 200, body, asked ? { 'preference-applied': `odata.maxpagesize=${size}` } : {});
+  }
+
+  function subscribedSkus(res: ServerResponse) {
+    send(res, 200, {
+      '@odata.context': `${url}/v1.0/$metadata#subscribedSkus`,
+      value: skus.map((sku) => ({
+        accountName: 'Contoso',
+        accountId: tenantId,
+        appliesTo: 'User',
+        capabilityStatus: sku.capabilityStatus ?? 'Enabled',
+        consumedUnits: sku.consumedUnits,
+        id: `${tenantId}_${sku.skuId}`,
+        skuId: sku.skuId,
+        skuPartNumber: sku.skuPartNumber,
+        subscriptionIds: [randomUUID()],
+        prepaidUnits: { enabled: sku.prepaidUnits.enabled, suspended: sku.prepaidUnits.suspended ?? 0, warning: sku.prepaidUnits.warning ?? 0, lockedOut: sku.prepaidUnits.lockedOut ?? 0 },
+        servicePlans: [],
+      })),
+    });
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse) {
+    const entry: FakeGraphRequest = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      auth: req.headers.authorization ?? null,
+      prefer: (req.headers.prefer as string | undefined) ?? null,
+      status: 0,
+    };
+    requests.push(entry);
+    res.on('finish', () => (entry.status = res.statusCode));
+    const parsed = new URL(req.url ?? '/', url);
+    const path = parsed.pathname;
+
+    const tokenPath = /^\/([^/]+)\/oauth2\/v2\.0\/token$/.exec(path);
+    if (tokenPath) {
+      if (req.method !== 'POST') return tokenError(res, 405, 'invalid_request', 900561, 'The endpoint only accepts POST requests.');
+      return token(req, res, decodeURIComponent(tokenPath[1]!));
+    }
+    if (!path.startsWith('/v1.0/')) return graphError(res, 400, 'BadRequest', 'Invalid version.');
+
+    const fault = takeFault('graph');
+    if (fault?.stall) {
+      stalled.add(res);
+      return;
+    }
+    if (fault) {
+      if (fault.status === 429) return graphError(res, 429, 'TooManyRequests', 'Too many requests.', { 'retry-after': String(fault.retryAfter ?? 1) });
+      if (fault.status === 503) return graphError(res, 503, 'ServiceUnavailable', 'Service unavailable.', fault.retryAfter !== undefined ? { 'retry-after': String(fault.retryAfter) } : {});
+      if (fault.status === 401) return graphError(res, 401, 'InvalidAuthenticationToken', 'Access token validation failure. Invalid audience.', { 'www-authenticate': 'Bearer realm=""' });
+      return graphError(res, fault.status, fault.status >= 500 ? 'generalException' : 'BadRequest', `Injected failure (${fault.status}).`);
+    }
+
+    const auth = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
+    if (!auth) return graphError(res, 401, 'InvalidAuthenticationToken', 'Access token is empty.', { 'www-authenticate': 'Bearer realm=""' });
+    const expires = tokens.get(auth[1]!);
+    if (expires === undefined) return graphError(res, 401, 'InvalidAuthenticationToken', 'Invalid JWT token. The token is malformed.', { 'www-authenticate': 'Bearer realm=""' });
+    if (expires <= Date.now()) {
+      return graphError(res, 401, 'InvalidAuthenticationToken', 'Lifetime validation failed, the token is expired.', { 'www-authenticate': 'Bearer realm="", error="invalid_token", error_description="The access token has expired"' });
+    }
+    if (forbidden.some((p) => path.startsWith(p))) {
+      return graphError(res, 403, 'Authorization_RequestDenied', 'Insufficient privileges to complete the operation.');
+    }
+    if (req.method !== 'GET') return graphError(res, 405, 'Request_BadRequest', 'Method not allowed.');
+    if (path === '/v1.0/users/delta') return delta(res, parsed.searchParams, entry.prefer);
+    if (path === '/v1.0/subscribedSkus') return subscribedSkus(res);
+    return graphError(res, 400, 'BadRequest', `Resource not found for the segment '${path.split('/')[2] ?? ''}'.`);
+  }
+
+  const server = createServer((req, res) => {
+    handle(req, res).catch((error: unknown) => {
+      if (!res.headersSent) graphError(res, 500, 'generalException', String(error));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    url,
+    tenantId,
+    clientId,
+    clientSecret,
+    async stop() {
+      for (const res of stalled) res.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+    addUser,
+    updateUser(id, changes) {
+      const stored = users.get(id);
+      if (!stored) throw new Error(`no user ${id}`);
+      const user = { ...stored.user };
+      for (const [key, value] of Object.entries(changes)) {
+        if (value === null) delete user[key];
+        else user[key] = structuredClone(value);
+      }
+      users.set(id, { user: user as GraphUser, changed: ++sequence });
+    },
+    removeUser(id, reason = 'changed') {
+      if (!users.delete(id)) throw new Error(`no user ${id}`);
+      removed.set(id, { changed: ++sequence, reason });
+    },
+    expireDeltaTokens() {
+      epoch++;
+    },
+    throttleNext(n, retryAfterSeconds, status = 429) {
+      for (let i = 0; i < n; i++) faults.push({ status, retryAfter: retryAfterSeconds, target: 'graph' });
+    },
+    failNext(n, status, target = 'graph') {
+      for (let i = 0; i < n; i++) faults.push({ status, target });
+    },
+    stallNext(n) {
+      for (let i = 0; i < n; i++) faults.push({ status: 0, target: 'graph', stall: true });
+    },
+    forbid(path) {
+      forbidden.push(path);
+    },
+    requests,
+    get tokensIssued() {
+      return tokensIssued;
+    },
+    expireTokensNow() {
+      for (const key of tokens.keys()) tokens.set(key, 0);
+    },
+    graphRequests() {
+      return requests.filter((r) => r.path.startsWith('/v1.0/'));
+    },
+  };
+}

@@ -1,0 +1,2 @@
+// The slapd harness lives with the demo, which starts one too.
+export * from '../../src/demo/slapd.js';
