@@ -1,6 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import { explainFtpRule, explainSite } from '../domain/matching.js';
-import { serviceKey, type ServiceSpec } from '../domain/services.js';
+import { licencesOf, serviceKey, type ServiceSpec } from '../domain/services.js';
+import { takeLicences } from '../adapters/db/licences.js';
 import type { CanonicalUser } from '../domain/user.js';
 import { PermanentError } from '../adapters/errors.js';
 import { releaseReservation, reserveNumber, useNumber } from '../adapters/db/numbers.js';
@@ -144,7 +145,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
 
     async provisionServices(input) {
       const { snap, ctx } = await context(input);
-      await runStep(db, ctx, 'provision', async (tx) => {
+      return runStep<Result<'provisionServices'>>(db, ctx, 'provision', async (tx) => {
         const user = await loadUser(tx, ctx);
         const profileName = user.profile_id === null ? undefined : snap.profileNames.get(user.profile_id);
         const profile = profileName ? snap.profiles.get(profileName) : undefined;
@@ -154,6 +155,21 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         if (problems.length > 0) throw new PermanentError('ServiceRequirement', problems.join('; '));
 
         const keys = profile.services.map(serviceKey);
+        // Licences for the services the user does not have yet; one short, and the user waits, blocked.
+        const active = new Set(
+          (await tx.selectFrom('user_services').select('service_key').where('user_id', '=', user.id).where('status', '=', 'active').execute()).map(
+            (r) => r.service_key,
+          ),
+        );
+        const shortage = await takeLicences(
+          tx,
+          ctx.customerId,
+          profile.services.filter((s, i) => !active.has(keys[i]!)).flatMap(licencesOf),
+        );
+        if (shortage) {
+          await tx.updateTable('users').set({ status: 'blocked', status_reason: shortage, updated_at: new Date() }).where('id', '=', user.id).execute();
+          return { status: 'blocked', result: { blocked: shortage }, summary: shortage };
+        }
         for (const [i, service] of profile.services.entries()) {
           const settings = JSON.stringify({ ...service.settings, ...(service.kind === 'phone' && input.number ? { line: input.number } : {}) });
           await tx
@@ -167,7 +183,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         await removed.execute();
         if (input.number) await useNumber(tx, ctx.customerId, user.id, input.number);
         await tx.updateTable('users').set({ status: 'provisioned', status_reason: null, updated_at: new Date() }).where('id', '=', user.id).execute();
-        return { status: 'succeeded', result: null, summary: `provisioned ${profile.name}: ${keys.join(', ') || 'no services'}` };
+        return { status: 'succeeded', result: {}, summary: `provisioned ${profile.name}: ${keys.join(', ') || 'no services'}` };
       });
     },
 

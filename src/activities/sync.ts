@@ -5,7 +5,9 @@ import { sql } from 'kysely';
 import { PermanentError } from '../adapters/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
+import { refreshLicences } from '../adapters/db/licences.js';
 import { importUsers } from '../adapters/db/users.js';
+import { readSubscribedSkus } from '../adapters/sources/entra.js';
 import { createHash } from 'node:crypto';
 import { effectiveAttributeMap, externalIdAttribute, readSourceRecords, type SourceWatermark } from '../adapters/sources/index.js';
 import type { SourceConfig } from '../domain/config/schema.js';
@@ -80,6 +82,10 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       const snap = await snapshots.customer(input.configVersion, input.customer);
       const source = snap.sources.get(input.source);
       if (!source) throw new PermanentError('UnknownSource', `customer ${input.customer} has no source "${input.source}" in configuration version ${input.configVersion}`);
+      // An Entra sync starts by refreshing the tenant's licences: profiles draw on them.
+      if (source.type === 'entra' && input.cursor === null) {
+        await refreshLicences(db, snap.customerId, await readSubscribedSkus(source, { heartbeat: () => heartbeat(input.cursor) }));
+      }
       // An update sync reads what changed since the last successful sync; an add sync reads everything.
       const watermark = input.cursor === null && input.mode === 'update' ? await loadWatermark(source) : null;
       const page = await readSourceRecords(source, input.cursor, input.pageSize, { watermark, heartbeat: () => heartbeat(input.cursor) });

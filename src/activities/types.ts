@@ -22,8 +22,12 @@ export interface PipelineActivities {
   matchProfile(input: StepInput): Promise<{ profile: string | null; numberFrom: 'site' | 'customer' | null; reason?: string }>;
   /** Step 6a: the lowest available number of the pool, or null (blocked) with the reason. */
   reserveNumber(input: StepInput & { pool: 'site' | 'customer' }): Promise<{ number: string | null; reason?: string }>;
-  /** Step 6b: the profile's services, the number in use, the user provisioned. */
-  provisionServices(input: StepInput & { number: string | null }): Promise<void>;
+  /**
+   * Step 6b: the profile's services, the number in use, the user provisioned; or, when a tenant
+   * licence the services need is short, nothing, and the reason the user is blocked.
+   * (Runs recorded before licences returned nothing: read the result as optional.)
+   */
+  provisionServices(input: StepInput & { number: string | null }): Promise<{ blocked?: string } | undefined>;
   /** Compensation for a provisioning that failed for good: the reserved number goes back. */
   abandonProvisioning(input: StepInput & { number: string | null; reason: string }): Promise<void>;
   /** Step 7: the welcome email, at most once per user (outbox, stable Message-ID). */

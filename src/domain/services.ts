@@ -40,3 +40,16 @@ export function serviceKey(service: ServiceSpec): string {
       return service.kind;
   }
 }
+
+/** The tenant licences (SKU part numbers) a service needs. */
+export function licencesOf(service: ServiceSpec): string[] {
+  switch (service.kind) {
+    case 'teams':
+    case 'webex':
+      return [...((service.settings.licences as string[] | undefined) ?? [])];
+    case 'licence':
+      return [String(service.settings.sku)];
+    default:
+      return [];
+  }
+}

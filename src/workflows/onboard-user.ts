@@ -129,38 +129,52 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     setState({ profile: matched.profile });
     if (!matched.profile) return outcome('unmatched', { moved: placed.moved, reason: matched.reason });
 
+    /**
+     * An exhausted inventory or a short licence is not a retry loop: the user waits, blocked, for an
+     * operator's `retry` (true: try again) or a newer change (false: this pass is over).
+     */
+    const waitWhileBlocked = async (reason: string): Promise<boolean> => {
+      setState({ status: 'blocked', reason });
+      upsertSearchAttributes([
+        { key: searchAttributes.site, value: state.site! },
+        { key: searchAttributes.status, value: 'blocked' },
+      ]);
+      await report(audience, outcome('blocked', { moved: placed.moved, reason }));
+      await condition(() => retryRequested || next !== null);
+      if (!retryRequested) return false;
+      retryRequested = false;
+      attempt++;
+      setState({ status: 'running', reason: null });
+      return true;
+    };
+
     for (;;) {
       setState({ step: 'number' });
       let number: string | null = null;
       if (matched.numberFrom) {
         const reservation = await db.reserveNumber({ ...ids, attempt, pool: matched.numberFrom });
         if (reservation.number === null) {
-          // An exhausted inventory is not a retry loop: the user waits, blocked, for an operator.
-          setState({ status: 'blocked', reason: reservation.reason });
-          upsertSearchAttributes([
-            { key: searchAttributes.site, value: state.site! },
-            { key: searchAttributes.status, value: 'blocked' },
-          ]);
-          await report(audience, outcome('blocked', { moved: placed.moved, reason: reservation.reason }));
-          await condition(() => retryRequested || next !== null);
-          if (!retryRequested) return null;
-          retryRequested = false;
-          attempt++;
-          setState({ status: 'running', reason: null });
+          if (!(await waitWhileBlocked(reservation.reason ?? 'no available number'))) return null;
           continue;
         }
         number = reservation.number;
         setState({ number });
       }
       setState({ step: 'provision' });
+      let provisioned: { blocked?: string } | undefined;
       try {
-        await db.provisionServices({ ...ids, attempt, number });
+        provisioned = await db.provisionServices({ ...ids, attempt, number });
       } catch (error) {
         const reason = failureMessage(error);
         // Compensate what this run did, even if the workflow is being cancelled.
         await CancellationScope.nonCancellable(() => db.abandonProvisioning({ ...ids, attempt, number, reason }));
         setState({ number: null, reason });
         return outcome('failed', { moved: placed.moved, reason });
+      }
+      // A licence is short: the reserved number stays with the user while they wait.
+      if (provisioned?.blocked) {
+        if (!(await waitWhileBlocked(provisioned.blocked))) return null;
+        continue;
       }
       break;
     }

@@ -59,7 +59,9 @@ function graphUser(i: number): GraphUser {
   };
 }
 
-function customer(name: string, source: Record<string, unknown>) {
+const TEAMS_PHONE = { kind: 'teams', licences: ['MCOEV'], policies: { callingPolicy: 'AllowCalling' } };
+
+function customer(name: string, source: Record<string, unknown>, extraServices: Record<string, unknown>[] = []) {
   return {
     name,
     settings: {
@@ -72,7 +74,7 @@ function customer(name: string, source: Record<string, unknown>) {
       { name: 'dallas', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Dallas' } },
       { name: 'engineers', usage: 'ftp', when: { attribute: 'department', op: 'equals', value: 'Engineering' } },
     ],
-    profiles: [{ name: 'engineering', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: 'Cisco 8865' }, { kind: 'voicemail' }] }],
+    profiles: [{ name: 'engineering', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: 'Cisco 8865' }, { kind: 'voicemail' }, ...extraServices] }],
     ftpCriteria: [{ name: 'ftp', rules: [{ criteria: 'engineers', profile: 'engineering' }] }],
     sources: [source],
     sites: [
@@ -85,7 +87,15 @@ function customer(name: string, source: Record<string, unknown>) {
 beforeAll(async () => {
   h = await PipelineHarness.create();
   slapd = await startSlapd({ entries: Array.from({ length: LDAP_USERS }, (_, i) => ldapPerson(i + 1)), sizeLimit: 300 });
-  graph = await startFakeGraph({ users: Array.from({ length: GRAPH_USERS }, (_, i) => graphUser(i + 1)), tokenLifetimeSeconds: 3600 });
+  graph = await startFakeGraph({
+    users: Array.from({ length: GRAPH_USERS }, (_, i) => graphUser(i + 1)),
+    tokenLifetimeSeconds: 3600,
+    skus: [
+      // 85 Teams Phone licences free: enough for the 83 engineers of the first sync and one more.
+      { skuId: 'e43b5b99-8dfb-405f-9987-dc307f34bcbd', skuPartNumber: 'MCOEV', consumedUnits: 5, prepaidUnits: { enabled: 90 } },
+      { skuId: '6fd2c87f-b296-42f0-b197-1e91e994b900', skuPartNumber: 'ENTERPRISEPACK', consumedUnits: 10, prepaidUnits: { enabled: 50 } },
+    ],
+  });
   process.env.TEST_DIRECTORY_LDAP_PASSWORD = slapd.password;
   process.env.TEST_DIRECTORY_GRAPH_SECRET = graph.clientSecret;
   await h.startWorker();
@@ -134,7 +144,7 @@ beforeAll(async () => {
         authorityUrl: graph.url,
         graphUrl: graph.url,
         attributeMap: { extensionAttribute3: 'attributes.costCentre' },
-      }),
+      }, [TEAMS_PHONE]),
     ],
   });
   process.env.TEST_DIRECTORY_WRONG_PASSWORD = 'not-the-password';
@@ -155,6 +165,16 @@ async function usersOf(customerName: string) {
     .select(['users.id', 'users.external_id', 'users.status', 'users.attributes', 'users.ldap_entry', 'users.site_id'])
     .where('customers.name', '=', customerName)
     .execute();
+}
+
+async function licence(sku: string) {
+  return h.db
+    .selectFrom('licences')
+    .innerJoin('customers', 'customers.id', 'licences.customer_id')
+    .select(['licences.enabled', 'licences.consumed', 'licences.taken'])
+    .where('customers.name', '=', 'cloud')
+    .where('licences.sku_part_number', '=', sku)
+    .executeTakeFirst();
 }
 
 async function watermarkOf(customerName: string) {
@@ -285,6 +305,11 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
     expect(one.attributes).toMatchObject({ email: 'cloud1@tenant.example', city: 'Dallas', attributes: { costCentre: 'cost-1' } });
     const mark = await watermarkOf('cloud');
     expect(mark?.mark.deltaLink).toContain('$deltatoken=');
+    // The tenant's licences came in with the sync; each engineer took a Teams Phone licence.
+    expect(await licence('MCOEV')).toMatchObject({ enabled: 90, consumed: 5, taken: engineers });
+    expect(await licence('ENTERPRISEPACK')).toMatchObject({ enabled: 50, consumed: 10, taken: 0 });
+    // The Teams service assigns them in the tenant, which then reports them consumed.
+    graph.updateSku('MCOEV', { consumedUnits: 5 + engineers });
 
     graph.updateUser(graphUser(2).id, { department: 'Engineering', city: 'Chicago' });
     graph.addUser(graphUser(GRAPH_USERS + 1));
@@ -302,6 +327,41 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
     expect(report.counts.seen).toBe(GRAPH_USERS + 1);
     // Unchanged users are recognised and start no pipeline.
     expect(report.counts.imported).toBe(0);
+  });
+
+  it('a user who cannot get a licence is blocked with the reason, and provisioned once licences are added', async () => {
+    // User 2 took the 85th licence in the update sync; the tenant shows it, one is left.
+    graph.updateSku('MCOEV', { consumedUnits: 89 });
+    graph.addUser(graphUser(252)); // Chicago engineers, both
+    graph.addUser(graphUser(255));
+    const report = await h.sync('cloud', 'tenant', version, { mode: 'update' });
+    expect(report.counts).toMatchObject({ seen: 2, imported: 2, provisioned: 1, blocked: 1, failed: 0 });
+    const users = await usersOf('cloud');
+    const blocked = users.find((u) => u.status === 'blocked')!;
+    const reason = await h.db.selectFrom('users').select('status_reason').where('id', '=', blocked.id).executeTakeFirstOrThrow();
+    expect(reason.status_reason).toBe('no MCOEV licence left (90 enabled, 90 in use): add licences to the tenant, then retry');
+    // Blocked holds no services yet (the reserved number stays with them while they wait).
+    expect(await h.db.selectFrom('user_services').select('service_key').where('user_id', '=', blocked.id).execute()).toEqual([]);
+
+    // More licences in the tenant; the next sync refreshes them, and a retry provisions the user.
+    graph.updateSku('MCOEV', { consumedUnits: 90, prepaidUnits: { enabled: 100 } });
+    await h.sync('cloud', 'tenant', version, { mode: 'update' });
+    const retry = await cli('retry', blocked.external_id, '--customer', 'cloud');
+    expect(retry.code).toBe(0);
+    for (let i = 0; i < 100; i++) {
+      const now = await h.db.selectFrom('users').select('status').where('id', '=', blocked.id).executeTakeFirstOrThrow();
+      if (now.status === 'provisioned') break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect((await usersOf('cloud')).find((u) => u.id === blocked.id)?.status).toBe('provisioned');
+    expect(await licence('MCOEV')).toMatchObject({ enabled: 100, consumed: 90, taken: 1 });
+  });
+
+  it('refuses a configuration naming a licence the tenant does not have', async () => {
+    const bad = customer('cloud', { name: 'tenant', type: 'entra', userType: 'microsoft', tenantId: 't', clientId: 'c', clientSecretEnv: 'X' }, [
+      { kind: 'licence', sku: 'MCOEV_TYPO' },
+    ]);
+    await expect(h.apply({ version: 1, customers: [bad] })).rejects.toThrow(/unknown licence "MCOEV_TYPO": the tenant of customer "cloud" has ENTERPRISEPACK, MCOEV/);
   });
 });
 
@@ -349,7 +409,7 @@ describe('flowthru preview', () => {
   it('works the same for an Entra source, and says clearly when the source refuses', async () => {
     const cloud = await cli('preview', 'tenant', '--customer', 'cloud', '--json');
     expect(cloud.code).toBe(0);
-    expect((JSON.parse(cloud.out) as PreviewReport).counts.seen).toBe(GRAPH_USERS + 1);
+    expect((JSON.parse(cloud.out) as PreviewReport).counts.seen).toBe(GRAPH_USERS + 3);
     const refused = await cli('preview', 'directory', '--customer', 'badpass');
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/^flowthru: LDAP bind as cn=reader,dc=flowthru,dc=test to ldap:\/\/127\.0\.0\.1:\d+ failed: invalid credentials/);

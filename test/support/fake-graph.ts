@@ -71,6 +71,8 @@ export interface FakeGraph {
   failNext(n: number, status: number, target?: 'graph' | 'token'): void;
   /** The next `n` Graph requests get no answer at all (until stop). */
   stallNext(n: number): void;
+  /** Changes a subscribed SKU's counts: the tenant bought licences, or assigned some. */
+  updateSku(skuPartNumber: string, changes: Partial<Pick<FakeSku, 'consumedUnits' | 'prepaidUnits'>>): void;
   /** Requests to paths starting with `path` (e.g. `/v1.0/subscribedSkus`) answer 403. */
   forbid(path: string): void;
   readonly requests: FakeGraphRequest[];
@@ -382,6 +384,11 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     },
     expireDeltaTokens() {
       epoch++;
+    },
+    updateSku(skuPartNumber, changes) {
+      const index = skus.findIndex((s) => s.skuPartNumber === skuPartNumber);
+      if (index < 0) throw new Error(`fake Graph: no SKU ${skuPartNumber}`);
+      skus[index] = { ...skus[index]!, ...changes };
     },
     throttleNext(n, retryAfterSeconds, status = 429) {
       for (let i = 0; i < n; i++) faults.push({ status, retryAfter: retryAfterSeconds, target: 'graph' });

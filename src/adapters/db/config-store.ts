@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { expandRange } from '../../domain/numbers.js';
+import { licencesOf } from '../../domain/services.js';
 import type { CustomerConfig } from '../../domain/config/schema.js';
 import type { ResolvedConfig } from '../../domain/config/resolved.js';
 import type { ConfigProblem } from '../../domain/config/validate.js';
@@ -189,6 +190,26 @@ async function syncNumbers(
   }
 }
 
+/**
+ * Profiles name tenant licences by SKU part number: once an Entra sync has imported the customer's
+ * licences, a name the tenant does not have is refused (a typo would otherwise block every user).
+ */
+async function checkLicences(tx: Tx, customer: CustomerConfig, customerId: number, index: number, refusals: Refusals): Promise<void> {
+  const known = new Set((await tx.selectFrom('licences').select('sku_part_number').where('customer_id', '=', customerId).execute()).map((r) => r.sku_part_number));
+  if (known.size === 0) return;
+  for (const [p, profile] of customer.profiles.entries()) {
+    for (const [k, service] of profile.services.entries()) {
+      for (const sku of licencesOf(service)) {
+        if (known.has(sku)) continue;
+        refusals.push({
+          path: ['customers', index, 'profiles', p, 'services', k],
+          message: `unknown licence "${sku}": the tenant of customer "${customer.name}" has ${[...known].sort().join(', ')}`,
+        });
+      }
+    }
+  }
+}
+
 async function applyCustomer(tx: Tx, customer: CustomerConfig, index: number, refusals: Refusals): Promise<void> {
   const { id: customerId } = await tx
     .insertInto('customers')
@@ -197,6 +218,7 @@ async function applyCustomer(tx: Tx, customer: CustomerConfig, index: number, re
     .returning('id')
     .executeTakeFirstOrThrow();
   const ref = { id: customerId, name: customer.name, index };
+  await checkLicences(tx, customer, customerId, index, refusals);
 
   const criteriaIds = await upsertByName(
     tx,

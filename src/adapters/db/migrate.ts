@@ -3,12 +3,14 @@ import { Migrator, type Kysely, type Migration, type MigrationProvider, type Mig
 import * as initial from './migrations/0001_initial.js';
 import * as pipelineOutcomes from './migrations/0002_pipeline_outcomes.js';
 import * as numberLookups from './migrations/0003_number_lookups.js';
+import * as licences from './migrations/0004_licences.js';
 
 /** Migrations in order; a new one is a new file in migrations/ and a line here. */
 const MIGRATIONS: Record<string, Migration> = {
   '0001_initial': initial,
   '0002_pipeline_outcomes': pipelineOutcomes,
   '0003_number_lookups': numberLookups,
+  '0004_licences': licences,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -224,6 +224,16 @@ export interface PipelineOutcomesTable {
   recorded_at: Generated<Date>;
 }
 
+export interface LicencesTable {
+  customer_id: number;
+  sku_part_number: string;
+  sku_id: string;
+  enabled: number;
+  consumed: number;
+  taken: Generated<number>;
+  refreshed_at: Generated<Date>;
+}
+
 export interface Database {
   config_versions: ConfigVersionsTable;
   customers: CustomersTable;
@@ -242,6 +252,7 @@ export interface Database {
   email_outbox: EmailOutboxTable;
   transaction_log: TransactionLogTable;
   pipeline_outcomes: PipelineOutcomesTable;
+  licences: LicencesTable;
 }
 
 /** Column names per table, as the type declares them: the schema test checks migrations against it. */
@@ -338,6 +349,7 @@ export const DATABASE_COLUMNS: { [T in keyof Database]: readonly (keyof Database
     'idempotency_key',
   ],
   pipeline_outcomes: ['sync_id', 'external_id', 'user_id', 'status', 'moved', 'emailed', 'site', 'profile', 'number', 'reason', 'recorded_at'],
+  licences: ['customer_id', 'sku_part_number', 'sku_id', 'enabled', 'consumed', 'taken', 'refreshed_at'],
 };
 
 export type User = Selectable<UsersTable>;
