@@ -156,16 +156,12 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
 
         const keys = profile.services.map(serviceKey);
         // Licences for the services the user does not have yet; one short, and the user waits, blocked.
-        const active = new Set(
-          (await tx.selectFrom('user_services').select('service_key').where('user_id', '=', user.id).where('status', '=', 'active').execute()).map(
-            (r) => r.service_key,
-          ),
-        );
-        const shortage = await takeLicences(
-          tx,
-          ctx.customerId,
-          profile.services.filter((s, i) => !active.has(keys[i]!)).flatMap(licencesOf),
-        );
+        let shortage: string | null = null;
+        if (profile.services.some((service) => licencesOf(service).length > 0)) {
+          const rows = await tx.selectFrom('user_services').select('service_key').where('user_id', '=', user.id).where('status', '=', 'active').execute();
+          const active = new Set(rows.map((r) => r.service_key));
+          shortage = await takeLicences(tx, ctx.customerId, profile.services.filter((_, i) => !active.has(keys[i]!)).flatMap(licencesOf));
+        }
         if (shortage) {
           await tx.updateTable('users').set({ status: 'blocked', status_reason: shortage, updated_at: new Date() }).where('id', '=', user.id).execute();
           return { status: 'blocked', result: { blocked: shortage }, summary: shortage };
