@@ -137,6 +137,39 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
           .onConflict((oc) => oc.column('idempotency_key').doNothing())
           .execute();
       }
+      if (page.removed.length > 0) {
+        // Users the source reported removed (Graph's @removed): logged against the user, for the
+        // delete sync to offboard; nothing is taken from them here.
+        const known = await db
+          .selectFrom('users')
+          .select(['id', 'external_id'])
+          .where('customer_id', '=', snap.customerId)
+          .where('source_id', '=', source.id)
+          .where('external_id', 'in', [...page.removed])
+          .execute();
+        if (known.length > 0) {
+          await db
+            .insertInto('transaction_log')
+            .values(
+              known.map((u) => ({
+                customer_id: snap.customerId,
+                user_id: u.id,
+                kind: 'sync' as const,
+                action: 'source.removed',
+                subject: `${input.source} ${u.external_id}`,
+                status: 'succeeded' as const,
+                ended_at: new Date(),
+                error: null,
+                details: null,
+                workflow_id: input.syncId,
+                run_id: null,
+                idempotency_key: `removed/${input.syncId}/${u.external_id}`.slice(0, 500),
+              })),
+            )
+            .onConflict((oc) => oc.column('idempotency_key').doNothing())
+            .execute();
+        }
+      }
       return {
         seen: page.records.length + page.problems.length,
         imported: imported.length,

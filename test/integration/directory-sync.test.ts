@@ -313,18 +313,24 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
 
     graph.updateUser(graphUser(2).id, { department: 'Engineering', city: 'Chicago' });
     graph.addUser(graphUser(GRAPH_USERS + 1));
+    graph.removeUser(graphUser(3).id, 'deleted');
     graph.throttleNext(1, 1);
     const update = await h.sync('cloud', 'tenant', version, { mode: 'update' });
     expect(update.counts.seen).toBe(2);
     expect(update.counts.imported).toBe(2);
     expect((await usersOf('cloud')).find((u) => u.external_id === graphUser(2).id)?.status).toBe('provisioned');
     expect((await watermarkOf('cloud'))?.mark.deltaLink).not.toBe(mark?.mark.deltaLink);
+    // The removed user is logged for the delete sync, and kept until it runs.
+    const removed = await h.db.selectFrom('transaction_log').select(['subject', 'user_id']).where('action', '=', 'source.removed').execute();
+    expect(removed.map((r) => r.subject)).toEqual([`tenant ${graphUser(3).id}`]);
+    expect((await usersOf('cloud')).some((u) => u.external_id === graphUser(3).id)).toBe(true);
   });
 
   it('an expired delta token falls back to a full read', async () => {
     graph.expireDeltaTokens();
     const report = await h.sync('cloud', 'tenant', version, { mode: 'update' });
-    expect(report.counts.seen).toBe(GRAPH_USERS + 1);
+    // Everyone the tenant has now: one added, one removed since the first sync.
+    expect(report.counts.seen).toBe(GRAPH_USERS);
     // Unchanged users are recognised and start no pipeline.
     expect(report.counts.imported).toBe(0);
   });
@@ -409,7 +415,9 @@ describe('flowthru preview', () => {
   it('works the same for an Entra source, and says clearly when the source refuses', async () => {
     const cloud = await cli('preview', 'tenant', '--customer', 'cloud', '--json');
     expect(cloud.code).toBe(0);
-    expect((JSON.parse(cloud.out) as PreviewReport).counts.seen).toBe(GRAPH_USERS + 3);
+    const preview = JSON.parse(cloud.out) as PreviewReport;
+    expect(preview.counts.seen).toBe(GRAPH_USERS + 2);
+    expect(preview.deletions).toEqual([graphUser(3).id]);
     const refused = await cli('preview', 'directory', '--customer', 'badpass');
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/^flowthru: LDAP bind as cn=reader,dc=flowthru,dc=test to ldap:\/\/127\.0\.0\.1:\d+ failed: invalid credentials/);
