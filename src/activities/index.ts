@@ -19,7 +19,7 @@ function withErrorKinds<T extends object>(activities: T): T {
           if (error instanceof PermanentError) throw ApplicationFailure.nonRetryable(error.message, error.kind);
           // A throttled source says when to come back: the next attempt waits that long, not less.
           if (error instanceof GraphUnavailableError && error.retryAfterMs !== undefined) {
-            throw ApplicationFailure.retryable(error.message, 'SourceThrottled', { nextRetryDelay: error.retryAfterMs });
+            throw ApplicationFailure.create({ message: error.message, type: 'SourceThrottled', nextRetryDelay: error.retryAfterMs });
           }
           throw error;
         }

@@ -1,7 +1,7 @@
 import type { Kysely, Transaction } from 'kysely';
 import { explainFtpRule, explainSite } from '../domain/matching.js';
 import { licencesOf, serviceKey, type ServiceSpec } from '../domain/services.js';
-import { takeLicences } from '../adapters/db/licences.js';
+import { releaseLicences, takeLicences } from '../adapters/db/licences.js';
 import type { CanonicalUser } from '../domain/user.js';
 import { PermanentError } from '../adapters/errors.js';
 import { releaseReservation, reserveNumber, useNumber } from '../adapters/db/numbers.js';
@@ -155,17 +155,18 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         if (problems.length > 0) throw new PermanentError('ServiceRequirement', problems.join('; '));
 
         const keys = profile.services.map(serviceKey);
-        // Licences for the services the user does not have yet; one short, and the user waits, blocked.
-        let shortage: string | null = null;
-        if (profile.services.some((service) => licencesOf(service).length > 0)) {
-          const rows = await tx.selectFrom('user_services').select('service_key').where('user_id', '=', user.id).where('status', '=', 'active').execute();
-          const active = new Set(rows.map((r) => r.service_key));
-          shortage = await takeLicences(tx, ctx.customerId, profile.services.filter((_, i) => !active.has(keys[i]!)).flatMap(licencesOf));
-        }
+        // The tenant licences the services need (one short, and the user waits, blocked). Only
+        // customers with an Entra source have licence counts.
+        const tenant = snap.config.sources.some((source) => source.type === 'entra');
+        const skus = profile.services.flatMap(licencesOf);
+        const shortage = tenant ? await takeLicences(tx, ctx.customerId, user.id, skus) : null;
         if (shortage) {
+          // The number goes back while the user waits: a pool must not drain into blocked users.
+          if (input.number) await releaseReservation(tx, ctx.customerId, user.id, input.number);
           await tx.updateTable('users').set({ status: 'blocked', status_reason: shortage, updated_at: new Date() }).where('id', '=', user.id).execute();
-          return { status: 'blocked', result: { blocked: shortage }, summary: shortage };
+          return { status: 'blocked', result: { blocked: shortage }, summary: input.number ? `${shortage}; ${input.number} released` : shortage };
         }
+        if (tenant) await releaseLicences(tx, ctx.customerId, user.id, skus);
         for (const [i, service] of profile.services.entries()) {
           const settings = JSON.stringify({ ...service.settings, ...(service.kind === 'phone' && input.number ? { line: input.number } : {}) });
           await tx

@@ -17,7 +17,7 @@ export interface PreviewUser {
   readonly site: string | null;
   /** Where the user is now (null: customer level or not on record). */
   readonly currentSite: string | null;
-  /** The user is placed at another site than the criteria choose (an update sync moves them). */
+  /** The user is placed at another site than the criteria now choose (a move, once update syncs move users). */
   readonly move: boolean;
   readonly profile: string | null;
   /** Where the number would come from: the site's ranges, the customer's, or none. */
@@ -86,6 +86,10 @@ export async function previewSource(
         users.push(toSourceUser(record, attributeMap, idAttribute));
       } catch (error) {
         if (!(error instanceof InvalidRecord)) throw error;
+        // Still in the source, if unusable: not a deletion.
+        const rawId = record.attributes[idAttribute];
+        const id = (typeof rawId === 'string' ? rawId : rawId?.[0])?.trim();
+        if (id) seen.add(id);
         const [at, ...rest] = error.message.split(': ');
         report.problems.push({ at: at ?? record.at, message: rest.join(': ') });
       }

@@ -171,8 +171,9 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         setState({ number: null, reason });
         return outcome('failed', { moved: placed.moved, reason });
       }
-      // A licence is short: the reserved number stays with the user while they wait.
+      // A licence is short: the step gave the reserved number back; a retry reserves one again.
       if (provisioned?.blocked) {
+        setState({ number: null });
         if (!(await waitWhileBlocked(provisioned.blocked))) return null;
         continue;
       }

@@ -171,10 +171,19 @@ async function licence(sku: string) {
   return h.db
     .selectFrom('licences')
     .innerJoin('customers', 'customers.id', 'licences.customer_id')
-    .select(['licences.enabled', 'licences.consumed', 'licences.taken'])
+    .select(['licences.enabled', 'licences.consumed'])
+    .select((eb) =>
+      eb
+        .selectFrom('licence_assignments as a')
+        .select((a) => a.fn.countAll<string>().as('n'))
+        .whereRef('a.customer_id', '=', 'licences.customer_id')
+        .whereRef('a.sku_part_number', '=', 'licences.sku_part_number')
+        .as('assigned'),
+    )
     .where('customers.name', '=', 'cloud')
     .where('licences.sku_part_number', '=', sku)
-    .executeTakeFirst();
+    .executeTakeFirst()
+    .then((row) => row && { enabled: row.enabled, consumed: row.consumed, assigned: Number(row.assigned) });
 }
 
 async function watermarkOf(customerName: string) {
@@ -306,10 +315,8 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
     const mark = await watermarkOf('cloud');
     expect(mark?.mark.deltaLink).toContain('$deltatoken=');
     // The tenant's licences came in with the sync; each engineer took a Teams Phone licence.
-    expect(await licence('MCOEV')).toMatchObject({ enabled: 90, consumed: 5, taken: engineers });
-    expect(await licence('ENTERPRISEPACK')).toMatchObject({ enabled: 50, consumed: 10, taken: 0 });
-    // The Teams service assigns them in the tenant, which then reports them consumed.
-    graph.updateSku('MCOEV', { consumedUnits: 5 + engineers });
+    expect(await licence('MCOEV')).toEqual({ enabled: 90, consumed: 5, assigned: engineers });
+    expect(await licence('ENTERPRISEPACK')).toEqual({ enabled: 50, consumed: 10, assigned: 0 });
 
     graph.updateUser(graphUser(2).id, { department: 'Engineering', city: 'Chicago' });
     graph.addUser(graphUser(GRAPH_USERS + 1));
@@ -336,8 +343,8 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
   });
 
   it('a user who cannot get a licence is blocked with the reason, and provisioned once licences are added', async () => {
-    // User 2 took the 85th licence in the update sync; the tenant shows it, one is left.
-    graph.updateSku('MCOEV', { consumedUnits: 89 });
+    // User 2 took the 84th licence in the update sync; one is left (90 - 5 consumed - 84).
+    expect(await licence('MCOEV')).toEqual({ enabled: 90, consumed: 5, assigned: 84 });
     graph.addUser(graphUser(252)); // Chicago engineers, both
     graph.addUser(graphUser(255));
     const report = await h.sync('cloud', 'tenant', version, { mode: 'update' });
@@ -346,11 +353,12 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
     const blocked = users.find((u) => u.status === 'blocked')!;
     const reason = await h.db.selectFrom('users').select('status_reason').where('id', '=', blocked.id).executeTakeFirstOrThrow();
     expect(reason.status_reason).toBe('no MCOEV licence left (90 enabled, 90 in use): add licences to the tenant, then retry');
-    // Blocked holds no services yet (the reserved number stays with them while they wait).
+    // Blocked holds no services and no number while they wait: the reserved one went back.
     expect(await h.db.selectFrom('user_services').select('service_key').where('user_id', '=', blocked.id).execute()).toEqual([]);
+    expect(await h.db.selectFrom('number_inventory').select('number').where('user_id', '=', blocked.id).execute()).toEqual([]);
 
     // More licences in the tenant; the next sync refreshes them, and a retry provisions the user.
-    graph.updateSku('MCOEV', { consumedUnits: 90, prepaidUnits: { enabled: 100 } });
+    graph.updateSku('MCOEV', { prepaidUnits: { enabled: 100 } });
     await h.sync('cloud', 'tenant', version, { mode: 'update' });
     const retry = await cli('retry', blocked.external_id, '--customer', 'cloud');
     expect(retry.code).toBe(0);
@@ -360,7 +368,8 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect((await usersOf('cloud')).find((u) => u.id === blocked.id)?.status).toBe('provisioned');
-    expect(await licence('MCOEV')).toMatchObject({ enabled: 100, consumed: 90, taken: 1 });
+    expect(await licence('MCOEV')).toEqual({ enabled: 100, consumed: 5, assigned: 86 });
+    expect(await h.db.selectFrom('number_inventory').select('number').where('user_id', '=', blocked.id).execute()).toHaveLength(1);
   });
 
   it('refuses a configuration naming a licence the tenant does not have', async () => {

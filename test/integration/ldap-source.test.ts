@@ -102,12 +102,13 @@ interface ReadAll {
 async function readAll(
   src: LdapSourceConfig,
   pageSize: number,
-  options: { watermark?: LdapWatermark | null; cursor?: LdapCursor | null; env?: NodeJS.ProcessEnv } = {},
+  options: { watermark?: LdapWatermark | null; cursor?: LdapCursor | null; env?: NodeJS.ProcessEnv; watermarkMarginMs?: number } = {},
 ): Promise<ReadAll> {
   const out: ReadAll = { records: [], problems: [], pages: 0, largestPage: 0, mostBuffered: 0, watermark: null };
   let cursor = options.cursor ?? null;
   do {
-    const page = await readLdapPage(src, cursor, pageSize, { env: options.env ?? env, watermark: options.watermark });
+    // No clock margin unless a test asks for one: these entries all changed seconds ago.
+    const page = await readLdapPage(src, cursor, pageSize, { env: options.env ?? env, watermark: options.watermark, watermarkMarginMs: options.watermarkMarginMs ?? 0 });
     out.records.push(...page.records);
     out.problems.push(...page.problems);
     out.pages++;
@@ -374,6 +375,17 @@ describe('the LDAP source against OpenLDAP slapd', () => {
     const next = incremental.watermark!;
     expect(next.attribute).toBe('modifyTimestamp');
     expect(next.value > watermark.value).toBe(true);
+
+    // With the default 5-minute clock margin, a read of entries changed just now does not move the
+    // watermark past the read's start less 5 minutes (here: not at all, as it started later than
+    // that), so a change made during the read is not skipped next time.
+    const margined = await readAll(src, 1000, { watermark, watermarkMarginMs: 5 * 60_000 });
+    expect(margined.records).toHaveLength(incremental.records.length);
+    expect(margined.watermark).toEqual(watermark);
+    // A full read (no watermark) of entries changed just now stops at the start less the margin.
+    const fullMargined = await readAll(src, 5000, { watermarkMarginMs: 5 * 60_000 });
+    const ceiling = new Date(Date.now() - 5 * 60_000).toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z';
+    expect(fullMargined.watermark!.value <= ceiling).toBe(true);
 
     // Nothing changed since: nothing read, and the watermark stays.
     const future: LdapWatermark = { attribute: 'modifyTimestamp', value: '20991231235959Z' };

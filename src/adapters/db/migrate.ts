@@ -4,6 +4,7 @@ import * as initial from './migrations/0001_initial.js';
 import * as pipelineOutcomes from './migrations/0002_pipeline_outcomes.js';
 import * as numberLookups from './migrations/0003_number_lookups.js';
 import * as licences from './migrations/0004_licences.js';
+import * as licenceAssignments from './migrations/0005_licence_assignments.js';
 
 /** Migrations in order; a new one is a new file in migrations/ and a line here. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -11,6 +12,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002_pipeline_outcomes': pipelineOutcomes,
   '0003_number_lookups': numberLookups,
   '0004_licences': licences,
+  '0005_licence_assignments': licenceAssignments,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -230,8 +230,14 @@ export interface LicencesTable {
   sku_id: string;
   enabled: number;
   consumed: number;
-  taken: Generated<number>;
   refreshed_at: Generated<Date>;
+}
+
+export interface LicenceAssignmentsTable {
+  customer_id: number;
+  sku_part_number: string;
+  user_id: BigId;
+  assigned_at: Generated<Date>;
 }
 
 export interface Database {
@@ -253,6 +259,7 @@ export interface Database {
   transaction_log: TransactionLogTable;
   pipeline_outcomes: PipelineOutcomesTable;
   licences: LicencesTable;
+  licence_assignments: LicenceAssignmentsTable;
 }
 
 /** Column names per table, as the type declares them: the schema test checks migrations against it. */
@@ -349,7 +356,8 @@ export const DATABASE_COLUMNS: { [T in keyof Database]: readonly (keyof Database
     'idempotency_key',
   ],
   pipeline_outcomes: ['sync_id', 'external_id', 'user_id', 'status', 'moved', 'emailed', 'site', 'profile', 'number', 'reason', 'recorded_at'],
-  licences: ['customer_id', 'sku_part_number', 'sku_id', 'enabled', 'consumed', 'taken', 'refreshed_at'],
+  licences: ['customer_id', 'sku_part_number', 'sku_id', 'enabled', 'consumed', 'refreshed_at'],
+  licence_assignments: ['customer_id', 'sku_part_number', 'user_id', 'assigned_at'],
 };
 
 export type User = Selectable<UsersTable>;

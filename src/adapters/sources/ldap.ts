@@ -24,6 +24,8 @@ export interface LdapCursor {
   readonly delivered: number;
   readonly since: string | null;
   readonly highest: string | null;
+  /** modifyTimestamp sources: when the read began, less the clock margin (the watermark's ceiling). */
+  readonly started?: string;
 }
 
 export interface LdapWatermark {
@@ -47,6 +49,12 @@ export interface LdapReadOptions {
   readonly watermark?: LdapWatermark | null;
   readonly env?: NodeJS.ProcessEnv;
   readonly heartbeat?: () => void;
+  /**
+   * modifyTimestamp sources: the watermark is never later than the read's start less this margin
+   * (default 5 minutes, for clock skew between us and the server). An entry changed during a long
+   * read, after it was delivered, has a timestamp after the start, so the next read sees it again.
+   */
+  readonly watermarkMarginMs?: number;
 }
 
 type Preset = LdapSourceConfig['preset'];
@@ -581,6 +589,10 @@ export async function readLdapPage(
 
   let delivered = cursor?.delivered ?? 0;
   let highest = cursor?.highest ?? null;
+  const started =
+    plan.watermarkKind !== 'time'
+      ? undefined
+      : (cursor?.started ?? new Date(Date.now() - (options.watermarkMarginMs ?? 5 * 60_000)).toISOString().replace(/[-:T]/g, '').slice(0, 14) + 'Z');
   const records: RawRecord[] = [];
   const problems: LdapPage['problems'] = [];
 
@@ -612,7 +624,12 @@ export async function readLdapPage(
       const done = await exhausted(search, options.heartbeat);
       if (done) {
         evict(searchId, search);
-        const value = highest ?? since;
+        let value = highest ?? since;
+        // Not past the read's start: what changed while it ran is read again next time (but
+        // never back before the watermark this read started from).
+        if (highest !== null && started !== undefined && compareWatermarkValues(plan.watermarkKind, highest, started) > 0) {
+          value = since !== null && compareWatermarkValues(plan.watermarkKind, since, started) > 0 ? since : started;
+        }
         return {
           records,
           problems,
@@ -624,7 +641,7 @@ export async function readLdapPage(
       const idle = search;
       search.timer = setTimeout(() => evict(searchId, idle), IDLE_MS);
       search.timer.unref();
-      return { records, problems, next: { searchId, delivered, since, highest }, watermark: null };
+      return { records, problems, next: { searchId, delivered, since, highest, ...(started ? { started } : {}) }, watermark: null };
     } catch (error) {
       if (search) evict(searchId, search);
       const translated = translate(error, source, 'search');
