@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DEFAULT_TEMPORAL_BIN } from '../src/demo/temporal-dev-server.js';
 import { onboardWorkflowId, syncWorkflowId } from '../src/workflows/config.js';
 import { retrySignal } from '../src/workflows/messages.js';
+import { startFakeGraph } from './support/fake-graph.js';
 import { acmeCsv, PipelineHarness } from './support/pipeline.js';
 
 const RECORD = Boolean(process.env.FLOWTHRU_RECORD_HISTORIES);
@@ -98,5 +99,51 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
     await save('onboardUser-compensated', onboardWorkflowId('rec', 'hr', await byStatus('failed')));
     await save('onboardUser-blocked-then-retried', blockedHandle.workflowId);
     expect(syncWorkflowId('rec', 'hr', 'add')).toBe(handle.workflowId);
+  }, 120_000);
+
+  it('records an onboardUser blocked for a tenant licence, then retried', async () => {
+    const graph = await startFakeGraph({
+      users: ['L1', 'L2'].map((id) => ({ id, userPrincipalName: `${id.toLowerCase()}@example.com`, city: 'Chicago', department: 'Engineering' })),
+      skus: [{ skuId: 'e43b5b99-8dfb-405f-9987-dc307f34bcbd', skuPartNumber: 'MCOEV', consumedUnits: 0, prepaidUnits: { enabled: 1 } }],
+    });
+    process.env.FLOWTHRU_RECORD_GRAPH_SECRET = graph.clientSecret;
+    try {
+      const tenant = {
+        name: 'tenant',
+        type: 'entra',
+        userType: 'microsoft',
+        tenantId: graph.tenantId,
+        clientId: graph.clientId,
+        clientSecretEnv: 'FLOWTHRU_RECORD_GRAPH_SECRET',
+        authorityUrl: graph.url,
+        graphUrl: graph.url,
+      };
+      const base = config(3);
+      const customer = { ...base.customers[0]!, name: 'lic' };
+      customer.profiles = [{ name: 'line', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }, { kind: 'teams', licences: ['MCOEV'] } as never] }];
+      customer.ftpCriteria = [{ name: 'ftp', rules: [{ criteria: 'eng', profile: 'line' }] }];
+      customer.sources = [tenant as never];
+      customer.sites = [{ name: 'hq', moveCriteria: { microsoft: 'chicago' } as never, numberRanges: [{ from: '7000', to: '7009' }] }];
+      const version = await h.apply({ version: 1, customers: [base.customers[0]!, customer] });
+      const report = await h.sync('lic', 'tenant', version);
+      expect(report.counts).toMatchObject({ provisioned: 1, blocked: 1 });
+      const blocked = (
+        await h.db
+          .selectFrom('users')
+          .innerJoin('customers', 'customers.id', 'users.customer_id')
+          .select('users.external_id')
+          .where('customers.name', '=', 'lic')
+          .where('users.status', '=', 'blocked')
+          .executeTakeFirstOrThrow()
+      ).external_id;
+      graph.updateSku('MCOEV', { prepaidUnits: { enabled: 2 } });
+      await h.sync('lic', 'tenant', version, { mode: 'update' });
+      const handle = h.client.workflow.getHandle(onboardWorkflowId('lic', 'tenant', blocked));
+      await handle.signal(retrySignal);
+      await handle.result();
+      await save('onboardUser-licence-blocked-then-retried', handle.workflowId);
+    } finally {
+      await graph.stop();
+    }
   }, 120_000);
 });
