@@ -100,19 +100,17 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   }
 
   async function run(): Promise<SyncReport> {
-
     const finished = () => sourceDone && queue.length === 0 && inFlight.size === 0;
-  /** Tallies the outcomes pipelines have recorded; a quarter of the window at a time. */
-  async function collect(): Promise<void> {
-    const found = await outcomes.collectOutcomes({ syncId, customer, source: sourceName, externalIds: [...inFlight], batch: Math.ceil(window / 4) });
-    for (const outcome of found) {
-      if (inFlight.delete(outcome.externalId)) tally(counts, outcome);
+    /** Tallies the outcomes pipelines have recorded; a quarter of the window at a time. */
+    async function collect(): Promise<void> {
+      const found = await outcomes.collectOutcomes({ syncId, customer, source: sourceName, externalIds: [...inFlight], batch: Math.ceil(window / 4) });
+      for (const outcome of found) {
+        if (inFlight.delete(outcome.externalId)) tally(counts, outcome);
+      }
     }
-  }
+
     for (;;) {
       if (!sourceDone && queue.length < window) {
-        // One id for this sync across continue-as-new, distinct from earlier syncs of the same source.
-        const syncId = `${info.workflowId}/${info.firstExecutionRunId}`;
         const page = await source.readSourcePage({ customer, source: sourceName, configVersion, cursor, pageSize, syncId, mode });
         pages++;
         counts.seen += page.seen;
