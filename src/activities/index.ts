@@ -8,7 +8,7 @@ import type { Activities } from './types.js';
 export type ActivityDeps = PipelineDeps & SyncDeps;
 
 /** Permanent errors become non-retryable failures with their kind; anything else is retried. */
-function withErrorKinds<T extends object>(activities: T): T {
+export function withErrorKinds<T extends object>(activities: T): T {
   return Object.fromEntries(
     Object.entries(activities).map(([name, fn]) => [
       name,

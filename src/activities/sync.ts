@@ -1,17 +1,16 @@
+import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { Kysely } from 'kysely';
+import type { Insertable, Kysely } from 'kysely';
 import { sql } from 'kysely';
 import { PermanentError } from '../adapters/errors.js';
-import type { Database } from '../adapters/db/schema.js';
+import type { Database, TransactionLogTable } from '../adapters/db/schema.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { refreshLicences } from '../adapters/db/licences.js';
 import { importUsers } from '../adapters/db/users.js';
 import { readSubscribedSkus } from '../adapters/sources/entra.js';
-import { createHash } from 'node:crypto';
-import { effectiveAttributeMap, externalIdAttribute, readSourceRecords, type SourceWatermark } from '../adapters/sources/index.js';
+import { mapRecords, readSourceRecords, type SourceWatermark } from '../adapters/sources/index.js';
 import type { SourceConfig } from '../domain/config/schema.js';
-import { InvalidRecord, toSourceUser, type SourceUser } from '../adapters/sources/records.js';
 import { onboardWorkflowId, searchAttributes } from '../workflows/config.js';
 import { userChangedSignal, type OnboardUserInput, type SourceProblem, type UserChange, type UserOutcome } from '../workflows/messages.js';
 import type { onboardUser } from '../workflows/onboard-user.js';
@@ -52,6 +51,20 @@ function sourceFingerprint(source: SourceConfig & { readonly id?: number }): str
 }
 
 export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncDeps): SyncActivities {
+  /** Writes a sync's entries to the transaction log, once each (by idempotency key). */
+  async function logSyncEntries(
+    entries: readonly (Pick<Insertable<TransactionLogTable>, 'customer_id' | 'user_id' | 'action' | 'subject' | 'status' | 'error' | 'workflow_id'> & {
+      idempotency_key: string;
+    })[],
+  ): Promise<void> {
+    if (entries.length === 0) return;
+    await db
+      .insertInto('transaction_log')
+      .values(entries.map((e) => ({ ...e, kind: 'sync' as const, ended_at: new Date(), details: null, run_id: null, idempotency_key: e.idempotency_key.slice(0, 500) })))
+      .onConflict((oc) => oc.column('idempotency_key').doNothing())
+      .execute();
+  }
+
   async function loadWatermark(source: SourceConfig & { readonly id: number }): Promise<SourceWatermark | null> {
     const row = await db.selectFrom('sync_sources').select('watermark').where('id', '=', source.id).executeTakeFirst();
     const stored = row?.watermark as StoredWatermark | null | undefined;
@@ -89,54 +102,29 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       // An update sync reads what changed since the last successful sync; an add sync reads everything.
       const watermark = input.cursor === null && input.mode === 'update' ? await loadWatermark(source) : null;
       const page = await readSourceRecords(source, input.cursor, input.pageSize, { watermark, heartbeat: () => heartbeat(input.cursor) });
-      const attributeMap = effectiveAttributeMap(source);
-      const idAttribute = externalIdAttribute(source);
-
-      const problems: SourceProblem[] = [...page.problems];
-      const byId = new Map<string, SourceUser>();
-      for (const record of page.records) {
-        try {
-          const user = toSourceUser(record, attributeMap, idAttribute);
-          const earlier = byId.get(user.externalId);
-          if (earlier) problems.push({ at: record.at, message: `duplicate external id "${user.externalId}"; the later record wins` });
-          byId.set(user.externalId, user);
-        } catch (error) {
-          if (!(error instanceof InvalidRecord)) throw error;
-          const [at, ...rest] = error.message.split(': ');
-          problems.push({ at: at ?? record.at, message: rest.join(': ') });
-        }
-      }
+      const mapped = mapRecords(source, page.records);
+      const problems: SourceProblem[] = [...page.problems, ...mapped.problems];
       heartbeat();
       const { imported } = await importUsers(db, {
         customerId: snap.customerId,
         sourceId: source.id,
         userType: source.userType,
         syncId: input.syncId,
-        users: [...byId.values()],
+        users: mapped.users,
       });
-      if (problems.length > 0) {
-        await db
-          .insertInto('transaction_log')
-          .values(
-            problems.map((p) => ({
-              customer_id: snap.customerId,
-              user_id: null,
-              kind: 'sync' as const,
-              action: 'source.invalid-record',
-              subject: `${input.source} ${p.at}`,
-              status: 'skipped' as const,
-              ended_at: new Date(),
-              error: p.message,
-              details: null,
-              workflow_id: input.syncId,
-              run_id: null,
-              // A retried page read must not log its problems twice.
-              idempotency_key: `invalid/${input.syncId}/${p.at}/${p.message}`.slice(0, 500),
-            })),
-          )
-          .onConflict((oc) => oc.column('idempotency_key').doNothing())
-          .execute();
-      }
+      // A retried page read must not log its problems twice: the keys name the sync and the record.
+      await logSyncEntries(
+        problems.map((p) => ({
+          customer_id: snap.customerId,
+          user_id: null,
+          action: 'source.invalid-record',
+          subject: `${input.source} ${p.at}`,
+          status: 'skipped' as const,
+          error: p.message,
+          workflow_id: input.syncId,
+          idempotency_key: `invalid/${input.syncId}/${p.at}/${p.message}`,
+        })),
+      );
       if (page.removed.length > 0) {
         // Users the source reported removed (Graph's @removed): logged against the user, for the
         // delete sync to offboard; nothing is taken from them here.
@@ -147,28 +135,18 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
           .where('source_id', '=', source.id)
           .where('external_id', 'in', [...page.removed])
           .execute();
-        if (known.length > 0) {
-          await db
-            .insertInto('transaction_log')
-            .values(
-              known.map((u) => ({
-                customer_id: snap.customerId,
-                user_id: u.id,
-                kind: 'sync' as const,
-                action: 'source.removed',
-                subject: `${input.source} ${u.external_id}`,
-                status: 'succeeded' as const,
-                ended_at: new Date(),
-                error: null,
-                details: null,
-                workflow_id: input.syncId,
-                run_id: null,
-                idempotency_key: `removed/${input.syncId}/${u.external_id}`.slice(0, 500),
-              })),
-            )
-            .onConflict((oc) => oc.column('idempotency_key').doNothing())
-            .execute();
-        }
+        await logSyncEntries(
+          known.map((u) => ({
+            customer_id: snap.customerId,
+            user_id: u.id,
+            action: 'source.removed',
+            subject: `${input.source} ${u.external_id}`,
+            status: 'succeeded' as const,
+            error: null,
+            workflow_id: input.syncId,
+            idempotency_key: `removed/${input.syncId}/${u.external_id}`,
+          })),
+        );
       }
       return {
         seen: page.records.length + page.problems.length,
@@ -177,7 +155,6 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
         problems,
         next: page.next,
         ...(page.watermark ? { watermark: { fingerprint: sourceFingerprint(source), mark: page.watermark } } : {}),
-        ...(page.removed.length > 0 ? { removed: [...page.removed] } : {}),
       };
     },
 

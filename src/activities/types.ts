@@ -1,5 +1,7 @@
 import type { SyncMode } from '../workflows/config.js';
-import type { PipelineTarget, SourceCursor, SourceProblem, SyncReport, UserOutcome } from '../workflows/messages.js';
+import type { PipelineTarget, SourceCursor, SourceProblem, SourceWatermarkRecord, SyncReport, UserOutcome } from '../workflows/messages.js';
+
+export type { SourceWatermarkRecord };
 
 /** Identifies one step of one user's pipeline run. */
 export interface StepInput {
@@ -55,14 +57,6 @@ export interface SourcePage {
   readonly next: SourceCursor | null;
   /** On the last page of an incremental source: persisted when the sync succeeds. */
   readonly watermark?: SourceWatermarkRecord;
-  /** External ids the source reported removed (Graph `@removed`): input for the delete sync. */
-  readonly removed?: string[];
-}
-
-/** A source's watermark with the fingerprint of the settings it was read with. */
-export interface SourceWatermarkRecord {
-  readonly fingerprint: string;
-  readonly mark: Readonly<Record<string, unknown>>;
 }
 
 export interface SyncRunRecord {

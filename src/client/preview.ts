@@ -1,8 +1,7 @@
 import type { Kysely } from 'kysely';
 import type { Database } from '../adapters/db/schema.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
-import { effectiveAttributeMap, externalIdAttribute, readSourceRecords } from '../adapters/sources/index.js';
-import { InvalidRecord, toSourceUser, type SourceUser } from '../adapters/sources/records.js';
+import { mapRecords, readSourceRecords } from '../adapters/sources/index.js';
 import { explainFtpRule, explainSite, type FtpResolution, type SiteResolution } from '../domain/matching.js';
 import type { SourceCursor, SourceProblem } from '../workflows/messages.js';
 
@@ -62,8 +61,6 @@ export async function previewSource(
   const snap = await snapshots.customer(options.configVersion, options.customer);
   const source = snap.sources.get(options.source);
   if (!source) throw new Error(`customer ${options.customer} has no source "${options.source}" in configuration version ${options.configVersion}`);
-  const attributeMap = effectiveAttributeMap(source);
-  const idAttribute = externalIdAttribute(source);
   const { flowThrough } = snap.config.settings;
   const report: PreviewReport = {
     customer: options.customer,
@@ -80,20 +77,10 @@ export async function previewSource(
   do {
     const page = await readSourceRecords(source, cursor, options.pageSize ?? 500, { watermark: null, heartbeat: () => undefined });
     report.problems.push(...page.problems);
-    const users: SourceUser[] = [];
-    for (const record of page.records) {
-      try {
-        users.push(toSourceUser(record, attributeMap, idAttribute));
-      } catch (error) {
-        if (!(error instanceof InvalidRecord)) throw error;
-        // Still in the source, if unusable: not a deletion.
-        const rawId = record.attributes[idAttribute];
-        const id = (typeof rawId === 'string' ? rawId : rawId?.[0])?.trim();
-        if (id) seen.add(id);
-        const [at, ...rest] = error.message.split(': ');
-        report.problems.push({ at: at ?? record.at, message: rest.join(': ') });
-      }
-    }
+    const { users, problems, unusableIds } = mapRecords(source, page.records);
+    report.problems.push(...problems);
+    // Invalid records are still in the source: not deletions.
+    for (const id of unusableIds) seen.add(id);
     const onRecord = new Map(
       users.length === 0
         ? []

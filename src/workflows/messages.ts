@@ -44,6 +44,12 @@ export interface SourceProblem {
   readonly message: string;
 }
 
+/** A source's watermark (opaque to workflows) with the fingerprint of the settings it was read with. */
+export interface SourceWatermarkRecord {
+  readonly fingerprint: string;
+  readonly mark: Readonly<Record<string, unknown>>;
+}
+
 /** Carried across continue-as-new so a long sync keeps its place and its tallies. */
 export interface SyncProgress {
   readonly cursor: SourceCursor | null;
@@ -54,7 +60,7 @@ export interface SyncProgress {
   readonly problems: readonly SourceProblem[];
   readonly pages: number;
   /** The source's watermark from its last page, persisted when the sync succeeds. */
-  readonly watermark?: { readonly fingerprint: string; readonly mark: Readonly<Record<string, unknown>> };
+  readonly watermark?: SourceWatermarkRecord;
 }
 
 export interface SyncSourceInput {

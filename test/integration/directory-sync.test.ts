@@ -186,6 +186,15 @@ async function licence(sku: string) {
     .then((row) => row && { enabled: row.enabled, consumed: row.consumed, assigned: Number(row.assigned) });
 }
 
+type UserRow = Awaited<ReturnType<typeof usersOf>>[number];
+
+/** The user whose username (LDAP uid) is `name`; fails the test when there is none. */
+function byUsername(users: readonly UserRow[], name: string): UserRow {
+  const user = users.find((u) => (u.attributes as { username?: string }).username === name);
+  if (!user) throw new Error(`no user ${name}`);
+  return user;
+}
+
 async function watermarkOf(customerName: string) {
   const row = await h.db
     .selectFrom('sync_sources')
@@ -210,11 +219,11 @@ describe('an LDAP directory (slapd)', () => {
     const users = await usersOf('corp');
     expect(users).toHaveLength(LDAP_USERS);
     // entryUUID is the external id, and the local copy of the entry is kept without binary values.
-    const first = users.find((u) => (u.attributes as { username?: string }).username === 'u0001')!;
+    const first = byUsername(users, 'u0001');
     expect(first.external_id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     expect(first.attributes).toMatchObject({ firstName: 'Zoë', email: 'u0001@corp.example', city: 'Dallas', department: 'Sales' });
     expect(first.ldap_entry).toMatchObject({ dn: `uid=u0001,${PEOPLE}`, uid: 'u0001' });
-    const photo = users.find((u) => (u.attributes as { username?: string }).username === 'u0100')!;
+    const photo = byUsername(users, 'u0100');
     expect(JSON.stringify(photo.ldap_entry)).not.toContain('jpegPhoto');
 
     const mark = await watermarkOf('corp');
@@ -224,7 +233,7 @@ describe('an LDAP directory (slapd)', () => {
 
   it('an update sync reads only what changed since the watermark; a renamed entry stays the same user', async () => {
     const before = await usersOf('corp');
-    const u0003 = before.find((u) => (u.attributes as { username?: string }).username === 'u0003')!;
+    const u0003 = byUsername(before, 'u0003');
     // modifyTimestamp has a resolution of a second: make the changes land after the watermark's second.
     await new Promise((r) => setTimeout(r, 1100));
     await slapd.ldapmodify(
@@ -263,7 +272,7 @@ describe('an LDAP directory (slapd)', () => {
     expect(renamed.external_id).toBe(u0003.external_id);
     expect(renamed.attributes).toMatchObject({ username: 'u0003-renamed' });
     expect(renamed.ldap_entry).toMatchObject({ dn: `uid=u0003-renamed,${PEOPLE}` });
-    const hire = after.find((u) => (u.attributes as { username?: string }).username === 'u9999')!;
+    const hire = byUsername(after, 'u9999');
     expect(hire.status).toBe('provisioned');
   });
 
@@ -383,9 +392,9 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
 describe('flowthru preview', () => {
   it('reads the whole directory and says what a sync would do and why, changing nothing', async () => {
     const before = await usersOf('corp');
-    const u0005 = before.find((u) => (u.attributes as { username?: string }).username === 'u0005')!; // Boston, Marketing
-    const u0006 = before.find((u) => (u.attributes as { username?: string }).username === 'u0006')!; // Chicago, Engineering
-    const u0009 = before.find((u) => (u.attributes as { username?: string }).username === 'u0009')!;
+    const u0005 = byUsername(before, 'u0005'); // Boston, Marketing
+    const u0006 = byUsername(before, 'u0006'); // Chicago, Engineering
+    const u0009 = byUsername(before, 'u0009');
     await slapd.ldapmodify(
       [
         `dn: uid=u0006,${PEOPLE}`,

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { reserveNumber } from '../../src/adapters/db/numbers.js';
 import { onboardWorkflowId } from '../../src/workflows/config.js';
 import { retrySignal } from '../../src/workflows/messages.js';
 import { acmeCsv, PipelineHarness } from '../support/pipeline.js';
@@ -57,6 +58,36 @@ describe('number allocation', () => {
     const blocked = await h.db.selectFrom('users').select(['status_reason']).where('status', '=', 'blocked').execute();
     expect(blocked).toHaveLength(150);
     expect(blocked[0]?.status_reason).toBe('no available number in the site hq pool: add numbers, then retry');
+  });
+
+  it('a cooling number is reserved once its cooling period has ended, not before (lowest first)', async () => {
+    // After the race the pool is full. Two numbers come back as cooling: the lower one for a week
+    // more, the higher one since yesterday. (Rolled back at the end: later tests see the race's state.)
+    class Rollback extends Error {}
+    const [a, b] = (await h.db.selectFrom('users').select('id').where('status', '=', 'blocked').orderBy('id').limit(2).execute()).map((u) => u.id);
+    const pool = await h.db.selectFrom('number_inventory').select(['customer_id', 'site_id']).where('number', '=', '5001').executeTakeFirstOrThrow();
+    await h.db
+      .transaction()
+      .execute(async (tx) => {
+        const cool = (number: string, days: number) =>
+          tx
+            .updateTable('number_inventory')
+            .set({ status: 'cooling', user_id: null, reserved_by: null, cooling_until: new Date(Date.now() + days * 86_400_000) })
+            .where('customer_id', '=', pool.customer_id)
+            .where('number', '=', number)
+            .execute();
+        await cool('5001', 7);
+        await cool('5003', -1);
+        const first = await reserveNumber(tx, { customerId: pool.customer_id, siteId: pool.site_id }, a!, 'test/run');
+        const second = await reserveNumber(tx, { customerId: pool.customer_id, siteId: pool.site_id }, b!, 'test/run');
+        expect([first, second]).toEqual(['5003', null]);
+        const still = await tx.selectFrom('number_inventory').select('status').where('customer_id', '=', pool.customer_id).where('number', '=', '5001').executeTakeFirstOrThrow();
+        expect(still.status).toBe('cooling');
+        throw new Rollback();
+      })
+      .catch((error: unknown) => {
+        if (!(error instanceof Rollback)) throw error;
+      });
   });
 
   it('blocked users are provisioned once numbers are added and they are retried', async () => {

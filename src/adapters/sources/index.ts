@@ -4,7 +4,7 @@ import { PermanentError } from '../errors.js';
 import { CsvSourceError, readCsvPage, type CsvCursor } from './csv.js';
 import { entraDefaultAttributeMap, readEntraPage, type EntraCursor, type EntraWatermark } from './entra.js';
 import { presetAttributeMap, readLdapPage, type LdapCursor, type LdapWatermark } from './ldap.js';
-import type { RawRecord } from './records.js';
+import { InvalidRecord, toSourceUser, type RawRecord, type SourceUser } from './records.js';
 
 /** What a source remembers between syncs to read only what changed: LDAP's highest modifyTimestamp/uSNChanged, Graph's deltaLink. */
 export type SourceWatermark = Readonly<Record<string, unknown>>;
@@ -29,7 +29,7 @@ export interface ReadOptions {
  * The attribute map a source's records are read with: the type's defaults (an LDAP preset, the
  * Graph properties) under the source's own `attributeMap`, which wins.
  */
-export function effectiveAttributeMap(source: SourceConfig): Readonly<Record<string, string>> {
+function effectiveAttributeMap(source: SourceConfig): Readonly<Record<string, string>> {
   switch (source.type) {
     case 'csv':
       return source.attributeMap;
@@ -41,8 +41,41 @@ export function effectiveAttributeMap(source: SourceConfig): Readonly<Record<str
 }
 
 /** The raw attribute that identifies a user across syncs: a CSV column, or what the adapter fills in. */
-export function externalIdAttribute(source: SourceConfig): string {
+function externalIdAttribute(source: SourceConfig): string {
   return source.type === 'csv' ? source.externalId : 'externalId';
+}
+
+export interface MappedRecords {
+  /** One per external id; when a page has an id twice, the later record wins. */
+  readonly users: SourceUser[];
+  /** Records that could not be used (invalid, or a duplicate id), by where they are in the source. */
+  readonly problems: SourceProblem[];
+  /** External ids of invalid records that had one: still in the source, though unusable. */
+  readonly unusableIds: string[];
+}
+
+/** Maps a page's raw records onto users with the source's attribute map, as a sync and a preview both do. */
+export function mapRecords(source: SourceConfig, records: readonly RawRecord[]): MappedRecords {
+  const attributeMap = effectiveAttributeMap(source);
+  const idAttribute = externalIdAttribute(source);
+  const byId = new Map<string, SourceUser>();
+  const problems: SourceProblem[] = [];
+  const unusableIds: string[] = [];
+  for (const record of records) {
+    try {
+      const user = toSourceUser(record, attributeMap, idAttribute);
+      if (byId.has(user.externalId)) problems.push({ at: record.at, message: `duplicate external id "${user.externalId}"; the later record wins` });
+      byId.set(user.externalId, user);
+    } catch (error) {
+      if (!(error instanceof InvalidRecord)) throw error;
+      const raw = record.attributes[idAttribute];
+      const id = (typeof raw === 'string' ? raw : raw?.[0])?.trim();
+      if (id) unusableIds.push(id);
+      const [at, ...rest] = error.message.split(': ');
+      problems.push({ at: at ?? record.at, message: rest.join(': ') });
+    }
+  }
+  return { users: [...byId.values()], problems, unusableIds };
 }
 
 /** One page of raw records from any source type: the pipeline does not care where users come from. */
