@@ -88,7 +88,6 @@ setup() {
   ensure_postgres
   install_slapd
   build
-  node scripts/ensure-database.mjs "$DATABASE_URL"
   node bin/flowthru.js db migrate
 }
 

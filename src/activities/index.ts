@@ -1,4 +1,5 @@
 import { ApplicationFailure } from '@temporalio/common';
+import { describeDatabaseError, isPermanentDatabaseError } from '../adapters/db/errors.js';
 import { PermanentError } from '../adapters/errors.js';
 import { GraphUnavailableError } from '../adapters/sources/graph-client.js';
 import { createPipelineActivities, type PipelineDeps } from './pipeline.js';
@@ -7,7 +8,10 @@ import type { Activities } from './types.js';
 
 export type ActivityDeps = PipelineDeps & SyncDeps;
 
-/** Permanent errors become non-retryable failures with their kind; anything else is retried. */
+/**
+ * Permanent errors (and statements the database refuses for their data) become non-retryable
+ * failures with their kind; anything else is retried.
+ */
 export function withErrorKinds<T extends object>(activities: T): T {
   return Object.fromEntries(
     Object.entries(activities).map(([name, fn]) => [
@@ -17,6 +21,8 @@ export function withErrorKinds<T extends object>(activities: T): T {
           return await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
         } catch (error) {
           if (error instanceof PermanentError) throw ApplicationFailure.nonRetryable(error.message, error.kind);
+          // The database refused the statement for what it carries: retrying fails the same way.
+          if (isPermanentDatabaseError(error)) throw ApplicationFailure.nonRetryable(describeDatabaseError(error), 'DatabaseRejected');
           // A throttled source says when to come back: the next attempt waits that long, not less.
           if (error instanceof GraphUnavailableError && error.retryAfterMs !== undefined) {
             throw ApplicationFailure.create({ message: error.message, type: 'SourceThrottled', nextRetryDelay: error.retryAfterMs });

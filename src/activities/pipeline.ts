@@ -4,7 +4,7 @@ import { licencesOf, serviceKey, type ServiceSpec } from '../domain/services.js'
 import { releaseLicences, takeLicences } from '../adapters/db/licences.js';
 import type { CanonicalUser } from '../domain/user.js';
 import { PermanentError } from '../adapters/errors.js';
-import { releaseReservation, reserveNumber, useNumber } from '../adapters/db/numbers.js';
+import { releaseNumbersExcept, releaseReservation, reserveNumber, useNumber } from '../adapters/db/numbers.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { runStep, type StepContext } from '../adapters/db/steps.js';
@@ -65,7 +65,12 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
           welcomeEmail: welcomeEmail.enabled && smtp !== undefined && Boolean(user.email),
           ...(reason ? { reason } : {}),
         };
-        return { status: 'succeeded', result, summary: reason ?? 'local user at customer level' };
+        // The import inserted or updated the row; say which, so a rerun for a placed user does not
+        // read as if they had been recreated at customer level.
+        const isNew = user.created_at.getTime() === user.updated_at.getTime();
+        const where = user.site_id === null ? 'at customer level' : `at site ${snap.siteNames.get(user.site_id) ?? user.site_id}`;
+        const summary = isNew ? `local user created ${where}` : `local user exists ${where} (${user.status})`;
+        return { status: 'succeeded', result, summary: reason ? `${summary}; ${reason}` : summary };
       });
     },
 
@@ -108,7 +113,12 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         if (!resolution.rule) {
           const reason = snap.ftpRules.length === 0 ? 'no FTP criteria are in force' : 'no FTP rule matches';
           await tx.updateTable('users').set({ status: 'unmatched', status_reason: reason, profile_id: null, updated_at: new Date() }).where('id', '=', user.id).execute();
-          return { status: 'succeeded', result: { profile: null, numberFrom: null, reason }, summary: reason, details: resolution };
+          // A user provisioned before (their department changed) keeps nothing of a profile they lost.
+          const released = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
+          await tx.updateTable('user_services').set({ status: 'removed', updated_at: new Date() }).where('user_id', '=', user.id).where('status', '=', 'active').execute();
+          await releaseLicences(tx, ctx.customerId, user.id, []);
+          const summary = released.length > 0 ? `${reason}; ${released.join(', ')} released` : reason;
+          return { status: 'succeeded', result: { profile: null, numberFrom: null, reason }, summary, details: resolution };
         }
         const profile = snap.profiles.get(resolution.rule.profile)!;
         const site = snap.config.sites.find((s) => snap.siteIds.get(s.name) === user.site_id);
@@ -154,6 +164,10 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         const problems = profile.services.map((s) => serviceProblem(s, attributes, input.number)).filter((p) => p !== null);
         if (problems.length > 0) throw new PermanentError('ServiceRequirement', problems.join('; '));
 
+        // Numbers of an earlier profile (another pool, or no line at all now) go back: a user never
+        // holds a number their current profile does not give them.
+        const released = await releaseNumbersExcept(tx, ctx.customerId, user.id, input.number, snap.config.settings.numberCooling);
+        const releasedNote = released.length > 0 ? `; ${released.join(', ')} released` : '';
         const keys = profile.services.map(serviceKey);
         // The tenant licences the services need (one short, and the user waits, blocked). Only
         // customers with an Entra source have licence counts.
@@ -164,7 +178,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
           // The number goes back while the user waits: a pool must not drain into blocked users.
           if (input.number) await releaseReservation(tx, ctx.customerId, user.id, input.number);
           await tx.updateTable('users').set({ status: 'blocked', status_reason: shortage, updated_at: new Date() }).where('id', '=', user.id).execute();
-          return { status: 'blocked', result: { blocked: shortage }, summary: input.number ? `${shortage}; ${input.number} released` : shortage };
+          return { status: 'blocked', result: { blocked: shortage }, summary: `${shortage}${input.number ? `; ${input.number} released` : ''}${releasedNote}` };
         }
         if (tenant) await releaseLicences(tx, ctx.customerId, user.id, skus);
         for (const [i, service] of profile.services.entries()) {
@@ -180,7 +194,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         await removed.execute();
         if (input.number) await useNumber(tx, ctx.customerId, user.id, input.number);
         await tx.updateTable('users').set({ status: 'provisioned', status_reason: null, updated_at: new Date() }).where('id', '=', user.id).execute();
-        return { status: 'succeeded', result: {}, summary: `provisioned ${profile.name}: ${keys.join(', ') || 'no services'}` };
+        return { status: 'succeeded', result: {}, summary: `provisioned ${profile.name}: ${keys.join(', ') || 'no services'}${releasedNote}` };
       });
     },
 
@@ -258,7 +272,12 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         return tx.selectFrom('email_outbox').selectAll().where('user_id', '=', user.id).where('event', '=', 'welcome').executeTakeFirstOrThrow();
       });
       if (!message) return { sent: false, skipped: 'welcome email off, no SMTP server or no email address' };
-      if (message.status === 'sent') return { sent: true };
+      if (message.status === 'sent') {
+        // Sent by this very pass (the activity is being retried after the send was recorded), or
+        // earlier (an earlier sync welcomed the user): only the first counts as emailed now.
+        const mine = await db.selectFrom('transaction_log').select('id').where('idempotency_key', '=', `${ctx.runId}/${ctx.attempt}/email`).executeTakeFirst();
+        return mine ? { sent: true } : { sent: false, skipped: `welcome email already sent (${message.message_id})` };
+      }
       if (message.status === 'failed') return { sent: false, skipped: message.last_error ?? 'refused earlier' };
       try {
         await mailer.send(smtp!, {
@@ -279,14 +298,17 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         if (permanent) return { sent: false, skipped: (error as Error).message };
         throw error;
       }
-      // Recorded in one statement the moment the server accepts: the window in which a dying
-      // worker would send this message again (same Message-ID) is one round trip wide.
-      await db
-        .updateTable('email_outbox')
-        .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
-        .where('id', '=', message.id)
-        .execute();
-      await runStep(db, ctx, 'email', async () => ({ status: 'succeeded', result: null, summary: `welcome email sent (${message.message_id})` }));
+      // Recorded in one transaction the moment the server accepts: the window in which a dying
+      // worker would send this message again (same Message-ID) is one round trip wide. The step's
+      // log entry commits with it, so a retry of this pass knows the message was its own.
+      await runStep(db, ctx, 'email', async (tx) => {
+        await tx
+          .updateTable('email_outbox')
+          .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
+          .where('id', '=', message.id)
+          .execute();
+        return { status: 'succeeded', result: null, summary: `welcome email sent (${message.message_id})` };
+      });
       return { sent: true };
     },
   };

@@ -105,13 +105,14 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       const mapped = mapRecords(source, page.records);
       const problems: SourceProblem[] = [...page.problems, ...mapped.problems];
       heartbeat();
-      const { imported } = await importUsers(db, {
+      const { imported, rejected } = await importUsers(db, {
         customerId: snap.customerId,
         sourceId: source.id,
         userType: source.userType,
         syncId: input.syncId,
         users: mapped.users,
       });
+      problems.push(...rejected.map((r) => ({ at: r.at, message: r.message })));
       // A retried page read must not log its problems twice: the keys name the sync and the record.
       await logSyncEntries(
         problems.map((p) => ({
@@ -125,6 +126,7 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
           idempotency_key: `invalid/${input.syncId}/${p.at}/${p.message}`,
         })),
       );
+      let removed = 0;
       if (page.removed.length > 0) {
         // Users the source reported removed (Graph's @removed): logged against the user, for the
         // delete sync to offboard; nothing is taken from them here.
@@ -147,10 +149,14 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
             idempotency_key: `removed/${input.syncId}/${u.external_id}`,
           })),
         );
+        removed = known.length;
       }
       return {
         seen: page.records.length + page.problems.length,
         imported: imported.length,
+        removed,
+        disabled: mapped.disabled.length,
+        unidentified: page.unidentified + mapped.unidentified,
         targets: [...imported],
         problems,
         next: page.next,

@@ -52,6 +52,12 @@ export interface ReadPageInput {
 export interface SourcePage {
   readonly seen: number;
   readonly imported: number;
+  /** Users on record that the source reported removed (Graph's `@removed`) in this page. */
+  readonly removed?: number;
+  /** Disabled or locked accounts read and skipped (not imported, no pipeline). */
+  readonly disabled?: number;
+  /** Records whose external id could not be read: the read is incomplete (SyncCounts.unidentified). */
+  readonly unidentified?: number;
   readonly targets: PipelineTarget[];
   readonly problems: SourceProblem[];
   readonly next: SourceCursor | null;

@@ -1,57 +1,119 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { validateConfigText } from '../domain/config/document.js';
+import { locateProblem, parseConfigText } from '../domain/config/document.js';
 import type { ResolvedConfig } from '../domain/config/resolved.js';
-import type { ConfigProblem } from '../domain/config/validate.js';
+import type { SettingsConfig, SourceConfig } from '../domain/config/schema.js';
+import { isWarning, itemIndex, validateConfig, type ConfigPath, type ConfigProblem } from '../domain/config/validate.js';
 import { templateProblem } from './mail/welcome.js';
+import { secretWarnings } from './secrets.js';
+import { CsvUnreadable, readCsvHeader } from './sources/csv-header.js';
 
-export type LoadResult = { ok: true; config: ResolvedConfig } | { ok: false; problems: ConfigProblem[] };
+/** `problems` are the errors (any one of them stops an apply); warnings are reported and never block. */
+export type LoadResult =
+  | { ok: true; config: ResolvedConfig; warnings: ConfigProblem[] }
+  | { ok: false; problems: ConfigProblem[]; warnings: ConfigProblem[] };
 
-/**
- * Reads, validates and resolves a configuration file: relative paths (CSV files, templates) are
- * taken relative to the file, and templates are read in so the snapshot stands on its own.
- */
-export async function loadConfigFile(file: string): Promise<LoadResult> {
+type CsvSourceConfig = Extract<SourceConfig, { type: 'csv' }>;
+
+const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+
+/** The subject and the HTML template must render; the template is read in for the snapshot. */
+async function welcomeProblems(
+  welcome: SettingsConfig['welcomeEmail'],
+  path: ConfigPath,
+  at: (path: string) => string,
+): Promise<{ problems: ConfigProblem[]; template?: string }> {
+  const problems: ConfigProblem[] = [];
+  // The subject sits in the configuration file: its place there says more than a line within it.
+  const subject = templateProblem(welcome.subject, false);
+  if (subject) problems.push({ path: [...path, 'subject'], message: `invalid subject template: ${subject.message}` });
+  if (welcome.template === undefined) return { problems };
+  const file = at(welcome.template);
   let text: string;
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    return { ok: false, problems: [{ path: [], message: `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}` }] };
+    problems.push({ path: [...path, 'template'], message: `cannot read template ${file}: ${errorCode(error)}` });
+    return { problems };
   }
-  const validated = validateConfigText(text);
-  if (!validated.ok) return validated;
+  const problem = templateProblem(text);
+  if (problem?.line !== undefined) {
+    problems.push({ path: [...path, 'template'], message: `invalid template: ${problem.message}`, file, line: problem.line, ...(problem.column ? { column: problem.column } : {}) });
+  } else if (problem) {
+    problems.push({ path: [...path, 'template'], message: `invalid template ${file}: ${problem.message}` });
+  }
+  return { problems, template: text };
+}
+
+/**
+ * A CSV source's file as a sync will find it: missing here is only a warning (it may exist only
+ * where the worker runs); a header without the external id column fails every record, an error.
+ */
+async function csvProblems(source: CsvSourceConfig, path: ConfigPath, file: string): Promise<ConfigProblem[]> {
+  let header: string[] | null;
+  try {
+    header = await readCsvHeader(file, source.delimiter);
+  } catch (error) {
+    if (error instanceof CsvUnreadable) {
+      return [{ severity: 'warning', path: [...path, 'path'], message: `cannot read ${file} here (${error.code}); a sync reads it where the worker runs, so it must exist there` }];
+    }
+    return [{ path: [...path, 'path'], message: `the header row of ${file} is not valid CSV: ${(error as Error).message}` }];
+  }
+  if (header === null) return [{ severity: 'warning', path: [...path, 'path'], message: `${file} is empty: it has no header row` }];
+  const columns = `columns: ${header.map((name) => JSON.stringify(name)).join(', ')}`;
+  // One column holding another common delimiter: the file is most likely split on a different one.
+  const other = header.length === 1 ? [',', ';', '\t', '|'].find((d) => d !== source.delimiter && header[0]!.includes(d)) : undefined;
+  const hint = other ? `; the file seems to use ${JSON.stringify(other)}, but the source's delimiter is ${JSON.stringify(source.delimiter)}` : '';
+  const problems: ConfigProblem[] = [];
+  if (!header.includes(source.externalId)) {
+    problems.push({ path: [...path, 'externalId'], message: `column "${source.externalId}" is not in the header of ${file} (${columns}${hint})` });
+  }
+  for (const column of Object.keys(source.attributeMap)) {
+    if (header.includes(column)) continue;
+    problems.push({ severity: 'warning', path: [...path, 'attributeMap', column], message: `column "${column}" is not in the header of ${file} (${columns})` });
+  }
+  return problems;
+}
+
+/**
+ * Reads, validates and resolves a configuration file: relative paths (CSV files, templates) are
+ * taken relative to the file, and templates are read in so the snapshot stands on its own. Beyond
+ * the document itself it checks, where validate runs, what a sync would meet: templates, CSV files
+ * and their header, secret variables. Every problem and warning comes back at once, located.
+ */
+export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadResult> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (error) {
+    return { ok: false, problems: [{ path: [], message: `cannot read ${file}: ${errorCode(error)}` }], warnings: [] };
+  }
+  const parsed = parseConfigText(text);
+  if (!parsed.ok) return { ok: false, problems: parsed.problems, warnings: [] };
+  const validated = validateConfig(parsed.document.data);
+  // A rejected document is still checked as far as it parsed, so that nothing waits for a second run.
+  const config = validated.ok ? validated.config : validated.partial;
   const base = dirname(resolve(file));
   const at = (path: string) => (isAbsolute(path) ? path : resolve(base, path));
-  const problems: ConfigProblem[] = [];
+  const found: ConfigProblem[] = [...(validated.ok ? [] : validated.problems), ...validated.warnings];
   const templates: Record<string, string> = {};
-  const customers = [];
-  for (const [c, customer] of validated.config.customers.entries()) {
-    const welcome = customer.settings.welcomeEmail;
-    const subjectProblem = templateProblem(welcome.subject, false);
-    if (subjectProblem) {
-      problems.push({ path: ['customers', c, 'settings', 'welcomeEmail', 'subject'], message: `invalid subject template: ${subjectProblem}` });
+  for (const [index, customer] of (config?.customers ?? []).entries()) {
+    const c = itemIndex(customer, index);
+    const welcome = await welcomeProblems(customer.settings.welcomeEmail, ['customers', c, 'settings', 'welcomeEmail'], at);
+    found.push(...welcome.problems);
+    if (welcome.template !== undefined) templates[customer.name] = welcome.template;
+    for (const [s, source] of customer.sources.entries()) {
+      if (source.type === 'csv') found.push(...(await csvProblems(source, ['customers', c, 'sources', itemIndex(source, s)], at(source.path))));
     }
-    const template = welcome.template;
-    if (template !== undefined) {
-      try {
-        const text = await readFile(at(template), 'utf8');
-        const problem = templateProblem(text);
-        if (problem) {
-          problems.push({ path: ['customers', c, 'settings', 'welcomeEmail', 'template'], message: `invalid template ${at(template)}: ${problem}` });
-        }
-        templates[customer.name] = text;
-      } catch (error) {
-        problems.push({
-          path: ['customers', c, 'settings', 'welcomeEmail', 'template'],
-          message: `cannot read template ${at(template)}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-        });
-      }
-    }
-    customers.push({
-      ...customer,
-      sources: customer.sources.map((source) => (source.type === 'csv' ? { ...source, path: at(source.path) } : source)),
-    });
   }
-  if (problems.length > 0) return { ok: false, problems };
-  return { ok: true, config: { ...validated.config, customers, templates } };
+  if (config) found.push(...secretWarnings(config, env));
+  const located = found.map((problem) => locateProblem(parsed.document, problem));
+  const problems = located.filter((problem) => !isWarning(problem));
+  const warnings = located.filter(isWarning);
+  if (!validated.ok || problems.length > 0) return { ok: false, problems, warnings };
+  const customers = validated.config.customers.map((customer) => ({
+    ...customer,
+    sources: customer.sources.map((source) => (source.type === 'csv' ? { ...source, path: at(source.path) } : source)),
+  }));
+  return { ok: true, config: { ...validated.config, customers, templates }, warnings };
 }

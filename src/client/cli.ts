@@ -1,8 +1,12 @@
+import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
 import { Command, CommanderError, Option } from 'commander';
 import type { Kysely } from 'kysely';
 import { loadConfigFile } from '../adapters/config-file.js';
+import { MissingSecrets } from '../adapters/secrets.js';
 import { applyConfig, ConfigApplyRefused, loadConfigVersion } from '../adapters/db/config-store.js';
 import { createDatabase } from '../adapters/db/connection.js';
+import { DatabaseMissing, ensureDatabase } from '../adapters/db/ensure.js';
+import { databaseUnavailableMessage } from '../adapters/db/errors.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
 import { findUsers, listLog, listNumbers, listUsers } from '../adapters/db/queries.js';
 import type { Database } from '../adapters/db/schema.js';
@@ -37,13 +41,23 @@ export function temporalUiUrl(settings: Settings, workflowId: string): string {
   return `${base}/namespaces/${encodeURIComponent(settings.temporalNamespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }
 
-function reportProblems(io: CliIo, file: string, problems: readonly ConfigProblem[], json: boolean, verb: string): void {
+const counted = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
+
+/** Warnings go beside the result, on stderr: they never change what a command does or its exit status. */
+function printWarnings(io: CliIo, file: string, warnings: readonly ConfigProblem[]): void {
+  for (const warning of warnings) io.err(formatProblem(warning, file));
+}
+
+/** `problems` are errors (nothing was done); `warnings` come along, printed and counted apart. */
+function reportProblems(io: CliIo, file: string, problems: readonly ConfigProblem[], warnings: readonly ConfigProblem[], json: boolean, verb: string): void {
   if (json) {
-    io.out(JSON.stringify({ ok: false, file, problems }, null, 2));
+    io.out(JSON.stringify({ ok: false, file, problems, warnings }, null, 2));
     return;
   }
   for (const problem of problems) io.err(formatProblem(problem, file));
-  io.err(`${problems.length} problem${problems.length === 1 ? '' : 's'} in ${file}; nothing was ${verb}.`);
+  printWarnings(io, file, warnings);
+  const tally = warnings.length > 0 ? `${counted(problems.length, 'problem')} and ${counted(warnings.length, 'warning')}` : counted(problems.length, 'problem');
+  io.err(`${tally} in ${file}; nothing was ${verb}.`);
 }
 
 /** Prints rows as aligned columns (the human form of the --json listings). */
@@ -81,15 +95,19 @@ async function resolveSource(db: Kysely<Database>, source: string, customer: str
 export function printSyncReport(io: CliIo, report: SyncReport, json: boolean): void {
   const { counts } = report;
   if (json) {
-    const { invalid: _invalid, ...specCounts } = counts;
-    io.out(JSON.stringify({ workflowId: report.workflowId, mode: report.mode, counts: specCounts }));
+    // SPEC §5's counts, and what else the sync knows: records it could not use, by where they are.
+    io.out(JSON.stringify({ ok: true, workflowId: report.workflowId, mode: report.mode, customer: report.customer, source: report.source, configVersion: report.configVersion, counts, problems: report.problems }));
     return;
   }
   io.out(`Sync of ${report.customer}/${report.source} (${report.mode}) finished, configuration version ${report.configVersion}.`);
   io.out(
     `  seen ${counts.seen}, imported ${counts.imported}, moved ${counts.moved}, provisioned ${counts.provisioned}, unplaced ${counts.unplaced}, ` +
-      `unmatched ${counts.unmatched}, blocked ${counts.blocked}, failed ${counts.failed}, emailed ${counts.emailed}, removed ${counts.removed}`,
+      `unmatched ${counts.unmatched}, blocked ${counts.blocked}, failed ${counts.failed}, emailed ${counts.emailed}, removed ${counts.removed}, ` +
+      `disabled ${counts.disabled}`,
   );
+  if (counts.unidentified) {
+    io.out(`  The read was incomplete: ${counts.unidentified} record${counts.unidentified === 1 ? '' : 's'} could not be identified (below); nobody missing from it may be taken for gone.`);
+  }
   if (counts.invalid > 0) {
     io.out(`  ${counts.invalid} record${counts.invalid === 1 ? '' : 's'} skipped:`);
     for (const problem of report.problems) io.out(`    ${problem.at}: ${problem.message}`);
@@ -113,13 +131,18 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .action(async (file: string, opts: { json?: boolean }) => {
       const result = await loadConfigFile(file);
       if (!result.ok) {
-        reportProblems(io, file, result.problems, Boolean(opts.json), 'written');
+        reportProblems(io, file, result.problems, result.warnings, Boolean(opts.json), 'written');
         setExit(1);
         return;
       }
-      const n = result.config.customers.length;
-      if (opts.json) io.out(JSON.stringify({ ok: true, file, customers: result.config.customers.map((c) => c.name) }));
-      else io.out(`${file} is valid (${n} customer${n === 1 ? '' : 's'}).`);
+      const { customers } = result.config;
+      const { warnings } = result;
+      if (opts.json) {
+        io.out(JSON.stringify({ ok: true, file, customers: customers.map((c) => c.name), problems: [], warnings }));
+        return;
+      }
+      printWarnings(io, file, warnings);
+      io.out(`${file} is valid (${counted(customers.length, 'customer')})${warnings.length > 0 ? `, ${counted(warnings.length, 'warning')}` : ''}.`);
     });
   config
     .command('apply')
@@ -129,20 +152,26 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .action(async (file: string, opts: { json?: boolean }) => {
       const result = await loadConfigFile(file);
       if (!result.ok) {
-        reportProblems(io, file, result.problems, Boolean(opts.json), 'applied');
+        reportProblems(io, file, result.problems, result.warnings, Boolean(opts.json), 'applied');
         setExit(1);
         return;
       }
+      const { warnings } = result;
+      const noted = warnings.length > 0 ? ` (${counted(warnings.length, 'warning')})` : '';
       await withDatabase(async (db) => {
         await migrateToLatest(db);
         try {
           const applied = await applyConfig(db, result.config, { sourceFile: file, appliedBy: process.env.USER ?? 'unknown' });
-          if (opts.json) io.out(JSON.stringify({ ok: true, file, ...applied }));
-          else if (applied.changed) io.out(`Applied ${file} as configuration version ${applied.version}.`);
-          else io.out(`${file} is already applied (configuration version ${applied.version}); nothing changed.`);
+          if (opts.json) {
+            io.out(JSON.stringify({ ok: true, file, ...applied, problems: [], warnings }));
+            return;
+          }
+          printWarnings(io, file, warnings);
+          if (applied.changed) io.out(`Applied ${file} as configuration version ${applied.version}${noted}.`);
+          else io.out(`${file} is already applied (configuration version ${applied.version}); nothing changed${noted}.`);
         } catch (error) {
           if (!(error instanceof ConfigApplyRefused)) throw error;
-          reportProblems(io, file, error.problems, Boolean(opts.json), 'applied');
+          reportProblems(io, file, error.problems, warnings, Boolean(opts.json), 'applied');
           setExit(1);
         }
       });
@@ -152,8 +181,16 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .command('db')
     .description('database maintenance')
     .command('migrate')
-    .description('bring the database schema to the newest migration')
+    .description('create the database if it does not exist, and bring its schema to the newest migration')
     .action(async () => {
+      const settings = readSettings();
+      try {
+        const created = await ensureDatabase(settings.databaseUrl);
+        if (created) io.out(`Created database ${created}.`);
+      } catch (error) {
+        if (error instanceof DatabaseMissing) throw new UserError(error.message);
+        throw error;
+      }
       await withDatabase(async (db) => {
         const ran = await migrateToLatest(db);
         io.out(ran.length > 0 ? `Ran migrations: ${ran.join(', ')}` : 'Database schema is up to date.');
@@ -165,7 +202,14 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .description('run a worker: executes sync and user pipelines from the task queue until stopped')
     .action(async () => {
       const { startWorker } = await import('../worker/main.js');
-      const running = await startWorker(readSettings(), { handleSignals: true });
+      let running;
+      try {
+        running = await startWorker(readSettings(), { handleSignals: true });
+      } catch (error) {
+        // Secrets the applied configuration needs are the operator's to set: a clear sentence, exit 1.
+        if (error instanceof MissingSecrets) throw new UserError(error.message);
+        throw error;
+      }
       await running.done;
     });
 
@@ -173,13 +217,13 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .command('sync')
     .argument('<source>', 'the source to sync')
     .option('--customer <name>', 'the customer that owns the source (needed when several have one of that name)')
-    .addOption(new Option('--mode <mode>', 'what kind of sync').choices(['add', 'update', 'delete']).makeOptionMandatory())
+    // Update and delete syncs arrive with the lifecycle work; until then only add is offered.
+    .addOption(new Option('--mode <mode>', 'what kind of sync').choices(['add']).makeOptionMandatory())
     .option('--wait', 'wait for the sync to finish and print its report')
     .option('--json', 'with --wait: print the report as JSON')
     .option('--config-version <n>', 'run against this configuration version (default: the newest)', (v) => Number.parseInt(v, 10))
     .description('sync users in from a source and run their pipelines')
     .action(async (source: string, opts: { customer?: string; mode: SyncMode; wait?: boolean; json?: boolean; configVersion?: number }) => {
-      if (opts.mode !== 'add') throw new UserError(`--mode ${opts.mode} is not supported yet: flowthru runs add syncs`);
       const settings = readSettings();
       const target = await withDatabase((db) => resolveSource(db, source, opts.customer, opts.configVersion));
       const client = await connectClient(settings);
@@ -196,7 +240,24 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
           else io.out(`Started ${handle.workflowId} (configuration version ${target.version}): ${temporalUiUrl(settings, handle.workflowId)}`);
           return;
         }
-        printSyncReport(io, await handle.result(), Boolean(opts.json));
+        let report: SyncReport;
+        try {
+          report = await handle.result();
+        } catch (error) {
+          if (!(error instanceof WorkflowFailedError)) throw error;
+          // The sync failed: say why, in the output the user reads, not only in `flowthru log`.
+          const cause = rootCause(error);
+          const message = `sync of ${target.customer}/${source} (${opts.mode}) failed: ${cause.message}`;
+          if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: handle.workflowId, mode: opts.mode, error: { message: cause.message, kind: cause.kind } }));
+          else {
+            io.err(`flowthru: ${message}`);
+            io.err(`  details: flowthru log --customer ${target.customer}, or ${temporalUiUrl(settings, handle.workflowId)}`);
+          }
+          // A cause retrying cannot fix (a missing file, bad credentials, refused data) is the input's.
+          setExit(cause.nonRetryable ? 1 : 2);
+          return;
+        }
+        printSyncReport(io, report, Boolean(opts.json));
       } finally {
         await client.connection.close();
       }
@@ -237,6 +298,16 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
           `${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged; ${c.placed} placed, ${c.unplaced} unplaced, ${c.moves} would move; ` +
           `${c.matched} matched a profile, ${c.unmatched} none; ${c.deletions} on record but gone from the source.`,
       );
+      if (c.disabled > 0) {
+        const more = report.disabled.length > 10 ? `, … (${report.disabled.length - 10} more in --json)` : '';
+        io.out(`${c.disabled} disabled or locked account${c.disabled === 1 ? '' : 's'} would be skipped (not imported, not deletions): ${report.disabled.slice(0, 10).join(', ')}${more}.`);
+      }
+      if (report.incomplete) {
+        io.out(
+          `The read is incomplete: ${c.unidentified} record${c.unidentified === 1 ? '' : 's'} could not be identified (below), so the ` +
+            `${c.unconfirmedDeletions} user${c.unconfirmedDeletions === 1 ? '' : 's'} on record it did not see ${c.unconfirmedDeletions === 1 ? 'is' : 'are'} not listed as deletions: they may be among them.`,
+        );
+      }
       if (!report.flowThrough) io.out(`Flow-through is off for ${report.customer}: a sync would import users and provision nothing.`);
       for (const problem of report.problems.slice(0, 20)) io.out(`  skipped ${problem.at}: ${problem.message}`);
       if (report.problems.length > 20) io.out(`  … and ${report.problems.length - 20} more (--json lists them all)`);
@@ -320,13 +391,20 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   return program;
 }
 
+/** The innermost cause of a workflow failure: the activity's own error, with its kind. */
+function rootCause(error: Error): { message: string; kind: string | null; nonRetryable: boolean } {
+  let cause: Error = error;
+  while (cause.cause instanceof Error) cause = cause.cause;
+  const app = cause instanceof ApplicationFailure ? cause : null;
+  return { message: cause.message || String(cause), kind: app?.type ?? null, nonRetryable: app?.nonRetryable ?? false };
+}
+
 function describeFailure(error: unknown): string {
   const code = (error as { code?: string }).code;
-  if (code === 'ECONNREFUSED') {
-    const { address, port } = error as { address?: string; port?: number };
-    return `cannot reach a service at ${address}:${port} (is PostgreSQL running? check DATABASE_URL)`;
-  }
-  if (code === '3D000') return `${(error as Error).message}: create it, or run ./dev.sh setup (check DATABASE_URL)`;
+  if (code === '3D000') return `${(error as Error).message}: create it with flowthru db migrate (or check DATABASE_URL)`;
+  const { address, port } = error as { address?: string; port?: number };
+  const database = databaseUnavailableMessage(error, address ? `${address}:${port}` : undefined);
+  if (database) return database;
   const message = error instanceof Error ? error.message : String(error);
   if (/Failed to connect|connection refused|Connection refused|transport error/i.test(message)) {
     return `cannot reach Temporal at ${readSettings().temporalAddress} (is it running? check TEMPORAL_ADDRESS): ${message}`;

@@ -31,8 +31,16 @@ export interface PreviewReport {
   /** Whether flow-through would provision at all (settings.flowThrough.enabled and addSync). */
   readonly flowThrough: boolean;
   readonly users: PreviewUser[];
+  /** Disabled or locked accounts the source holds: a sync skips them (includeDisabled off); not deletions. */
+  readonly disabled: string[];
   /** Users on record for this source that the source no longer has: a delete sync's candidates. */
   readonly deletions: string[];
+  /**
+   * Some records could not be identified (a malformed row, lines an unterminated quote took): a user
+   * on record but not seen may be one of them, so `deletions` stays empty and
+   * `counts.unconfirmedDeletions` says how many were not seen.
+   */
+  incomplete: boolean;
   readonly problems: SourceProblem[];
   readonly counts: {
     seen: number;
@@ -46,6 +54,11 @@ export interface PreviewReport {
     unmatched: number;
     deletions: number;
     invalid: number;
+    disabled: number;
+    /** Records whose external id could not be read; above zero the read is incomplete. */
+    unidentified: number;
+    /** In an incomplete read: users on record that were not seen (left, or among the unidentified). */
+    unconfirmedDeletions: number;
   };
 }
 
@@ -68,19 +81,41 @@ export async function previewSource(
     configVersion: options.configVersion,
     flowThrough: flowThrough.enabled && flowThrough.addSync,
     users: [],
+    disabled: [],
     deletions: [],
+    incomplete: false,
     problems: [],
-    counts: { seen: 0, new: 0, changed: 0, unchanged: 0, placed: 0, unplaced: 0, moves: 0, matched: 0, unmatched: 0, deletions: 0, invalid: 0 },
+    counts: {
+      seen: 0,
+      new: 0,
+      changed: 0,
+      unchanged: 0,
+      placed: 0,
+      unplaced: 0,
+      moves: 0,
+      matched: 0,
+      unmatched: 0,
+      deletions: 0,
+      invalid: 0,
+      disabled: 0,
+      unidentified: 0,
+      unconfirmedDeletions: 0,
+    },
   };
   const seen = new Set<string>();
   let cursor: SourceCursor | null = null;
   do {
     const page = await readSourceRecords(source, cursor, options.pageSize ?? 500, { watermark: null, heartbeat: () => undefined });
     report.problems.push(...page.problems);
-    const { users, problems, unusableIds } = mapRecords(source, page.records);
+    const { users, disabled, problems, unusableIds, unidentified } = mapRecords(source, page.records);
     report.problems.push(...problems);
-    // Invalid records are still in the source: not deletions.
+    report.counts.unidentified += page.unidentified + unidentified;
+    // Invalid and disabled records are still in the source: not deletions.
     for (const id of unusableIds) seen.add(id);
+    for (const account of disabled) {
+      seen.add(account.externalId);
+      report.disabled.push(account.externalId);
+    }
     const onRecord = new Map(
       users.length === 0
         ? []
@@ -138,8 +173,14 @@ export async function previewSource(
     .where('source_id', '=', source.id)
     .where('status', '<>', 'deleted')
     .execute();
-  report.deletions.push(...known.map((k) => k.external_id).filter((id) => !seen.has(id)));
+  const notSeen = known.map((k) => k.external_id).filter((id) => !seen.has(id));
+  // A read that could not identify every record cannot tell who left: someone not seen may be
+  // one of the records it could not read.
+  report.incomplete = report.counts.unidentified > 0;
+  if (report.incomplete) report.counts.unconfirmedDeletions = notSeen.length;
+  else report.deletions.push(...notSeen);
   report.counts.deletions = report.deletions.length;
   report.counts.invalid = report.problems.length;
+  report.counts.disabled = report.disabled.length;
   return report;
 }

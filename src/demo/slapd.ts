@@ -31,6 +31,10 @@ export interface SlapdOptions {
   readonly tls?: boolean;
   /** `access to ...` lines placed before the general ones (e.g. hide an attribute of one entry). */
   readonly acl?: readonly string[];
+  /** More schema files to include (e.g. /etc/ldap/schema/msuser.schema for Active Directory's attributes). */
+  readonly schemas?: readonly string[];
+  /** Overlay modules to load and stack on the database (e.g. ppolicy, whose schema is built in from 2.5 on). */
+  readonly overlays?: readonly string[];
 }
 
 export interface Slapd {
@@ -158,10 +162,12 @@ export async function startSlapd(options: SlapdOptions): Promise<Slapd> {
     'include /etc/ldap/schema/cosine.schema',
     'include /etc/ldap/schema/inetorgperson.schema',
     'include /etc/ldap/schema/nis.schema',
+    ...(options.schemas ?? []).map((file) => `include ${file}`),
     `pidfile ${join(dir, 'slapd.pid')}`,
     `argsfile ${join(dir, 'slapd.args')}`,
     'modulepath /usr/lib/ldap',
     'moduleload back_mdb',
+    ...(options.overlays ?? []).map((overlay) => `moduleload ${overlay}`),
     `sizelimit ${sizeLimit}`,
     ...(certs
       ? [`TLSCACertificateFile ${certs.ca}`, `TLSCertificateFile ${certs.cert}`, `TLSCertificateKeyFile ${certs.key}`]
@@ -186,6 +192,7 @@ export async function startSlapd(options: SlapdOptions): Promise<Slapd> {
     `  by dn.exact="${bindDn}" read`,
     `  by dn.exact="${limitedBindDn}" read`,
     '  by * none',
+    ...(options.overlays ?? []).map((overlay) => `overlay ${overlay}`),
     '',
   ].join('\n');
   const configFile = join(dir, 'slapd.conf');

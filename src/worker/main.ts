@@ -1,9 +1,13 @@
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import { pino } from 'pino';
+import type { Kysely } from 'kysely';
+import { loadConfigVersion } from '../adapters/db/config-store.js';
 import { createDatabase } from '../adapters/db/connection.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
 import { closeLdapConnections } from '../adapters/sources/ldap.js';
 import { createSmtpMailer } from '../adapters/mail/smtp.js';
+import type { Database } from '../adapters/db/schema.js';
+import { assertSecretsSet } from '../adapters/secrets.js';
 import { connectClient, ensureSearchAttributes } from '../client/temporal.js';
 import type { Settings } from '../settings.js';
 import { createWorker } from './index.js';
@@ -19,15 +23,33 @@ export interface RunningWorker {
   stop(): Promise<void>;
 }
 
+/**
+ * A worker without a secret the configuration names would fail every sync or email needing it, one
+ * by one and much later: it refuses to start instead (MissingSecrets), before anything else starts.
+ */
+async function prepareDatabase(db: Kysely<Database>, env: NodeJS.ProcessEnv): Promise<void> {
+  try {
+    await migrateToLatest(db);
+    const newest = await loadConfigVersion(db);
+    if (newest) assertSecretsSet(newest.version, newest.config, env);
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+}
+
 /** Starts a worker with everything it needs; SIGINT/SIGTERM shut it down gracefully. */
-export async function startWorker(settings: Settings, options: { handleSignals?: boolean } = {}): Promise<RunningWorker> {
+export async function startWorker(
+  settings: Settings,
+  options: { handleSignals?: boolean; env?: NodeJS.ProcessEnv } = {},
+): Promise<RunningWorker> {
+  const db = createDatabase(settings.databaseUrl, { max: 20 });
+  await prepareDatabase(db, options.env ?? process.env);
   if (!runtimeInstalled) {
     const level = logger.levelVal >= 50 ? 'ERROR' : 'WARN';
     Runtime.install({ logger: new DefaultLogger(level, (entry) => logger.warn(entry.meta ?? {}, entry.message)), shutdownSignals: [] });
     runtimeInstalled = true;
   }
-  const db = createDatabase(settings.databaseUrl, { max: 20 });
-  await migrateToLatest(db);
   const client = await connectClient(settings);
   try {
     const added = await ensureSearchAttributes(client);

@@ -22,6 +22,14 @@ export interface SyncCounts {
   removed: number;
   /** Records the source could not turn into users (malformed rows), reported by line. */
   invalid: number;
+  /** Disabled or locked accounts, skipped (the source's includeDisabled is off). */
+  disabled: number;
+  /**
+   * Records whose external id could not be read (a malformed row, lines lost to an unterminated
+   * quote). Above zero, the read was incomplete: a user it did not see may still be in the source,
+   * so such a read must never take anyone for gone.
+   */
+  unidentified: number;
 }
 
 export const emptyCounts = (): SyncCounts => ({
@@ -36,6 +44,8 @@ export const emptyCounts = (): SyncCounts => ({
   emailed: 0,
   removed: 0,
   invalid: 0,
+  disabled: 0,
+  unidentified: 0,
 });
 
 export interface SourceProblem {

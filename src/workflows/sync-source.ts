@@ -115,7 +115,10 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         pages++;
         counts.seen += page.seen;
         counts.imported += page.imported;
+        counts.removed += page.removed ?? 0;
         counts.invalid += page.problems.length;
+        counts.disabled += page.disabled ?? 0;
+        counts.unidentified += page.unidentified ?? 0;
         problems.push(...page.problems.slice(0, MAX_PROBLEMS_KEPT - problems.length));
         queue.push(...page.targets);
         cursor = page.next;

@@ -36,7 +36,11 @@ beforeAll(async () => {
       acmeCustomer('quiet', (c) => (c.settings.flowThrough.enabled = false)),
       acmeCustomer('noaddsync', (c) => (c.settings.flowThrough.addSync = false)),
       acmeCustomer('nomail', (c) => (c.settings.welcomeEmail.enabled = false)),
-      acmeCustomer('nosmtp', (c) => delete c.settings.smtp),
+      // Validation refuses a welcome email without a server, so this customer has neither.
+      acmeCustomer('nosmtp', (c) => {
+        delete c.settings.smtp;
+        c.settings.welcomeEmail.enabled = false;
+      }),
       // A second tenant with the same site, source and criteria names but other cities and numbers.
       acmeCustomer('globex', (c) => {
         c.criteria[0].when.value = 'Springfield';
@@ -72,7 +76,7 @@ describe('the Acme add sync', () => {
   it('moves, provisions and welcomes each user as the criteria say', async () => {
     h.writeFile('acme.csv', acmeCsv([joe, bea, max, sal]));
     const report = await h.sync('acme', 'hr', version);
-    expect(report.counts).toEqual({ seen: 4, imported: 4, moved: 3, provisioned: 2, unplaced: 1, unmatched: 1, blocked: 0, failed: 0, emailed: 2, removed: 0, invalid: 0 });
+    expect(report.counts).toEqual({ seen: 4, imported: 4, moved: 3, provisioned: 2, unplaced: 1, unmatched: 1, blocked: 0, failed: 0, emailed: 2, removed: 0, invalid: 0, disabled: 0, unidentified: 0 });
 
     // A Chicago engineer: Chicago, the Engineering profile, the lowest Chicago number, one email with it.
     const joeRow = await userRow('acme', 'E1');
@@ -115,10 +119,44 @@ describe('the Acme add sync', () => {
   it('a changed record runs its pipeline again without a second number or email', async () => {
     h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, sal]));
     const report = await h.sync('acme', 'hr', version);
-    expect(report.counts).toMatchObject({ seen: 4, imported: 1, moved: 0, provisioned: 1, emailed: 1 });
+    // Joe was welcomed by the first sync: this one sent nothing, and counts no email.
+    expect(report.counts).toMatchObject({ seen: 4, imported: 1, moved: 0, provisioned: 1, emailed: 0 });
     const joeRow = await userRow('acme', 'E1');
     expect(await numbersOf(joeRow.id)).toEqual(['+13125550100:used']);
     expect(h.smtp.to('joe.adams@acme.example')).toHaveLength(1);
+  });
+
+  it('a profile that draws from another pool takes the old number back: one number, never two', async () => {
+    // Sal (Sales, the customer pool) moves to Engineering (the Dallas pool), then to Marketing (no profile).
+    h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, { ...sal, department: 'Engineering' }]));
+    const report = await h.sync('acme', 'hr', version);
+    expect(report.counts).toMatchObject({ imported: 1, provisioned: 1, emailed: 0 });
+    const salRow = await userRow('acme', 'E4');
+    expect(salRow).toMatchObject({ status: 'provisioned', site: 'dallas', profile: 'engineering' });
+    expect(await numbersOf(salRow.id)).toEqual(['+12145550100:used']);
+    // The customer number was in use: it cools for the customer's 30 days before anyone gets it.
+    const old = await h.db.selectFrom('number_inventory').select(['status', 'user_id', 'cooling_until']).where('number', '=', '+18005550100').where('customer_id', '=', (await h.db.selectFrom('customers').select('id').where('name', '=', 'acme').executeTakeFirstOrThrow()).id).executeTakeFirstOrThrow();
+    expect(old).toMatchObject({ status: 'cooling', user_id: null });
+    expect(old.cooling_until!.getTime()).toBeGreaterThan(Date.now() + 29 * 86_400_000);
+
+    h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, { ...sal, department: 'Marketing' }]));
+    expect((await h.sync('acme', 'hr', version)).counts).toMatchObject({ imported: 1, unmatched: 1 });
+    const unmatched = await userRow('acme', 'E4');
+    expect(unmatched).toMatchObject({ status: 'unmatched', site: 'dallas', profile: null });
+    expect(await numbersOf(unmatched.id)).toEqual([]);
+    const services = await h.db.selectFrom('user_services').select('status').where('user_id', '=', unmatched.id).execute();
+    expect(services.every((x) => x.status === 'removed')).toBe(true);
+
+    h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, sal]));
+    expect((await h.sync('acme', 'hr', version)).counts).toMatchObject({ imported: 1, provisioned: 1, emailed: 0 });
+    const back = await userRow('acme', 'E4');
+    expect(back).toMatchObject({ status: 'provisioned', profile: 'sales' });
+    // The cooling number is not handed out again; the next customer number is.
+    expect(await numbersOf(back.id)).toEqual(['+18005550101:used']);
+    const log = JSON.parse((await cli('log', '--user', 'ssales', '--json', '--limit', '400')).out) as { action: string; subject: string }[];
+    expect(log.filter((e) => e.action === 'create').at(-1)?.subject).toBe('local user exists at site dallas (unmatched)');
+    expect(log.filter((e) => e.action === 'create')[0]?.subject).toBe('local user created at customer level');
+    expect(log.filter((e) => e.action === 'provision').map((e) => e.subject)).toContainEqual(expect.stringMatching(/\+18005550100 released$/));
   });
 
   it('records every step in the transaction log with its Temporal run', async () => {
@@ -198,6 +236,19 @@ describe('bad records', () => {
     expect(String((error as { cause?: { cause?: Error } }).cause?.cause?.message)).toMatch(/cannot read .*quiet\.csv: ENOENT/);
     const entry = await h.db.selectFrom('transaction_log').select(['status', 'error']).where('workflow_id', '=', handle.workflowId).orderBy('id', 'desc').executeTakeFirstOrThrow();
     expect(entry).toMatchObject({ status: 'failed', error: expect.stringMatching(/ENOENT/) });
+
+    // The CLI prints the cause where the user reads it, not only in flowthru log.
+    const human = await cli('sync', 'hr', '--customer', 'quiet', '--mode', 'add', '--wait');
+    expect(human.code).toBe(1);
+    expect(human.err).toMatch(/^flowthru: sync of quiet\/hr \(add\) failed: cannot read .*quiet\.csv: ENOENT$/m);
+    const json = await cli('sync', 'hr', '--customer', 'quiet', '--mode', 'add', '--wait', '--json');
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.out)).toEqual({
+      ok: false,
+      workflowId: 'sync/quiet/hr/add',
+      mode: 'add',
+      error: { message: expect.stringMatching(/cannot read .*quiet\.csv: ENOENT/), kind: 'SourceUnreadable' },
+    });
   });
 });
 
@@ -245,10 +296,15 @@ describe('starting a sync', () => {
     h.writeFile('nosmtp.csv', acmeCsv([{ ...joe, mail: 'nosmtp@acme.example' }, sal]));
     const result = await cli('sync', 'hr', '--customer', 'nosmtp', '--mode', 'add', '--wait', '--json');
     expect(result).toMatchObject({ code: 0 });
-    expect(JSON.parse(result.out)).toEqual({
+    expect(JSON.parse(result.out)).toMatchObject({
+      ok: true,
       workflowId: 'sync/nosmtp/hr/add',
       mode: 'add',
-      counts: { seen: 2, imported: 1, moved: 1, provisioned: 1, unplaced: 0, unmatched: 0, blocked: 0, failed: 0, emailed: 0, removed: 0 },
+      customer: 'nosmtp',
+      source: 'hr',
+      configVersion: version,
+      counts: { seen: 2, imported: 1, moved: 1, provisioned: 1, unplaced: 0, unmatched: 0, blocked: 0, failed: 0, emailed: 0, removed: 0, invalid: 0 },
+      problems: [],
     });
   });
 
@@ -267,6 +323,12 @@ describe('starting a sync', () => {
       numbers: ['+13125550100'],
       services: ['phone', 'voicemail', 'teams', 'group:engineers'],
     });
+  });
+
+  it('offers only the modes that work', async () => {
+    const result = await cli('sync', 'hr', '--customer', 'acme', '--mode', 'update');
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/argument 'update' is invalid\. Allowed choices are add/);
   });
 
   it('an ambiguous or unknown source is a clear error', async () => {

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sql } from 'kysely';
@@ -178,12 +178,82 @@ describe('flowthru config (CLI)', () => {
     expect(result.code).toBe(1);
     expect(result.err).toMatch(/bad\.yaml:\d+:\d+: customers\[0\]\.sites\[1\]\.moveCriteria\.microsoft: unknown criteria "city-chicgo"/);
     expect(result.err).toMatch(/customers\[0\]\.settings\.smtp\.password: literal secret/);
-    expect(result.err).toMatch(/2 problems in .*bad\.yaml; nothing was applied\./);
+    // The example's CSV is not in the test folder: a warning, counted apart.
+    expect(result.err).toMatch(/bad\.yaml:\d+:\d+: customers\[0\]\.sources\[0\]\.path: warning: cannot read .*acme-users\.csv here \(ENOENT\)/);
+    expect(result.err).toMatch(/2 problems and \d warnings? in .*bad\.yaml; nothing was applied\./);
     expect(await t.db.selectFrom('customers').select('id').execute()).toEqual([]);
 
     const json = await cli('config', 'validate', file, '--json');
     expect(json.code).toBe(1);
-    expect(JSON.parse(json.out)).toMatchObject({ ok: false, problems: [{ path: expect.any(Array), line: expect.any(Number) }, expect.anything()] });
+    const report = JSON.parse(json.out);
+    expect(report).toMatchObject({ ok: false, problems: [{ path: expect.any(Array), line: expect.any(Number) }, expect.anything()] });
+    expect(report.problems).toHaveLength(2);
+    expect(report.warnings).toContainEqual(expect.objectContaining({ severity: 'warning', path: ['customers', 0, 'sources', 0, 'path'], line: expect.any(Number) }));
+  });
+
+  it('warnings do not block: validate exits 0 and apply applies, both saying how many', async () => {
+    const config = acme();
+    config.customers[0].sites.push({ name: 'austin', moveCriteria: { csv: 'city-dallas' } });
+    const variable = 'FLOWTHRU_TEST_LDAP_PASSWORD';
+    config.customers[0].sources[1].passwordEnv = variable;
+    delete process.env[variable];
+    const file = join(dir, 'warned.yaml');
+    writeFileSync(file, stringify(config));
+
+    const validated = await cli('config', 'validate', file);
+    expect(validated.code).toBe(0);
+    expect(validated.err.split('\n')).toEqual([
+      expect.stringMatching(/^.*warned\.yaml:\d+:\d+: customers\[0\]\.sites\[2\]\.numberRanges: warning: site "austin" has no numberRanges/),
+      expect.stringMatching(/^.*warned\.yaml:\d+:\d+: customers\[0\]\.sources\[0\]\.path: warning: cannot read .*data\/acme-users\.csv here/),
+      expect.stringMatching(new RegExp(`^.*warned\\.yaml:\\d+:\\d+: customers\\[0\\]\\.sources\\[1\\]\\.passwordEnv: warning: the environment variable ${variable} is not set here`)),
+    ]);
+    expect(validated.out).toMatch(/warned\.yaml is valid \(1 customer\), 3 warnings\.$/);
+    const json = JSON.parse((await cli('config', 'validate', file, '--json')).out);
+    expect(json).toMatchObject({ ok: true, problems: [], warnings: [expect.objectContaining({ severity: 'warning' }), expect.anything(), expect.anything()] });
+
+    const applied = await cli('config', 'apply', file);
+    expect(applied).toMatchObject({ code: 0, out: expect.stringMatching(/Applied .*warned\.yaml as configuration version 1 \(3 warnings\)\.$/) });
+    expect(JSON.parse((await cli('config', 'apply', file, '--json')).out)).toMatchObject({ ok: true, version: 1, changed: false, problems: [], warnings: expect.any(Array) });
+  });
+
+  it('a CSV whose header lacks the external id column is an error, with the columns there are', async () => {
+    mkdirSync(join(dir, 'data'), { recursive: true });
+    writeFileSync(join(dir, 'data/acme-users.csv'), '\ufeff"id";login;mail\n1;a;a@example.com\n');
+    const config = acme();
+    config.customers[0].sources[0].delimiter = ';';
+    const file = join(dir, 'header.yaml');
+    writeFileSync(file, stringify(config));
+    try {
+      const result = await cli('config', 'validate', file);
+      expect(result.code).toBe(1);
+      expect(result.err).toMatch(/header\.yaml:\d+:\d+: customers\[0\]\.sources\[0\]\.externalId: column "employee_id" is not in the header of .*acme-users\.csv \(columns: "id", "login", "mail"\)/);
+      expect(result.err).toMatch(/customers\[0\]\.sources\[0\]\.attributeMap\.given_name: warning: column "given_name" is not in the header/);
+      expect(result.err).toMatch(/1 problem and \d+ warnings in .*header\.yaml; nothing was written\./);
+    } finally {
+      rmSync(join(dir, 'data/acme-users.csv'));
+    }
+  });
+
+  it('an alias bomb is bad input: exit 1, located, and JSON like any problem', async () => {
+    const file = join(dir, 'bomb.yaml');
+    const levels = ['a: &a [x, x, x, x, x, x, x, x, x]', ...'bcdef'.split('').map((l, i) => `${l}: &${l} [${Array(9).fill(`*${'abcdef'[i]}`).join(', ')}]`)];
+    writeFileSync(file, `version: 1\n${levels.join('\n')}\ncustomers: []\n`);
+    const result = await cli('config', 'validate', file, '--json');
+    expect(result.code).toBe(1);
+    expect(JSON.parse(result.out)).toMatchObject({ ok: false, problems: [{ line: 5, column: 8, message: expect.stringMatching(/YAML aliases expand too far/) }], warnings: [] });
+  });
+
+  it('a template that does not parse: the whole message, at its line in the template', async () => {
+    writeFileSync(join(dir, 'templates/broken.html'), '<p>\nHello {{firstName}}\n{{#if number}<b>{{number}}</b>{{/if}}\n</p>\n');
+    const config = acme();
+    config.customers[0].settings.welcomeEmail.template = 'templates/broken.html';
+    config.customers[0].settings.welcomeEmail.subject = 'Welcome {{#if}';
+    const file = join(dir, 'broken-template.yaml');
+    writeFileSync(file, stringify(config));
+    const result = await cli('config', 'validate', file);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/broken-template\.yaml:\d+:\d+: customers\[0\]\.settings\.welcomeEmail\.subject: invalid subject template: Parse error on line 1: expecting .*, got '\w+' near "Welcome \{\{#if\}"/);
+    expect(result.err).toMatch(/templates\/broken\.html:3: customers\[0\]\.settings\.welcomeEmail\.template: invalid template: Parse error on line 3: expecting .*, got 'INVALID' near "/);
   });
 
   it('apply applies, then says the second time that nothing changed', async () => {
@@ -207,6 +277,36 @@ describe('flowthru config (CLI)', () => {
     writeFileSync(file, stringify(config));
     const result = await cli('config', 'validate', file);
     expect(result.code).toBe(1);
-    expect(result.err).toMatch(/customers\[0\]\.settings\.welcomeEmail\.template: cannot read template .*missing\.html/);
+    expect(result.err).toMatch(/missing-template\.yaml:\d+:\d+: customers\[0\]\.settings\.welcomeEmail\.template: cannot read template .*missing\.html/);
+  });
+});
+
+describe('flowthru worker', () => {
+  it('refuses to start, in one sentence, while a secret the applied configuration names is not set', async () => {
+    const config = acme();
+    config.customers[0].sources[1].passwordEnv = 'FLOWTHRU_TEST_UNSET_LDAP';
+    config.customers[0].settings.smtp = { ...config.customers[0].settings.smtp, username: 'flowthru', passwordEnv: 'FLOWTHRU_TEST_UNSET_SMTP' };
+    const file = join(dir, 'secrets.yaml');
+    writeFileSync(file, stringify(config));
+    expect((await cli('config', 'apply', file)).code).toBe(0);
+    delete process.env.FLOWTHRU_TEST_UNSET_LDAP;
+    delete process.env.FLOWTHRU_TEST_UNSET_SMTP;
+    // Should the check ever let it through, the worker fails on an unreachable Temporal instead of running on.
+    const temporal = process.env.TEMPORAL_ADDRESS;
+    process.env.TEMPORAL_ADDRESS = '127.0.0.1:1';
+    try {
+      const result = await cli('worker');
+      expect(result).toEqual({
+        code: 1,
+        out: '',
+        err:
+          'flowthru: the worker cannot start: configuration version 1 needs secret environment variables that are not set: ' +
+          'FLOWTHRU_TEST_UNSET_LDAP (customer acme, source directory, passwordEnv), FLOWTHRU_TEST_UNSET_SMTP (customer acme, settings.smtp.passwordEnv); ' +
+          'set them and start the worker again',
+      });
+    } finally {
+      if (temporal === undefined) delete process.env.TEMPORAL_ADDRESS;
+      else process.env.TEMPORAL_ADDRESS = temporal;
+    }
   });
 });

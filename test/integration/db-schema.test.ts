@@ -141,3 +141,51 @@ describe('the database schema', () => {
     );
   });
 });
+
+describe('flowthru db migrate', () => {
+  it('creates a database that does not exist yet, then migrates it', async () => {
+    const { main } = await import('../../src/client/cli.js');
+    const { inject } = await import('vitest');
+    const url = new URL(inject('adminDatabaseUrl'));
+    const name = `${inject('templateDatabase').replace(/_template$/, '')}_created`;
+    url.pathname = `/${name}`;
+    const saved = process.env.DATABASE_URL;
+    process.env.DATABASE_URL = url.toString();
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) };
+    try {
+      expect(await main(['node', 'flowthru', 'db', 'migrate'], io)).toBe(0);
+      expect(out[0]).toBe(`Created database ${name}.`);
+      expect(out[1]).toMatch(/^Ran migrations: 0001_initial/);
+      out.length = 0;
+      expect(await main(['node', 'flowthru', 'db', 'migrate'], io)).toBe(0);
+      expect(out).toEqual(['Database schema is up to date.']);
+      expect(err).toEqual([]);
+    } finally {
+      process.env.DATABASE_URL = saved;
+    }
+  });
+
+  it('says how in one sentence when the database cannot be created', async () => {
+    const { main } = await import('../../src/client/cli.js');
+    const { inject } = await import('vitest');
+    // A role that may log in but not create databases.
+    await sql`do $$ begin create role flowthru_test_nocreate login nocreatedb; exception when duplicate_object then null; end $$`.execute(t.db);
+    const url = new URL(inject('adminDatabaseUrl'));
+    url.username = 'flowthru_test_nocreate';
+    url.pathname = '/flowthru_test_never_created';
+    const saved = process.env.DATABASE_URL;
+    process.env.DATABASE_URL = url.toString();
+    const err: string[] = [];
+    try {
+      const code = await main(['node', 'flowthru', 'db', 'migrate'], { out: () => undefined, err: (l) => err.push(l) });
+      expect(code).toBe(1);
+      expect(err).toEqual([
+        'flowthru: database "flowthru_test_never_created" does not exist and could not be created (permission denied to create database): create it (createdb flowthru_test_never_created) or point DATABASE_URL at an existing one',
+      ]);
+    } finally {
+      process.env.DATABASE_URL = saved;
+    }
+  });
+});

@@ -15,6 +15,7 @@ import {
   type EntraWatermark,
 } from '../../src/adapters/sources/entra.js';
 import { MAX_FAULT_RETRIES, MAX_THROTTLE_RETRIES } from '../../src/adapters/sources/graph-client.js';
+import { mapRecords } from '../../src/adapters/sources/index.js';
 import { toSourceUser } from '../../src/adapters/sources/records.js';
 import { startFakeGraph, type FakeGraph, type GraphUser } from '../support/fake-graph.js';
 import { rejection } from '../support/assert.js';
@@ -55,6 +56,7 @@ function source(overrides: Partial<EntraSourceConfig> = {}): EntraSourceConfig {
     name: 'contoso-entra',
     type: 'entra',
     userType: 'microsoft',
+    includeDisabled: false,
     attributeMap: { employeeType: 'attributes.employeeType', extensionAttribute3: 'attributes.costCentre' },
     tenantId: fake.tenantId,
     clientId: fake.clientId,
@@ -273,6 +275,50 @@ describe('the Entra ID source: delta reads', () => {
     const error = await rejection(readEntraPage(source(), { nextLink: 'https://evil.example.com/v1.0/users/delta?$skiptoken=x', full: false }, 10, options()));
     expect(error).toBeInstanceOf(PermanentError);
     expect(error.message).toMatch(/refusing to follow a link to https:\/\/evil\.example\.com/);
+  });
+});
+
+describe('the Entra ID source: disabled accounts and unstorable text', () => {
+  let tenant: FakeGraph;
+  // 9 of 25 disabled, as in the report that found it; one more whose accountEnabled Graph leaves unset.
+  const DISABLED = new Set([2, 3, 5, 8, 11, 13, 17, 21, 24]);
+  const users = Array.from({ length: 25 }, (_, i) =>
+    person(i + 1, { accountEnabled: DISABLED.has(i + 1) ? false : i + 1 === 25 ? null : true }),
+  );
+  beforeAll(async () => {
+    // A lone surrogate: JSON allows the escape "\ud800", PostgreSQL's jsonb does not.
+    tenant = await startFakeGraph({ users: [...users, person(26, { displayName: 'Broken \ud800 Name' })], skus: [] });
+  });
+  afterAll(async () => tenant?.stop());
+  const tenantSource = (overrides: Partial<EntraSourceConfig> = {}) =>
+    source({ tenantId: tenant.tenantId, clientId: tenant.clientId, authorityUrl: tenant.url, graphUrl: tenant.url, ...overrides });
+  const tenantOptions = () => ({ env: { [SECRET_ENV]: tenant.clientSecret } });
+
+  it('marks users with accountEnabled false as disabled, and skips them unless includeDisabled', async () => {
+    const records = [];
+    let cursor: EntraCursor | null = null;
+    do {
+      const page: EntraPage = await readEntraPage(tenantSource(), cursor, 10, options(tenantOptions()));
+      records.push(...page.records);
+      cursor = page.next;
+    } while (cursor);
+    // accountEnabled is selected, and the fake (as Graph) returns it.
+    expect(tenant.graphRequests()[0]!.path).toMatch(/\$select=[^&]*accountEnabled/);
+    expect(records.find((r) => r.attributes.externalId === person(2).id)!.attributes.accountEnabled).toBe('false');
+    expect(records.filter((r) => r.disabled !== undefined).map((r) => r.attributes.externalId)).toEqual([...DISABLED].map((i) => person(i).id));
+    expect(new Set(records.map((r) => r.disabled))).toEqual(new Set([undefined, 'accountEnabled is false']));
+
+    const mapped = mapRecords(tenantSource(), records);
+    expect(mapped.disabled.map((d) => d.externalId)).toEqual([...DISABLED].map((i) => person(i).id));
+    // 16 enabled, and the one whose accountEnabled is unknown (null) is not taken for disabled.
+    expect(mapped.users.map((u) => u.externalId)).toContain(person(25).id);
+    expect(mapped.users).toHaveLength(25 - DISABLED.size);
+    expect(mapRecords(tenantSource({ includeDisabled: true }), records).users).toHaveLength(25);
+
+    // A lone surrogate would fail the page's import in PostgreSQL: the record is refused by name.
+    expect(mapped.problems).toEqual([{ at: `user ${person(26).id}`, message: 'displayName contains a lone UTF-16 surrogate (not valid Unicode)' }]);
+    expect(mapped.unusableIds).toEqual([person(26).id]);
+    expect(mapped.unidentified).toBe(0);
   });
 });
 
@@ -498,6 +544,7 @@ describe('the Entra ID source: licences and permissions', () => {
   const skuSource = (): EntraSourceConfig => ({
     name: 'licences',
     type: 'entra',
+    includeDisabled: false,
     userType: 'microsoft',
     attributeMap: {},
     tenantId: skuFake.tenantId,

@@ -12,6 +12,7 @@ import {
   type LdapSourceConfig,
   type LdapWatermark,
 } from '../../src/adapters/sources/ldap.js';
+import { mapRecords } from '../../src/adapters/sources/index.js';
 import { toSourceUser, type RawRecord } from '../../src/adapters/sources/records.js';
 import { isAttributePath, isCanonicalAttribute } from '../../src/domain/user.js';
 import { startSlapd, type SeedEntry, type Slapd } from '../support/slapd.js';
@@ -75,6 +76,7 @@ function source(overrides: Partial<LdapSourceConfig> = {}): LdapSourceConfig {
     name: 'corp-ldap',
     type: 'ldap',
     userType: 'ldap',
+    includeDisabled: false,
     attributeMap: {},
     url: slapd.url,
     bindDn: slapd.bindDn,
@@ -123,6 +125,7 @@ async function readAll(
 
 const ids = (records: readonly RawRecord[]) => records.map((r) => r.attributes.externalId as string);
 const byUid = (records: readonly RawRecord[], uid: string) => records.find((r) => r.attributes.uid === uid);
+const byDn = (records: readonly RawRecord[], dn: string) => records.find((r) => r.at === dn)!;
 
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -395,6 +398,104 @@ describe('the LDAP source against OpenLDAP slapd', () => {
     // A watermark of another kind (AD's) is not applied to OpenLDAP: a full read.
     const foreign = await readAll(src, 5000, { watermark: { attribute: 'uSNChanged', value: '12345' } });
     expect(foreign.records.length + foreign.problems.length).toBe(TOTAL);
+  });
+});
+
+describe('disabled and locked accounts', () => {
+  // A second server with OpenLDAP's password policy overlay (its schema is built in from 2.5 on)
+  // and Active Directory's user schema as OpenLDAP ships it, so AD entries are real entries too.
+  let policy: Slapd;
+  const STAFF = `ou=staff,${BASE}`;
+  const adUser = (n: number, name: string, userAccountControl: string): SeedEntry => ({
+    dn: `cn=${name},${STAFF}`,
+    attributes: {
+      // msuser.schema defines sAMAccountName but no class that allows it (AD's securityPrincipal).
+      objectClass: ['top', 'person', 'organizationalPerson', 'user', 'extensibleObject'],
+      cn: name,
+      sn: name,
+      sAMAccountName: name.toLowerCase(),
+      objectGUID: Buffer.from(`00112233445566778899aabbccddee${n.toString(16).padStart(2, '0')}`, 'hex'),
+      instanceType: '4',
+      nTSecurityDescriptor: Buffer.from([1, 0, 4, 0x80]),
+      objectCategory: `CN=Person,CN=Schema,CN=Configuration,${BASE}`,
+      userAccountControl,
+    },
+  });
+
+  beforeAll(async () => {
+    policy = await startSlapd({
+      entries: [
+        person('active', { cn: 'Active One', sn: 'One' }),
+        // 000001010000Z: locked by an administrator until one unlocks it.
+        person('locked', { cn: 'Locked One', sn: 'One', pwdAccountLockedTime: '000001010000Z' }),
+        person('later', { cn: 'Later One', sn: 'One' }),
+        adUser(1, 'Enabled', '512'),
+        adUser(2, 'Disabled', '514'),
+        // NORMAL_ACCOUNT | DONT_EXPIRE_PASSWORD, with and without ACCOUNTDISABLE.
+        adUser(3, 'NoExpiryDisabled', '66050'),
+        adUser(4, 'NoExpiry', '66048'),
+      ],
+      schemas: ['/etc/ldap/schema/msuser.schema'],
+      overlays: ['ppolicy'],
+    });
+  });
+  afterAll(async () => {
+    await closeLdapConnections();
+    await policy?.close();
+  });
+
+  const openldap = (overrides: Partial<LdapSourceConfig> = {}) =>
+    source({ url: policy.url, bindDn: policy.bindDn, baseDn: PEOPLE, filter: '(objectClass=inetOrgPerson)', ...overrides });
+  const policyEnv = () => ({ env: { [ENV_NAME]: policy.password } });
+
+  it('OpenLDAP: an entry ppolicy locked (pwdAccountLockedTime, asked for by name) is marked and skipped', async () => {
+    // An administrator (or ppolicy itself, after too many failed binds) locks another account.
+    await policy.ldapmodify([`dn: uid=later,${PEOPLE}`, 'changetype: modify', 'replace: pwdAccountLockedTime', 'pwdAccountLockedTime: 20250101000000Z', ''].join('\n'));
+    const { records } = await readAll(openldap(), 100, policyEnv());
+    expect(Object.fromEntries(records.map((r) => [r.attributes.uid, r.disabled ?? null]))).toEqual({
+      active: null,
+      locked: 'locked: pwdAccountLockedTime 000001010000Z',
+      later: 'locked: pwdAccountLockedTime 20250101000000Z',
+    });
+    // The lock is not user data: it does not go into the user's attributes.
+    expect(byUid(records, 'locked')!.attributes).not.toHaveProperty('pwdAccountLockedTime');
+
+    const mapped = mapRecords(openldap(), records);
+    expect(mapped.users.map((u) => u.user.username)).toEqual(['active']);
+    expect(mapped.disabled.map((d) => [d.at, d.why])).toEqual([
+      [`uid=locked,${PEOPLE}`, 'locked: pwdAccountLockedTime 000001010000Z'],
+      [`uid=later,${PEOPLE}`, 'locked: pwdAccountLockedTime 20250101000000Z'],
+    ]);
+    expect(mapRecords(openldap({ includeDisabled: true }), records).users.map((u) => u.user.username)).toEqual(['active', 'locked', 'later']);
+
+    // Unlocked again: read as an ordinary account.
+    await policy.ldapmodify([`dn: uid=later,${PEOPLE}`, 'changetype: modify', 'delete: pwdAccountLockedTime', ''].join('\n'));
+    expect(byUid((await readAll(openldap(), 100, policyEnv())).records, 'later')!.disabled).toBeUndefined();
+  });
+
+  it('OpenLDAP without ppolicy: asking for pwdAccountLockedTime is no error, and nobody is locked', async () => {
+    const read = await readAll(source(), 5000);
+    expect(read.records.length + read.problems.length).toBe(TOTAL);
+    expect(read.records.filter((r) => r.disabled !== undefined)).toEqual([]);
+  });
+
+  it('Active Directory: userAccountControl with ACCOUNTDISABLE (0x2) is marked and skipped', async () => {
+    const ad = source({ url: policy.url, bindDn: policy.bindDn, baseDn: STAFF, preset: 'activeDirectory', filter: '(objectClass=user)' });
+    const { records, problems } = await readAll(ad, 100, policyEnv());
+    expect(problems).toEqual([]);
+    expect(Object.fromEntries(records.map((r) => [r.attributes.sAMAccountName, r.disabled ?? null]))).toEqual({
+      enabled: null,
+      disabled: 'disabled: userAccountControl 514 has ACCOUNTDISABLE (0x2)',
+      noexpirydisabled: 'disabled: userAccountControl 66050 has ACCOUNTDISABLE (0x2)',
+      noexpiry: null,
+    });
+    // The stable id is the objectGUID, as a GUID string.
+    expect(byDn(records, `cn=Disabled,${STAFF}`).attributes.externalId).toBe('33221100-5544-7766-8899-aabbccddee02');
+
+    const mapped = mapRecords(ad, records);
+    expect(mapped.users.map((u) => u.user.username)).toEqual(['enabled', 'noexpiry']);
+    expect(mapped.disabled.map((d) => d.externalId)).toEqual(['33221100-5544-7766-8899-aabbccddee02', '33221100-5544-7766-8899-aabbccddee03']);
+    expect(mapRecords({ ...ad, includeDisabled: true }, records).users).toHaveLength(4);
   });
 });
 

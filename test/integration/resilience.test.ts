@@ -1,29 +1,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { WORKER_TUNING } from '../../src/worker/index.js';
-import { acmeCsv, PipelineHarness } from '../support/pipeline.js';
+import { acmeCsv, oneSiteCustomer, PipelineHarness } from '../support/pipeline.js';
 
 let h: PipelineHarness;
 
 function config(customer: string, users: number) {
-  return {
-    name: customer,
-    settings: {
-      flowThrough: { enabled: true, addSync: true, criteria: 'ftp' },
-      welcomeEmail: { enabled: true, from: 'IT <it@example.com>', subject: 'Welcome {{firstName}}' },
-      smtp: { host: '127.0.0.1', port: h.smtp.port, security: 'none' },
-    },
-    criteria: [
-      { name: 'everyone', usage: 'move', when: { all: [] } },
-      { name: 'anyone', usage: 'ftp', when: { all: [] } },
-    ],
-    profiles: [{ name: 'line', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }] }],
-    ftpCriteria: [{ name: 'ftp', rules: [{ criteria: 'anyone', profile: 'line' }] }],
-    sources: [
-      { name: 'hr', type: 'csv', userType: 'csv', path: `${h.dir}/${customer}.csv`, externalId: 'employee_id', attributeMap: { employee_id: 'employeeId', login: 'username', mail: 'email', given_name: 'firstName' } },
-    ],
-    sites: [{ name: 'hq', moveCriteria: { csv: 'everyone' }, numberRanges: [{ from: '7000', to: String(7000 + users * 2) }] }],
-  };
+  return oneSiteCustomer(customer, { csvPath: `${h.dir}/${customer}.csv`, smtpPort: h.smtp.port, range: { from: '7000', to: String(7000 + users * 2) } });
 }
 
 const people = (n: number, prefix: string) =>

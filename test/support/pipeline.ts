@@ -134,3 +134,28 @@ export function acmeCsv(rows: readonly Partial<Record<'employee_id' | 'login' | 
   const quote = (v: string) => (/[",\n]/.test(v) ? `"${v.replaceAll('"', '""')}"` : v);
   return [columns.join(','), ...rows.map((row) => columns.map((c) => quote(row[c] ?? '')).join(','))].join('\n') + '\n';
 }
+
+/**
+ * The smallest customer that runs every step: everyone placed at one site, one profile with a line
+ * and a phone, a welcome email. Crash and outage tests use it.
+ */
+export function oneSiteCustomer(name: string, options: { csvPath: string; smtpPort: number; range: { from: string; to: string } }) {
+  return {
+    name,
+    settings: {
+      flowThrough: { enabled: true, addSync: true, criteria: 'ftp' },
+      welcomeEmail: { enabled: true, from: 'IT <it@example.com>', subject: 'Welcome {{firstName}}' },
+      smtp: { host: '127.0.0.1', port: options.smtpPort, security: 'none' },
+    },
+    criteria: [
+      { name: 'everyone', usage: 'move', when: { all: [] } },
+      { name: 'anyone', usage: 'ftp', when: { all: [] } },
+    ],
+    profiles: [{ name: 'line', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }] }],
+    ftpCriteria: [{ name: 'ftp', rules: [{ criteria: 'anyone', profile: 'line' }] }],
+    sources: [
+      { name: 'hr', type: 'csv', userType: 'csv', path: options.csvPath, externalId: 'employee_id', attributeMap: { employee_id: 'employeeId', login: 'username', mail: 'email', given_name: 'firstName' } },
+    ],
+    sites: [{ name: 'hq', moveCriteria: { csv: 'everyone' }, numberRanges: [options.range] }],
+  };
+}

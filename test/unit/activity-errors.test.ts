@@ -19,6 +19,16 @@ describe('activity errors as Temporal sees them', () => {
     expect(failure).toMatchObject({ nonRetryable: false, type: 'SourceThrottled', nextRetryDelay: 120_000 });
   });
 
+  it('a statement the database refuses for its data is not retried; a restarting database is', async () => {
+    const refused = Object.assign(new Error('invalid byte sequence for encoding "UTF8": 0x00'), { code: '22021' });
+    const failure = await failing(refused).catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(ApplicationFailure);
+    expect(failure).toMatchObject({ nonRetryable: true, type: 'DatabaseRejected' });
+    expect((failure as Error).message).toContain('SQLSTATE 22021');
+    const restarting = Object.assign(new Error('terminating connection due to administrator command'), { code: '57P01' });
+    await expect(failing(restarting)).rejects.toBe(restarting);
+  });
+
   it('anything else is left as it is: retried on the activity policy', async () => {
     const error = new GraphUnavailableError('Graph answered 500');
     await expect(failing(error)).rejects.toBe(error);

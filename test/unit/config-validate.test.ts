@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { validateConfigText } from '../../src/domain/config/document.js';
-import { formatPath, type ConfigProblem } from '../../src/domain/config/validate.js';
+import { templateProblem } from '../../src/adapters/mail/welcome.js';
+import { formatPath, formatProblem, type ConfigProblem } from '../../src/domain/config/validate.js';
 
 /** A small valid configuration; each test breaks one thing in a copy of it. */
 function base() {
@@ -47,6 +48,17 @@ function problems(edit: (config: ReturnType<typeof base>) => void): string[] {
   return problemsOf(stringify(config)).map((p) => `${formatPath(p.path)}: ${p.message}`);
 }
 
+/** Errors and warnings of an edited copy of the base configuration, as `error|warning path: message`. */
+function findings(edit: (config: ReturnType<typeof base>) => void): string[] {
+  const config = base();
+  edit(config);
+  const result = validateConfigText(stringify(config));
+  const all = [...(result.ok ? [] : result.problems), ...result.warnings];
+  return all.map((p) => `${p.severity ?? 'error'} ${formatPath(p.path)}: ${p.message}`);
+}
+
+type Customer = ReturnType<typeof base>['customers'][number] & Record<string, unknown>;
+
 describe('a valid configuration', () => {
   it('passes, with defaults filled in', () => {
     const result = validateConfigText(stringify(base()));
@@ -57,8 +69,10 @@ describe('a valid configuration', () => {
       expect(result.config.customers[0]?.profiles[0]?.services).toEqual([{ kind: 'phone', settings: { model: '8865' } }]);
     }
   });
-  it('includes the shipped Acme example', () => {
-    expect(validateConfigText(readFileSync('examples/acme.yaml', 'utf8')).ok).toBe(true);
+  it('includes the shipped Acme example, without a warning', () => {
+    const result = validateConfigText(readFileSync('examples/acme.yaml', 'utf8'));
+    expect(result.ok).toBe(true);
+    expect(result.warnings).toEqual([]);
   });
 });
 
@@ -227,5 +241,171 @@ describe('every problem at once', () => {
   it('points line and column at the key at fault', () => {
     const text = 'version: 1\ncustomers:\n  - name: acme\n    sitez: []\n';
     expect(problemsOf(text)[0]).toMatchObject({ line: 4, column: 5, message: 'unknown key "sitez"' });
+  });
+});
+
+describe('a problem at one level hides nothing below it (issue 9)', () => {
+  it('an invalid customer name: the rest of the customer is still checked', () => {
+    expect(
+      problems((c) => {
+        c.customers[0]!.name = 'Acme Corp';
+        c.customers[0]!.criteria[0]!.when = { attribute: 'city', op: 'equal', value: 'Chicago' };
+        (c.customers[0]!.settings as Record<string, unknown>).smtp = { host: 'mail', port: 70000 };
+        c.customers[0]!.sites[1]!.name = 'New York';
+      }),
+    ).toEqual([
+      expect.stringMatching(/^customers\[0\]\.name: a name is 1-63 letters/),
+      expect.stringMatching(/^customers\[0\]\.settings\.smtp\.port: /),
+      expect.stringMatching(/^customers\[0\]\.criteria\[0\]\.when\.op: unknown operator "equal"/),
+      expect.stringMatching(/^customers\[0\]\.sites\[1\]\.name: a name is 1-63 letters/),
+    ]);
+  });
+  it('an unknown customer key', () => {
+    expect(
+      problems((c) => {
+        (c.customers[0] as Customer).sitez = [];
+        c.customers[0]!.criteria[0]!.when = { attribute: 'city', op: 'equal', value: 'Chicago' };
+      }),
+    ).toEqual(['customers[0].sitez: unknown key "sitez"', expect.stringMatching(/^customers\[0\]\.criteria\[0\]\.when\.op: unknown operator/)]);
+  });
+  it('an unknown top-level key, a wrong version', () => {
+    expect(
+      problems((c) => {
+        Object.assign(c, { version: 2, provder: { name: 'x' } });
+        c.customers[0]!.sites[1]!.moveCriteria = { csv: 'city-chicgo' };
+      }),
+    ).toEqual(['version: version must be 1', 'provder: unknown key "provder"', 'customers[0].sites[1].moveCriteria.csv: unknown criteria "city-chicgo"']);
+  });
+  it('a customer that is not a mapping does not stop the next one', () => {
+    const config = base();
+    (config.customers as unknown[]).unshift('acme');
+    config.customers[1]!.sites[1]!.moveCriteria = { csv: 'city-chicgo' };
+    expect(problemsOf(stringify(config)).map((p) => `${formatPath(p.path)}: ${p.message}`)).toEqual([
+      expect.stringMatching(/^customers\[0\]: expected a customer/),
+      'customers[1].sites[1].moveCriteria.csv: unknown criteria "city-chicgo"',
+    ]);
+  });
+  it('duplicate customer names are found at their place in the file, even after a broken customer', () => {
+    const config = base();
+    (config.customers as unknown[]).unshift(42, structuredClone(config.customers[0]));
+    expect(problemsOf(stringify(config)).map((p) => `${formatPath(p.path)}: ${p.message}`)).toEqual([
+      expect.stringMatching(/^customers\[0\]: expected a customer/),
+      'customers[2].name: duplicate customer name "acme" (also at index 1)',
+    ]);
+  });
+});
+
+describe('what would fail at run time (issue 9)', () => {
+  it('a welcome email without an SMTP server', () => {
+    expect(
+      findings((c) => {
+        Object.assign(c.customers[0]!.settings, { welcomeEmail: { enabled: true, from: 'it@example.com' } });
+      }),
+    ).toEqual([expect.stringMatching(/^error customers\[0\]\.settings\.welcomeEmail\.enabled: a welcome email needs "smtp" settings/)]);
+  });
+  it('an SMTP password variable without a username is a warning', () => {
+    expect(
+      findings((c) => {
+        Object.assign(c.customers[0]!.settings, { smtp: { host: 'mail', passwordEnv: 'SMTP_PASSWORD' } });
+      }),
+    ).toEqual([expect.stringMatching(/^warning customers\[0\]\.settings\.smtp\.passwordEnv: passwordEnv is used only with "username"/)]);
+  });
+  it('a line from the customer pool, and the customer has none', () => {
+    expect(
+      findings((c) => {
+        c.customers[0]!.profiles[0]!.line = { numberFrom: 'customer' };
+      }),
+    ).toEqual(['error customers[0].profiles[0].line.numberFrom: profile "engineering" takes a number from the customer pool, but the customer has no numberRanges']);
+  });
+  it('a line from the site: a site without ranges is a warning; no site with ranges an error', () => {
+    expect(
+      findings((c) => {
+        c.customers[0]!.sites[1]!.numberRanges = [];
+        c.customers[0]!.sites.push({ name: 'archive' });
+      }),
+    ).toEqual([
+      'warning customers[0].sites[1].numberRanges: site "dallas" has no numberRanges: users placed there with profile "engineering" (line.numberFrom: site) would be blocked',
+    ]);
+    expect(
+      findings((c) => {
+        for (const site of c.customers[0]!.sites) site.numberRanges = [];
+      }),
+    ).toEqual(['error customers[0].profiles[0].line.numberFrom: profile "engineering" takes a number from the user\'s site, but no site has numberRanges']);
+  });
+  it('a site that failed to parse is not counted as one without ranges', () => {
+    expect(
+      findings((c) => {
+        c.customers[0]!.sites[0]!.numberRanges = [];
+        c.customers[0]!.sites[1]!.colour = 'red';
+      }),
+    ).toEqual(['error customers[0].sites[1].colour: unknown key "colour"']);
+  });
+  it('a valid configuration with a warning is still valid', () => {
+    const config = base();
+    config.customers[0]!.sites[1]!.numberRanges = [];
+    const result = validateConfigText(stringify(config));
+    expect(result.ok).toBe(true);
+    expect(result.warnings).toEqual([expect.objectContaining({ severity: 'warning', line: expect.any(Number), column: expect.any(Number) })]);
+  });
+  it.each([
+    ['150%', false],
+    ['100.5%', false],
+    ['100%', true],
+    ['10%', true],
+    [50, true],
+  ])('deleteThreshold %s', (threshold, valid) => {
+    const found = findings((c) => {
+      Object.assign(c.customers[0]!.settings, { deleteThreshold: threshold });
+    });
+    expect(found).toEqual(valid ? [] : ['error customers[0].settings.deleteThreshold: deleteThreshold is a share of the source\'s users: at most "100%"']);
+  });
+});
+
+describe('YAML aliases (issue 9)', () => {
+  const laughs = (levels: number) =>
+    ['version: 1', 'a: &a [x, x, x, x, x, x, x, x, x]']
+      .concat(Array.from({ length: levels }, (_, i) => `${String.fromCharCode(98 + i)}: &${String.fromCharCode(98 + i)} [${Array(9).fill(`*${String.fromCharCode(97 + i)}`).join(', ')}]`))
+      .concat('customers: []')
+      .join('\n');
+  it('a "billion laughs" document is a located problem, not a crash', () => {
+    const [problem, ...rest] = problemsOf(laughs(6));
+    expect(rest).toEqual([]);
+    expect(problem).toMatchObject({ path: [], line: 5, column: 8, message: expect.stringMatching(/^YAML aliases expand too far at \*c/) });
+  });
+  it('a few aliases are fine', () => {
+    const text = 'version: 1\nx: &criteria { name: all, usage: move, when: { all: [] } }\ncustomers:\n  - name: acme\n    criteria: [*criteria]\n';
+    expect(problemsOf(text).map((p) => p.message)).toEqual(['unknown key "x"']);
+  });
+  it('an alias to no anchor, at the alias', () => {
+    expect(problemsOf('version: 1\ncustomers:\n  - *acme\n')).toEqual([
+      { path: [], line: 3, column: 5, message: expect.stringMatching(/^YAML error: Unresolved alias .*acme/) },
+    ]);
+  });
+});
+
+describe('template problems (issue 9)', () => {
+  it('a parse error is one line, whole, with its line', () => {
+    expect(templateProblem('<p>\n{{#if number}\n</p>')).toEqual({
+      message: expect.stringMatching(/^Parse error on line 2: expecting .*'ID'.*, got 'INVALID' near "<p>\{\{#if number\}<\/p>"$/),
+      line: 2,
+    });
+  });
+  it('an unknown variable names the known ones, with line and column', () => {
+    expect(templateProblem('Hi {{frstName}}', false)).toEqual({
+      message: expect.stringMatching(/^"frstName" is not a template variable \(one of customer, firstName, /),
+      line: 1,
+      column: 6,
+    });
+  });
+});
+
+describe('formatProblem', () => {
+  it('marks warnings and places a problem in its own file', () => {
+    expect(formatProblem({ path: ['customers', 0, 'sites', 1], message: 'no ranges', severity: 'warning', line: 3, column: 7 }, 'acme.yaml')).toBe(
+      'acme.yaml:3:7: customers[0].sites[1]: warning: no ranges',
+    );
+    expect(formatProblem({ path: ['customers', 0, 'settings', 'welcomeEmail', 'template'], message: 'bad', file: 'welcome.html', line: 4 }, 'acme.yaml')).toBe(
+      'welcome.html:4: customers[0].settings.welcomeEmail.template: bad',
+    );
   });
 });

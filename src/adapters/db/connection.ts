@@ -7,7 +7,13 @@ pg.types.setTypeParser(pg.types.builtins.INT8, (value) => value);
 
 export function createDatabase(connectionString: string, options: { max?: number } = {}): Kysely<Database> {
   const pool = new pg.Pool({ connectionString, max: options.max ?? 10 });
-  // An idle client's error (the server restarting) must not crash the process; the next query reconnects.
+  // A connection the server drops (a restart, 57P01) emits 'error' on its client. pg-pool listens on
+  // idle clients only (and re-emits on the pool); a client checked out at that moment has no
+  // listener, and an unhandled 'error' event ends the process. The query in flight rejects anyway
+  // and the broken client is discarded on release; the next query connects anew.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+  });
   return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
 }

@@ -23,8 +23,12 @@ export function migrator(db: Kysely<any>): Migrator {
 
 function check({ error, results }: MigrationResultSet): string[] {
   if (error) {
-    const failed = results?.find((r) => r.status === 'Error')?.migrationName ?? 'unknown';
-    throw new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`);
+    const failed = results?.find((r) => r.status === 'Error')?.migrationName;
+    // No migration ran into it (the database is unreachable, restarting or missing): the error
+    // itself says what is wrong, and callers recognise it by its code.
+    if (!failed) throw error;
+    const wrapped = new Error(`migration ${failed} failed: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+    throw Object.assign(wrapped, { code: (error as { code?: unknown }).code });
   }
   return (results ?? []).map((r) => r.migrationName);
 }

@@ -86,3 +86,27 @@ export async function numbersOfUser(tx: Tx, userId: string): Promise<string[]> {
   const rows = await tx.selectFrom('number_inventory').select('number').where('user_id', '=', userId).orderBy('number').execute();
   return rows.map((r) => r.number);
 }
+
+export interface Cooling {
+  readonly enabled: boolean;
+  readonly days: number;
+}
+
+/**
+ * Gives back every number the user holds except `keep`: a number only reserved goes straight back
+ * to available (nobody dialled it); one in use rests in `cooling` for the customer's cooling
+ * period when cooling is on, so the next holder does not get the last one's calls. Returns the
+ * numbers released. A user never holds a number their current profile does not give them.
+ */
+export async function releaseNumbersExcept(tx: Tx, customerId: number, userId: string, keep: string | null, cooling: Cooling): Promise<string[]> {
+  const cool = cooling.enabled && cooling.days > 0;
+  const result = await sql<{ number: string }>`
+    update number_inventory set
+      status = case when status = 'used' and ${cool} then 'cooling' else 'available' end,
+      cooling_until = case when status = 'used' and ${cool} then now() + make_interval(days => ${cooling.days}) else null end,
+      user_id = null, reserved_by = null, updated_at = now()
+    where customer_id = ${customerId} and user_id = ${userId} and status in ('reserved', 'used')
+      ${keep === null ? sql`` : sql`and number <> ${keep}`}
+    returning number`.execute(tx);
+  return result.rows.map((r) => r.number).sort();
+}

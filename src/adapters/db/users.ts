@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { UserType } from '../../domain/user.js';
 import type { SourceUser } from '../sources/records.js';
+import { describeDatabaseError, isPermanentDatabaseError } from './errors.js';
 import type { Database } from './schema.js';
 
 export interface ImportBatch {
@@ -15,15 +16,35 @@ export interface ImportBatch {
 export interface ImportResult {
   /** Users that are new or changed (including any this sync imported in an earlier try). */
   readonly imported: readonly { userId: string; externalId: string }[];
+  /** Records the database refused for what they carry: reported by where they are, and skipped. */
+  readonly rejected: readonly { at: string; externalId: string; message: string }[];
 }
 
 /**
  * Step 1 of the pipeline for a whole page at once: upsert by (customer, source, externalId) in one
  * statement. Unchanged records are no-ops and start no pipeline.
+ *
+ * A record the database refuses (a byte it cannot store, a value out of range) must not take the
+ * page with it, nor be retried forever: when the statement fails for its data, the page is split
+ * in halves until the records at fault stand alone; they are rejected, the rest imported. A
+ * transient error (the server restarting) is thrown for the activity to retry.
  */
 export async function importUsers(db: Kysely<Database>, batch: ImportBatch): Promise<ImportResult> {
-  if (batch.users.length === 0) return { imported: [] };
-  const { users } = batch;
+  if (batch.users.length === 0) return { imported: [], rejected: [] };
+  try {
+    return { imported: await upsertUsers(db, batch, batch.users), rejected: [] };
+  } catch (error) {
+    if (!isPermanentDatabaseError(error)) throw error;
+    const { users } = batch;
+    if (users.length === 1) return { imported: [], rejected: [{ at: users[0]!.at, externalId: users[0]!.externalId, message: `the database refused it: ${describeDatabaseError(error)}` }] };
+    const half = Math.ceil(users.length / 2);
+    const first = await importUsers(db, { ...batch, users: users.slice(0, half) });
+    const second = await importUsers(db, { ...batch, users: users.slice(half) });
+    return { imported: [...first.imported, ...second.imported], rejected: [...first.rejected, ...second.rejected] };
+  }
+}
+
+async function upsertUsers(db: Kysely<Database>, batch: ImportBatch, users: readonly SourceUser[]): Promise<ImportResult['imported']> {
   const result = await sql<{ id: string; external_id: string }>`
     with incoming as (
       select * from unnest(
@@ -55,5 +76,5 @@ export async function importUsers(db: Kysely<Database>, batch: ImportBatch): Pro
     where u.customer_id = ${batch.customerId} and u.source_id = ${batch.sourceId}
       and u.imported_by = ${batch.syncId} and u.source_hash = i.source_hash
       and u.id not in (select id from upserted)`.execute(db);
-  return { imported: result.rows.map((r) => ({ userId: r.id, externalId: r.external_id })) };
+  return result.rows.map((r) => ({ userId: r.id, externalId: r.external_id }));
 }

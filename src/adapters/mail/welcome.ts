@@ -50,13 +50,40 @@ export const SAMPLE_VARIABLES: WelcomeVariables = {
   profile: 'engineering',
 };
 
-/** Checks a template by rendering it with sample values; returns the error message if it fails. */
-export function templateProblem(source: string, escape = true): string | null {
+/** What is wrong with a template, on one line, and where in the template (1-based) when known. */
+export interface TemplateProblem {
+  readonly message: string;
+  readonly line?: number;
+  readonly column?: number;
+}
+
+/**
+ * Handlebars' parse errors span four lines (`Parse error on line 3:`, an excerpt, a caret, what it
+ * expected); its other errors end in ` - LINE:COLUMN`. Both become one line with the place apart.
+ */
+function describeTemplateError(error: Error & { lineNumber?: number; column?: number }): TemplateProblem {
+  const parse = /^(Parse error on line (\d+)):\n(.*)\n-*\^\n(.*)$/s.exec(error.message);
+  if (parse) {
+    const [, heading, line, near, expected] = parse;
+    const what = expected!.replace(/^Expecting/, 'expecting').replace(/\n/g, ' ');
+    return { message: `${heading}: ${what} near ${JSON.stringify(near)}`, line: Number(line) };
+  }
+  const message = error.message
+    .replace(/ - \d+:\d+$/, '')
+    .replace(/^("[^"]+") not defined in \[object Object\]$/, `$1 is not a template variable (one of ${Object.keys(SAMPLE_VARIABLES).join(', ')})`)
+    .replace(/\s*\n\s*/g, ' ');
+  if (error.lineNumber === undefined) return { message };
+  // Handlebars counts columns from 0.
+  return { message, line: error.lineNumber, ...(error.column === undefined ? {} : { column: error.column + 1 }) };
+}
+
+/** Checks a template by rendering it with sample values; says what fails, and where, if it does. */
+export function templateProblem(source: string, escape = true): TemplateProblem | null {
   try {
     compile(source, escape)(SAMPLE_VARIABLES);
     return null;
   } catch (error) {
-    return (error as Error).message.split('\n')[0] ?? 'invalid template';
+    return error instanceof Error ? describeTemplateError(error) : { message: String(error) };
   }
 }
 

@@ -283,6 +283,8 @@ export async function readEntraPage(
       return;
     }
     if (user['@removed'] !== undefined) removed.push(id);
+    // accountEnabled is always selected; null (unknown) is not taken for disabled.
+    else if (user.accountEnabled === false) records.push({ at: `user ${id}`, attributes: userAttributes(user, id), disabled: 'accountEnabled is false' });
     else records.push({ at: `user ${id}`, attributes: userAttributes(user, id) });
   });
 

@@ -118,11 +118,31 @@ export function presetAttributeMap(preset: Preset): Record<string, string> {
   return { ...(preset === 'activeDirectory' ? ACTIVE_DIRECTORY_MAP : OPENLDAP_MAP) };
 }
 
-/** The preset's stable id (survives renames and moves) and change marker for incremental reads. */
+/**
+ * The preset's stable id (survives renames and moves), change marker for incremental reads, and
+ * the attribute that says an account is disabled or locked: AD's userAccountControl (bit 0x2,
+ * ACCOUNTDISABLE), OpenLDAP ppolicy's pwdAccountLockedTime (an operational attribute, so only
+ * returned when asked for by name; a server without ppolicy returns nothing and nobody is locked).
+ */
 const PRESET_IDS = {
-  openldap: { id: 'entryUUID', watermark: 'modifyTimestamp', kind: 'time' },
-  activeDirectory: { id: 'objectGUID', watermark: 'uSNChanged', kind: 'usn' },
+  openldap: { id: 'entryUUID', watermark: 'modifyTimestamp', kind: 'time', state: 'pwdAccountLockedTime' },
+  activeDirectory: { id: 'objectGUID', watermark: 'uSNChanged', kind: 'usn', state: 'userAccountControl' },
 } as const;
+
+/** AD's userAccountControl flag of a disabled account. */
+const ACCOUNTDISABLE = 0x2;
+
+/** Why the entry's account is disabled or locked, from the preset's state attribute; undefined if it is not. */
+function disabledBecause(attribute: string, values: readonly string[] | null): string | undefined {
+  const value = values?.[0]?.trim();
+  if (value === undefined || value === '') return undefined;
+  if (attribute === 'userAccountControl') {
+    const flags = Number.parseInt(value, 10);
+    return Number.isInteger(flags) && (flags & ACCOUNTDISABLE) !== 0 ? `disabled: userAccountControl ${value} has ACCOUNTDISABLE (0x2)` : undefined;
+  }
+  // ppolicy sets it when it locks an account (000001010000Z: locked by an administrator, for good).
+  return `locked: pwdAccountLockedTime ${value}`;
+}
 
 /**
  * Attributes whose values are binary (photos, certificates, SIDs, GUIDs) or secret (password
@@ -171,6 +191,8 @@ interface Plan {
   readonly idAttribute: string;
   readonly watermarkAttribute: LdapWatermark['attribute'];
   readonly watermarkKind: 'time' | 'usn';
+  /** Says whether the account is disabled or locked (see PRESET_IDS). */
+  readonly stateAttribute: string;
   /** Requested attributes, in a fixed order (records list attributes in it: stable hashes). */
   readonly attributes: readonly string[];
   /** Lower-case name → the spelling the attribute map uses, for what the server sends back. */
@@ -187,11 +209,12 @@ function planFor(source: LdapSourceConfig): Plan {
   for (const name of Object.keys(source.attributeMap)) map.set(name.toLowerCase(), name);
   const mapped = new Set([...map.keys()].filter((lower) => !isBinaryAttribute(lower)));
   const spelling = new Map<string, string>([...map].filter(([lower]) => mapped.has(lower)));
-  for (const extra of [ids.id, ids.watermark]) if (!spelling.has(extra.toLowerCase())) spelling.set(extra.toLowerCase(), extra);
+  for (const extra of [ids.id, ids.watermark, ids.state]) if (!spelling.has(extra.toLowerCase())) spelling.set(extra.toLowerCase(), extra);
   return {
     idAttribute: ids.id,
     watermarkAttribute: ids.watermark,
     watermarkKind: ids.kind,
+    stateAttribute: ids.state,
     attributes: [...spelling.values()],
     spelling,
     mapped,
@@ -510,6 +533,7 @@ function convert(entry: Entry, plan: Plan, source: LdapSourceConfig): Converted 
 
   let externalId: string | null = null;
   let stamp: string | null = null;
+  let disabled: string | undefined;
   const attributes: Record<string, string | string[]> = {};
   const copy: Record<string, string | string[]> = { dn };
   for (const name of plan.attributes) {
@@ -530,6 +554,7 @@ function convert(entry: Entry, plan: Plan, source: LdapSourceConfig): Converted 
     if (texts === null || texts.length === 0) continue;
     const text = texts.length === 1 ? texts[0]! : texts;
     if (lower === plan.watermarkAttribute.toLowerCase()) stamp = texts[0]!;
+    if (lower === plan.stateAttribute.toLowerCase()) disabled = disabledBecause(plan.stateAttribute, texts);
     copy[name] = text;
     // The id and the change marker are not user data: a marker that moves on with every change
     // (logon times move uSNChanged) would make every record look changed.
@@ -539,7 +564,7 @@ function convert(entry: Entry, plan: Plan, source: LdapSourceConfig): Converted 
     const what = plan.idAttribute === 'objectGUID' ? 'no 16-byte objectGUID' : `no ${plan.idAttribute}`;
     return { problem: { at: dn, message: `${what} (the stable external id) in the entry: is it readable by ${source.bindDn}?` }, stamp: null };
   }
-  return { record: { at: dn, attributes: { ...attributes, externalId }, entry: copy }, stamp };
+  return { record: { at: dn, attributes: { ...attributes, externalId }, entry: copy, ...(disabled ? { disabled } : {}) }, stamp };
 }
 
 function fingerprintOf(source: LdapSourceConfig, plan: Plan, filter: string): string {

@@ -171,6 +171,10 @@ const sourceCommon = {
   name,
   userType: z.enum(USER_TYPES),
   attributeMap: attributeMapSchema.default({}),
+  /** Import disabled and locked accounts too (Entra accountEnabled false, AD ACCOUNTDISABLE, ppolicy lock, disabledWhen). */
+  includeDisabled: z.boolean().default(false),
+  /** Which records are inactive, over the mapped user (a CSV/HR export's status column, say); adds to what the adapter detects. */
+  disabledWhen: conditionSchema.optional(),
 };
 
 const sourceSchema = z.discriminatedUnion(
@@ -221,10 +225,14 @@ const smtpSchema = z.strictObject({
   passwordEnv: envName.optional(),
 });
 
-const deleteThresholdSchema = z.union(
-  [z.number().int().min(0), z.string().regex(/^\d{1,3}(\.\d+)?%$/)],
-  { error: 'deleteThreshold is a count (50) or a percentage of the source\'s users ("10%")' },
-);
+const deleteThresholdSchema = z
+  .union([z.number().int().min(0), z.string().regex(/^\d{1,3}(\.\d+)?%$/)], {
+    error: 'deleteThreshold is a count (50) or a percentage of the source\'s users ("10%")',
+  })
+  // A share above the whole source could never be reached: the safeguard would silently be off.
+  .refine((threshold) => typeof threshold === 'number' || Number.parseFloat(threshold) <= 100, {
+    error: 'deleteThreshold is a share of the source\'s users: at most "100%"',
+  });
 
 const settingsSchema = z.strictObject({
   flowThrough: z
@@ -267,8 +275,11 @@ export const customerParts = {
 
 const list = z.array(z.unknown(), { error: 'expected a list' }).default([]);
 
-/** A customer with its lists left unparsed: validate.ts parses each item with customerParts. */
-export const customerShellSchema = z.strictObject({
+/**
+ * A customer's keys, its lists left unparsed: validate.ts parses each key, then each item, on its
+ * own, so that a bad name or an unknown key does not hide the rest of the customer.
+ */
+export const customerShell = {
   name,
   displayName: z.string().optional(),
   settings: z.unknown().optional(),
@@ -278,13 +289,14 @@ export const customerShellSchema = z.strictObject({
   ftpCriteria: list,
   sources: list,
   sites: list,
-});
+};
 
-export const configShellSchema = z.strictObject({
+/** The document's top-level keys, parsed one by one like a customer's. */
+export const configShell = {
   version: z.literal(1, { error: 'version must be 1' }),
   provider: z.strictObject({ name: z.string().min(1) }).optional(),
   customers: z.array(z.unknown(), { error: 'expected a list of customers' }),
-});
+};
 
 const customerSchema = z.strictObject({
   name,

@@ -2,7 +2,7 @@ import { checkSync } from 'recheck';
 import type { z } from 'zod';
 import { isLeaf, type Condition } from '../criteria.js';
 import { rangesOverlap, rangeProblems, type NumberRange } from '../numbers.js';
-import { configShellSchema, customerParts, customerShellSchema, type Config, type CustomerConfig } from './schema.js';
+import { configShell, customerParts, customerShell, type Config, type CustomerConfig, type SiteConfig } from './schema.js';
 
 export type ConfigPath = readonly (string | number)[];
 
@@ -10,12 +10,25 @@ export type ConfigPath = readonly (string | number)[];
 export interface ConfigProblem {
   readonly path: ConfigPath;
   readonly message: string;
-  /** 1-based position in the YAML text, when the problem can be traced to one. */
+  /** A warning is reported but does not stop the configuration from being applied; absent: an error. */
+  readonly severity?: 'error' | 'warning';
+  /** The file that line and column refer to, when it is not the configuration file (a template). */
+  readonly file?: string;
+  /** 1-based position in the YAML text (or in `file`), when the problem can be traced to one. */
   readonly line?: number;
   readonly column?: number;
 }
 
-export type ValidationResult = { ok: true; config: Config } | { ok: false; problems: ConfigProblem[] };
+export const isWarning = (problem: ConfigProblem): boolean => problem.severity === 'warning';
+
+/**
+ * `problems` are the errors; warnings never block. A rejected document still comes with the parts
+ * that did parse (`partial`), so that checks done outside the domain (files, environment) can run
+ * over them too and every problem is reported at once.
+ */
+export type ValidationResult =
+  | { ok: true; config: Config; warnings: ConfigProblem[] }
+  | { ok: false; problems: ConfigProblem[]; warnings: ConfigProblem[]; partial?: Config };
 
 /** `customers[0].sites[1].moveCriteria.microsoft` */
 export function formatPath(path: ConfigPath): string {
@@ -25,10 +38,11 @@ export function formatPath(path: ConfigPath): string {
   }, '');
 }
 
+/** `acme.yaml:12:7: customers[0].sites[1]: warning: message` (no "warning: " for an error). */
 export function formatProblem(problem: ConfigProblem, file?: string): string {
-  const where = [file, problem.line, problem.column].filter((p) => p !== undefined).join(':');
+  const where = [problem.file ?? file, problem.line, problem.column].filter((p) => p !== undefined).join(':');
   const path = formatPath(problem.path);
-  return `${where ? `${where}: ` : ''}${path ? `${path}: ` : ''}${problem.message}`;
+  return `${where ? `${where}: ` : ''}${path ? `${path}: ` : ''}${isWarning(problem) ? 'warning: ' : ''}${problem.message}`;
 }
 
 const SECRET_KEY = /(password|passwd|secret|token|apikey|api_key|privatekey|private_key|credential)/i;
@@ -145,6 +159,42 @@ const SOURCE_USER_TYPES: Record<string, readonly string[]> = {
 const positions = new WeakMap<object, number>();
 const pos = (item: object, fallback: number) => positions.get(item) ?? fallback;
 
+/** The index in the file of a parsed customer or list item (`fallback` for anything else). */
+export const itemIndex = pos;
+
+const drawsFrom = (pool: 'site' | 'customer') => (profile: CustomerConfig['profiles'][number]) => profile.line?.numberFrom === pool;
+/** A site with no move criteria at all never receives a user (README "Move order"). */
+const receivesUsers = (site: SiteConfig) => Object.values(site.moveCriteria).some((ref) => ref !== undefined);
+
+/**
+ * A profile with a line needs a pool to draw from; without one every user it matches is blocked
+ * at run time. Pools that failed to parse are not judged (their own problem is already reported).
+ */
+function lineNumberProblems(customer: CustomerConfig, at: (string | number)[], broken: ReadonlySet<string>): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const sitesWithRanges = customer.sites.filter((site) => site.numberRanges.length > 0);
+  customer.profiles.forEach((profile, index) => {
+    const path = [...at, 'profiles', pos(profile, index), 'line', 'numberFrom'];
+    if (drawsFrom('customer')(profile) && customer.numberRanges.length === 0 && !broken.has('numberRanges:*')) {
+      problems.push({ path, message: `profile "${profile.name}" takes a number from the customer pool, but the customer has no numberRanges` });
+    }
+    if (drawsFrom('site')(profile) && customer.sites.length > 0 && sitesWithRanges.length === 0 && !broken.has('sites:*')) {
+      problems.push({ path, message: `profile "${profile.name}" takes a number from the user's site, but no site has numberRanges` });
+    }
+  });
+  const fromSite = customer.profiles.filter(drawsFrom('site')).map((p) => `"${p.name}"`);
+  if (fromSite.length === 0 || sitesWithRanges.length === 0) return problems;
+  customer.sites.forEach((site, index) => {
+    if (site.numberRanges.length > 0 || !receivesUsers(site)) return;
+    problems.push({
+      severity: 'warning',
+      path: [...at, 'sites', pos(site, index), 'numberRanges'],
+      message: `site "${site.name}" has no numberRanges: users placed there with profile ${fromSite.join(', ')} (line.numberFrom: site) would be blocked`,
+    });
+  });
+  return problems;
+}
+
 function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlySet<string>): ConfigProblem[] {
   const at: (string | number)[] = ['customers', c];
   const criteria = new Map(customer.criteria.map((k) => [k.name, k]));
@@ -193,6 +243,8 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
         message: `a ${source.type} source syncs users of type ${SOURCE_USER_TYPES[source.type]?.join(' or ')}, not "${source.userType}"`,
       });
     }
+    // disabledWhen runs on every record read, as criteria do: the same regex guard.
+    if (source.disabledWhen) problems.push(...conditionProblems(source.disabledWhen, [...at, 'sources', s, 'disabledWhen']));
   });
 
   const settings = customer.settings;
@@ -205,72 +257,130 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
   if (settings.welcomeEmail.enabled && !settings.welcomeEmail.from) {
     problems.push({ path: [...settingsAt, 'welcomeEmail', 'from'], message: 'a welcome email needs a "from" address' });
   }
+  // The pipeline sends only where there is a server: without one, "enabled" would send nothing, silently.
+  if (settings.welcomeEmail.enabled && settings.smtp === undefined && !broken.has('settings:*')) {
+    problems.push({ path: [...settingsAt, 'welcomeEmail', 'enabled'], message: 'a welcome email needs "smtp" settings (the server that sends it); without them none is sent' });
+  }
+  if (settings.smtp?.passwordEnv !== undefined && settings.smtp.username === undefined) {
+    problems.push({
+      severity: 'warning',
+      path: [...settingsAt, 'smtp', 'passwordEnv'],
+      message: 'passwordEnv is used only with "username": without one, mail is sent without logging in',
+    });
+  }
+  problems.push(...lineNumberProblems(customer, at, broken));
   return problems;
 }
 
 type PartName = Exclude<keyof typeof customerParts, 'settings'>;
 const LISTS: readonly PartName[] = ['numberRanges', 'criteria', 'profiles', 'ftpCriteria', 'sources', 'sites'];
 
+type Shape = Record<string, z.ZodType>;
+type Shell<S extends Shape> = { -readonly [K in keyof S]?: z.output<S[K]> };
+
+const isMapping = (raw: unknown): raw is Record<string, unknown> => typeof raw === 'object' && raw !== null && !Array.isArray(raw);
+
+/**
+ * Parses a mapping key by key, in the order the document has them: an unknown key or a bad value
+ * is reported with its path and the other keys are still parsed, so one mistake hides nothing.
+ */
+function parseShell<S extends Shape>(shape: S, raw: unknown, at: ConfigPath, expected: string): { data?: Shell<S>; problems: ConfigProblem[] } {
+  if (!isMapping(raw)) return { problems: [{ path: at, message: `expected ${expected}` }] };
+  const problems: ConfigProblem[] = [];
+  const data: Shell<S> = {};
+  const parse = (key: keyof S & string) => {
+    const parsed = shape[key]!.safeParse(raw[key]);
+    if (parsed.success) data[key] = parsed.data as Shell<S>[typeof key];
+    else problems.push(...zodProblems(parsed.error, [...at, key]));
+  };
+  for (const key of Object.keys(raw)) {
+    if (Object.hasOwn(shape, key)) parse(key);
+    else problems.push({ path: [...at, key], message: `unknown key "${key}"` });
+  }
+  for (const key of Object.keys(shape)) if (!Object.hasOwn(raw, key)) parse(key);
+  return { data, problems };
+}
+
+interface ParsedCustomer {
+  readonly customer?: CustomerConfig;
+  /** False when the customer's name is missing or invalid: it takes no part in the duplicate check. */
+  readonly named: boolean;
+  readonly problems: ConfigProblem[];
+  readonly broken: Set<string>;
+}
+
 /**
  * Parses one customer part by part. Items that fail are left out, their problems kept, and their
- * names remembered so that references to them are not reported a second time as unknown.
+ * names remembered so that references to them are not reported a second time as unknown
+ * (`part:*` marks a part with any failed item, named or not).
  */
-function parseCustomer(raw: unknown, at: ConfigPath): { customer?: CustomerConfig; problems: ConfigProblem[]; broken: Set<string> } {
-  const shell = customerShellSchema.safeParse(raw);
-  if (!shell.success) return { problems: zodProblems(shell.error, at), broken: new Set() };
-  const problems: ConfigProblem[] = [];
+function parseCustomer(raw: unknown, at: ConfigPath): ParsedCustomer {
+  const shell = parseShell(customerShell, raw, at, 'a customer: a mapping with name, sites, sources, …');
+  if (!shell.data) return { named: false, problems: shell.problems, broken: new Set() };
+  const problems = [...shell.problems];
   const broken = new Set<string>();
   const settings = customerParts.settings.safeParse(shell.data.settings ?? {});
-  if (!settings.success) problems.push(...zodProblems(settings.error, [...at, 'settings']));
+  if (!settings.success) {
+    problems.push(...zodProblems(settings.error, [...at, 'settings']));
+    broken.add('settings:*');
+  }
   const parts: Record<string, unknown[]> = {};
   for (const part of LISTS) {
-    parts[part] = shell.data[part].flatMap((item, i) => {
+    parts[part] = (shell.data[part] ?? []).flatMap((item, i) => {
       const parsed = customerParts[part].safeParse(item);
       if (parsed.success) {
         if (typeof parsed.data === 'object' && parsed.data !== null) positions.set(parsed.data, i);
         return [parsed.data];
       }
       problems.push(...zodProblems(parsed.error, [...at, part, i]));
+      broken.add(`${part}:*`);
       const itemName = (item as { name?: unknown } | null)?.name;
       if (typeof itemName === 'string') broken.add(`${part}:${itemName}`);
       return [];
     });
   }
+  const rawName = (raw as { name?: unknown }).name;
   const customer = {
     ...shell.data,
+    // A customer whose name is invalid is still checked in full; its name only labels it.
+    name: shell.data.name ?? (typeof rawName === 'string' ? rawName : ''),
     settings: settings.success ? settings.data : customerParts.settings.parse({}),
     ...parts,
   } as CustomerConfig;
-  return { customer, problems, broken };
+  return { customer, named: shell.data.name !== undefined, problems, broken };
 }
 
 /**
- * Validates a parsed YAML document in full: the schema, then references between its parts.
- * Every problem is reported at once, each with its path; nothing here does I/O.
+ * Validates a parsed YAML document in full: the schema, then references between its parts, then
+ * what would fail at run time. Every problem and warning is reported at once, each with its path;
+ * nothing here does I/O.
  */
 export function validateConfig(document: unknown): ValidationResult {
   if (document === null || document === undefined) {
-    return { ok: false, problems: [{ path: [], message: 'the configuration is empty' }] };
+    return { ok: false, problems: [{ path: [], message: 'the configuration is empty' }], warnings: [] };
   }
   const secrets = secretProblems(document);
   const secretPaths = new Set(secrets.map((s) => formatPath(s.path)));
-  const shell = configShellSchema.safeParse(document);
-  if (!shell.success) return { ok: false, problems: [...secrets, ...zodProblems(shell.error)].filter(unique(secretPaths)) };
-
-  const problems: ConfigProblem[] = [];
+  const shell = parseShell(configShell, document, [], 'a mapping with "version" and "customers"');
+  const problems: ConfigProblem[] = [...shell.problems];
   const customers: CustomerConfig[] = [];
-  shell.data.customers.forEach((raw, c) => {
+  const named: CustomerConfig[] = [];
+  (shell.data?.customers ?? []).forEach((raw, c) => {
     const parsed = parseCustomer(raw, ['customers', c]);
     problems.push(...parsed.problems);
-    if (parsed.customer) {
-      customers.push(parsed.customer);
-      problems.push(...customerProblems(parsed.customer, c, parsed.broken));
-    }
+    if (!parsed.customer) return;
+    positions.set(parsed.customer, c);
+    customers.push(parsed.customer);
+    if (parsed.named) named.push(parsed.customer);
+    problems.push(...customerProblems(parsed.customer, c, parsed.broken));
   });
-  problems.push(...duplicateNames(customers, ['customers'], 'customer'));
+  problems.push(...duplicateNames(named, ['customers'], 'customer'));
   const all = [...secrets, ...problems.filter(unique(secretPaths))];
-  if (all.length > 0) return { ok: false, problems: all };
-  return { ok: true, config: { ...shell.data, customers } as Config };
+  const errors = all.filter((p) => !isWarning(p));
+  const warnings = all.filter(isWarning);
+  const config = { version: 1, ...(shell.data?.provider ? { provider: shell.data.provider } : {}), customers } as Config;
+  if (errors.length > 0) return { ok: false, problems: errors, warnings, partial: config };
+  return { ok: true, config, warnings };
 }
 
 /** Drops the schema's "unknown key" where the secret check already said more about that key. */

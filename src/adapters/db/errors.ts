@@ -1,0 +1,89 @@
+/*
+ * PostgreSQL errors, classified once: is it worth trying again?
+ *
+ * SQLSTATE's first two characters name its class. A statement refused for what it carries (bad
+ * bytes, a value out of range, a constraint) fails the same way however often it is retried: it is
+ * permanent, and the record at fault is reported and skipped. A server restarting, a lost
+ * connection, a deadlock, a full disk or a missing grant are the environment's problems: they pass,
+ * or an operator fixes them, so the same work is retried and succeeds later.
+ */
+
+/** SQLSTATE classes where the statement's own data or shape is at fault. */
+const PERMANENT_CLASSES = new Map<string, string>([
+  ['21', 'cardinality violation'],
+  ['22', 'data exception'],
+  ['23', 'integrity constraint violation'],
+  ['2F', 'SQL routine exception'],
+  ['42', 'syntax error or access rule violation'],
+  ['44', 'WITH CHECK OPTION violation'],
+  ['54', 'program limit exceeded'],
+  ['0A', 'feature not supported'],
+  ['P0', 'PL/pgSQL error'],
+]);
+
+/** Codes of a permanent class that an operator fixes without touching the data: retried. */
+const TRANSIENT_CODES = new Set([
+  '42501', // insufficient_privilege: a GRANT fixes it
+  '42P01', // undefined_table: a database not migrated yet
+]);
+
+/** Operator intervention (57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now). */
+const RESTARTING = /^57P0[123]$/;
+
+export type DatabaseErrorClass = 'transient' | 'permanent';
+
+/** The SQLSTATE of a pg error, if it is one. */
+export function sqlState(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+}
+
+/**
+ * Whether retrying can help. Errors without a SQLSTATE (a refused or reset connection, a timeout)
+ * are transient; an error that is not from the database at all is left to the caller (null).
+ */
+export function classifyDatabaseError(error: unknown): DatabaseErrorClass | null {
+  const code = sqlState(error);
+  if (code === undefined) {
+    const errno = (error as { code?: unknown } | null)?.code;
+    if (typeof errno === 'string' && /^(ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENOTFOUND|EAI_AGAIN)$/.test(errno)) return 'transient';
+    if (error instanceof Error && /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(error.message)) return 'transient';
+    return null;
+  }
+  if (TRANSIENT_CODES.has(code)) return 'transient';
+  return PERMANENT_CLASSES.has(code.slice(0, 2)) ? 'permanent' : 'transient';
+}
+
+export function isPermanentDatabaseError(error: unknown): boolean {
+  return classifyDatabaseError(error) === 'permanent';
+}
+
+/** `invalid byte sequence for encoding "UTF8": 0x00 (SQLSTATE 22021, data exception)` */
+export function describeDatabaseError(error: unknown): string {
+  const code = sqlState(error);
+  const message = error instanceof Error ? error.message : String(error);
+  if (!code) return message;
+  const kind = PERMANENT_CLASSES.get(code.slice(0, 2));
+  return `${message} (SQLSTATE ${code}${kind ? `, ${kind}` : ''})`;
+}
+
+/**
+ * One sentence for a person when the database cannot be used at all, or null when the error is
+ * something else: the CLI prints this instead of a driver's message.
+ */
+export function databaseUnavailableMessage(error: unknown, where?: string): string | null {
+  const at = where ? ` at ${where}` : '';
+  const code = sqlState(error);
+  const errno = (error as { code?: unknown } | null)?.code;
+  if (code && RESTARTING.test(code)) {
+    return `the database${at} restarted or is shutting down (${(error as Error).message}); try again in a moment`;
+  }
+  if (code === '3D000') return null;
+  if (errno === 'ECONNREFUSED' || errno === 'ECONNRESET' || errno === 'ETIMEDOUT' || errno === 'EHOSTUNREACH' || errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') {
+    return `the database${at} is unreachable (${String(errno)}): is PostgreSQL running? check DATABASE_URL`;
+  }
+  if (error instanceof Error && /Connection terminated/i.test(error.message)) {
+    return `the database${at} closed the connection (it restarted or is unreachable); try again in a moment`;
+  }
+  return null;
+}

@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { classifyDatabaseError, databaseUnavailableMessage, describeDatabaseError } from '../../src/adapters/db/errors.js';
+
+const pgError = (code: string, message = 'x') => Object.assign(new Error(message), { code });
+
+describe('database errors are classified once, by SQLSTATE class', () => {
+  it.each([
+    ['22021', 'permanent'], // invalid byte sequence (a NUL byte)
+    ['22003', 'permanent'], // numeric value out of range
+    ['22P05', 'permanent'], // untranslatable character (\u0000 in jsonb)
+    ['23505', 'permanent'], // unique violation
+    ['23503', 'permanent'], // foreign key violation
+    ['54000', 'permanent'], // program limit exceeded (index row too large)
+    ['57P01', 'transient'], // admin shutdown: the server restarts
+    ['57P03', 'transient'], // cannot connect now: starting up
+    ['08006', 'transient'], // connection failure
+    ['40001', 'transient'], // serialization failure
+    ['40P01', 'transient'], // deadlock
+    ['53300', 'transient'], // too many connections
+    ['55P03', 'transient'], // lock not available
+    ['25006', 'transient'], // read-only transaction: a standby after failover
+    ['42501', 'transient'], // insufficient privilege: a GRANT fixes it
+    ['XX000', 'transient'],
+  ])('SQLSTATE %s is %s', (code, expected) => {
+    expect(classifyDatabaseError(pgError(code))).toBe(expected);
+  });
+
+  it('network errors are transient; anything else is not the database', () => {
+    expect(classifyDatabaseError(Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }))).toBe('transient');
+    expect(classifyDatabaseError(new Error('Connection terminated unexpectedly'))).toBe('transient');
+    expect(classifyDatabaseError(new TypeError('x is undefined'))).toBeNull();
+  });
+
+  it('says what was refused, and a restart or outage in one sentence', () => {
+    expect(describeDatabaseError(pgError('22021', 'invalid byte sequence for encoding "UTF8": 0x00'))).toBe(
+      'invalid byte sequence for encoding "UTF8": 0x00 (SQLSTATE 22021, data exception)',
+    );
+    expect(databaseUnavailableMessage(pgError('57P01', 'terminating connection due to administrator command'))).toMatch(/^the database restarted/);
+    expect(databaseUnavailableMessage(pgError('57P03', 'the database system is shutting down'))).toMatch(/restarted or is shutting down/);
+    expect(databaseUnavailableMessage(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))).toMatch(/unreachable/);
+    expect(databaseUnavailableMessage(pgError('23505'))).toBeNull();
+  });
+});
