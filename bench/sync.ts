@@ -113,6 +113,8 @@ function noopActivities(): Activities {
     matchProfile: async () => ({ profile: 'line', numberFrom: 'site' }),
     reserveNumber: async (input) => ({ number: `n${input.userId}` }),
     provisionServices: done,
+    provisionProfile: async (input) => ({ number: `n${input.userId}` }),
+    offboardUser: async () => ({ reason: 'gone' }),
     abandonProvisioning: done,
     sendWelcomeEmail: async () => ({ sent: true }),
     readSourcePage: async (input) => {
@@ -125,6 +127,9 @@ function noopActivities(): Activities {
     recordOutcome: undefined as never,
     collectOutcomes: undefined as never,
     recordSyncRun: done,
+    beginSync: async (input) => ({ configVersion: input.configVersion ?? 1 }),
+    planDeletions: async () => ({ deletions: 0 }),
+    takeDeletions: async () => [],
   };
 }
 

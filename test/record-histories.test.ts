@@ -98,7 +98,7 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
     await save('onboardUser-unplaced', onboardWorkflowId('rec', 'hr', await byStatus('unplaced')));
     await save('onboardUser-compensated', onboardWorkflowId('rec', 'hr', await byStatus('failed')));
     await save('onboardUser-blocked-then-retried', blockedHandle.workflowId);
-    expect(syncWorkflowId('rec', 'hr', 'add')).toBe(handle.workflowId);
+    expect(syncWorkflowId('rec', 'hr')).toBe(handle.workflowId);
   }, 120_000);
 
   it('records an onboardUser blocked for a tenant licence, then retried', async () => {
@@ -145,5 +145,29 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
     } finally {
       await graph.stop();
     }
+  }, 120_000);
+
+  it('records the lifecycle: a move, an offboarding and a restore, and the syncs that did them', async () => {
+    const base = config(5);
+    const customer = { ...base.customers[0]!, name: 'life' };
+    customer.settings = { ...customer.settings, flowThrough: { ...customer.settings.flowThrough, updateSync: true }, numberCooling: { enabled: true, days: 30 } } as never;
+    customer.criteria = [...customer.criteria, { name: 'dallas', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Dallas' } }];
+    customer.sources = [{ ...customer.sources[0]!, path: `${h.dir}/life.csv` }];
+    customer.sites = [...customer.sites, { name: 'branch', moveCriteria: { csv: 'dallas' }, numberRanges: [{ from: '8000', to: '8004' }] }];
+    const version = await h.apply({ version: 1, customers: [base.customers[0]!, customer] });
+    const row = (id: string, city: string) => ({ employee_id: id, login: id.toLowerCase(), mail: `${id.toLowerCase()}@example.com`, given_name: id, department: 'Engineering', city });
+    h.writeFile('life.csv', acmeCsv([row('M1', 'Chicago'), row('M2', 'Chicago')]));
+    expect((await h.sync('life', 'hr', version)).counts).toMatchObject({ placed: 2, provisioned: 2 });
+    h.writeFile('life.csv', acmeCsv([row('M1', 'Dallas'), row('M2', 'Chicago')]));
+    expect((await h.sync('life', 'hr', version, { mode: 'update' })).counts).toMatchObject({ moved: 1, provisioned: 1 });
+    await save('onboardUser-moved', onboardWorkflowId('life', 'hr', 'M1'));
+    h.writeFile('life.csv', acmeCsv([row('M1', 'Dallas')]));
+    const handle = await h.startSync('life', 'hr', version, { mode: 'delete', allowDeletes: 1 });
+    expect((await handle.result()).counts).toMatchObject({ removed: 1 });
+    await save('syncSource-delete', handle.workflowId);
+    await save('onboardUser-offboarded', onboardWorkflowId('life', 'hr', 'M2'));
+    h.writeFile('life.csv', acmeCsv([row('M1', 'Dallas'), row('M2', 'Chicago')]));
+    expect((await h.sync('life', 'hr', version)).counts).toMatchObject({ restored: 1, provisioned: 1 });
+    await save('onboardUser-restored', onboardWorkflowId('life', 'hr', 'M2'));
   }, 120_000);
 });

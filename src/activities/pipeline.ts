@@ -4,10 +4,13 @@ import { licencesOf, serviceKey, type ServiceSpec } from '../domain/services.js'
 import { releaseLicences, takeLicences } from '../adapters/db/licences.js';
 import type { CanonicalUser } from '../domain/user.js';
 import { PermanentError } from '../adapters/errors.js';
-import { releaseNumbersExcept, releaseReservation, reserveNumber, useNumber } from '../adapters/db/numbers.js';
+import { allocateLine, releaseNumbersExcept, releaseReservation, reserveNumber, useNumber } from '../adapters/db/numbers.js';
+import { enqueueEmail, markSent, recordSendFailure } from '../adapters/db/outbox.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { runStep, type StepContext } from '../adapters/db/steps.js';
+import { applyServices, describeChanges, removeServices } from '../adapters/db/user-services.js';
+import { lockUser, markDeleted, placeAtSite, restoreUser, setProfile, setStatus, type UserRow } from '../adapters/db/user-state.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
 import { renderWelcome } from '../adapters/mail/welcome.js';
 import type { PipelineActivities, StepInput } from './types.js';
@@ -21,18 +24,6 @@ export interface PipelineDeps {
 type Tx = Transaction<Database>;
 type Result<K extends keyof PipelineActivities> = Awaited<ReturnType<PipelineActivities[K]>>;
 
-async function loadUser(tx: Tx, ctx: StepContext) {
-  const user = await tx
-    .selectFrom('users')
-    .selectAll()
-    .where('id', '=', ctx.userId)
-    .where('customer_id', '=', ctx.customerId)
-    .forUpdate()
-    .executeTakeFirst();
-  if (!user) throw new PermanentError('UnknownUser', `user ${ctx.userId} does not exist for this customer`);
-  return user;
-}
-
 /** What each service needs from the user or the line before it can be provisioned. */
 function serviceProblem(service: ServiceSpec, user: CanonicalUser, number: string | null): string | null {
   if (service.kind === 'singleNumberReach') {
@@ -41,6 +32,59 @@ function serviceProblem(service: ServiceSpec, user: CanonicalUser, number: strin
   }
   if (service.kind === 'voicemail' && number === null) return 'voicemail needs a line: the profile gives the user no number';
   return null;
+}
+
+const siteName = (snap: CustomerSnapshot, siteId: number | null) => (siteId === null ? null : (snap.siteNames.get(siteId) ?? String(siteId)));
+const released = (numbers: readonly string[]) => (numbers.length > 0 ? `; ${numbers.join(', ')} released` : '');
+
+/**
+ * Gives the user their profile with `number` as its line, in the caller's transaction: licences
+ * taken (all or none), services brought to the profile's (the difference only), the number in use
+ * and every other number they held given back. Returns the licence shortage that blocks the user
+ * instead, with nothing changed but the reserved number given back.
+ */
+async function provisionProfileInTx(
+  tx: Tx,
+  snap: CustomerSnapshot,
+  ctx: StepContext,
+  user: UserRow,
+  number: string | null,
+): Promise<{ blocked: string; summary: string } | { summary: string }> {
+  const profileName = user.profile_id === null ? undefined : snap.profileNames.get(user.profile_id);
+  const profile = profileName ? snap.profiles.get(profileName) : undefined;
+  if (!profile) throw new PermanentError('NoProfile', `user ${user.external_id} has no profile to provision`);
+  const attributes = user.attributes as CanonicalUser;
+  const problems = profile.services.map((s) => serviceProblem(s, attributes, number)).filter((p) => p !== null);
+  if (problems.length > 0) throw new PermanentError('ServiceRequirement', problems.join('; '));
+
+  // The tenant licences the services need (one short, and the user waits, blocked). Only customers
+  // with an Entra source have licence counts.
+  const tenant = snap.config.sources.some((source) => source.type === 'entra');
+  const skus = profile.services.flatMap(licencesOf);
+  const shortage = tenant ? await takeLicences(tx, ctx.customerId, user.id, skus) : null;
+  if (shortage) {
+    // A reserved number goes back while the user waits: a pool must not drain into blocked users.
+    if (number) await releaseReservation(tx, ctx.customerId, user.id, number);
+    await setStatus(tx, user.id, 'blocked', shortage);
+    return { blocked: shortage, summary: shortage };
+  }
+  if (tenant) await releaseLicences(tx, ctx.customerId, user.id, skus);
+  const changes = await applyServices(
+    tx,
+    ctx.customerId,
+    user.id,
+    profile.services.map((service) => ({
+      key: serviceKey(service),
+      kind: service.kind,
+      settings: { ...service.settings, ...(service.kind === 'phone' && number ? { line: number } : {}) },
+    })),
+  );
+  if (number) await useNumber(tx, ctx.customerId, user.id, number);
+  // Numbers of an earlier profile or site go back: a user never holds a number their profile does
+  // not give them (cooling first when the customer rests released numbers).
+  const gone = await releaseNumbersExcept(tx, ctx.customerId, user.id, number, snap.config.settings.numberCooling);
+  await setStatus(tx, user.id, 'provisioned');
+  return { summary: `provisioned ${profile.name}${number ? ` with ${number}` : ''}: ${describeChanges(changes)}${released(gone)}` };
 }
 
 export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps): PipelineActivities {
@@ -56,20 +100,28 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     async createLocalUser(input) {
       const { snap, ctx } = await context(input);
       return runStep<Result<'createLocalUser'>>(db, ctx, 'create', async (tx) => {
-        const user = await loadUser(tx, ctx);
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
         const { flowThrough, welcomeEmail, smtp } = snap.config.settings;
+        // An offboarded user seen again by an add is restored: the same user, placed and provisioned anew.
+        const restored = user.status === 'deleted' && input.mode === 'add';
+        if (restored) await restoreUser(tx, user.id);
         const enabled = flowThrough.enabled && (input.mode === 'update' ? flowThrough.updateSync : flowThrough.addSync);
-        const reason = enabled ? undefined : `flow-through ${input.mode} sync is off for customer ${input.customer}`;
+        const reason = enabled
+          ? undefined
+          : input.mode === 'update'
+            ? `flow-through update sync is off for customer ${input.customer}: the record is updated, nobody moves`
+            : `flow-through ${input.mode} sync is off for customer ${input.customer}`;
         const result = {
           flowThrough: enabled,
           welcomeEmail: welcomeEmail.enabled && smtp !== undefined && Boolean(user.email),
-          ...(reason ? { reason } : {}),
+          ...(reason ? { reason, status: user.status } : {}),
+          ...(restored ? { restored: true } : {}),
         };
         // The import inserted or updated the row; say which, so a rerun for a placed user does not
         // read as if they had been recreated at customer level.
         const isNew = user.created_at.getTime() === user.updated_at.getTime();
-        const where = user.site_id === null ? 'at customer level' : `at site ${snap.siteNames.get(user.site_id) ?? user.site_id}`;
-        const summary = isNew ? `local user created ${where}` : `local user exists ${where} (${user.status})`;
+        const where = user.site_id === null ? 'at customer level' : `at site ${siteName(snap, user.site_id)}`;
+        const summary = restored ? 'offboarded user back in the source: restored at customer level' : isNew ? `local user created ${where}` : `local user exists ${where} (${user.status})`;
         return { status: 'succeeded', result, summary: reason ? `${summary}; ${reason}` : summary };
       });
     },
@@ -77,57 +129,70 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     async moveUser(input) {
       const { snap, ctx } = await context(input);
       return runStep<Result<'moveUser'>>(db, ctx, 'move', async (tx) => {
-        const user = await loadUser(tx, ctx);
-        // An add sync places users; moving a placed user to another site is the update sync's job.
-        if (user.site_id !== null && snap.siteNames.has(user.site_id)) {
-          const site = snap.siteNames.get(user.site_id)!;
-          return { status: 'skipped', result: { site, moved: false }, summary: `already at ${site}` };
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
+        const current = user.site_id !== null && snap.siteNames.has(user.site_id) ? snap.siteNames.get(user.site_id)! : null;
+        if (input.mode === 'update') {
+          // An update moves users already at a site; placing users is the add sync's job.
+          if (current === null) {
+            const reason = 'not at a site: the add sync places users';
+            return { status: 'skipped', result: { site: null, moved: false, reason }, summary: reason };
+          }
+        } else if (current !== null) {
+          // An add places users; moving a placed user to another site is the update sync's job.
+          return { status: 'skipped', result: { site: current, moved: false }, summary: `already at ${current}` };
         }
         const resolution = explainSite(user.attributes as CanonicalUser, user.user_type, snap.sites);
         if (resolution.site === null) {
           const reason = `no site's ${user.user_type} move criteria match`;
-          await tx.updateTable('users').set({ status: 'unplaced', status_reason: reason, updated_at: new Date() }).where('id', '=', user.id).execute();
+          if (current !== null) {
+            // A placed user who matches no site any more stays where they are, with the reason.
+            const kept = `kept at ${current}: ${reason} any more`;
+            await tx.updateTable('users').set({ status_reason: kept, updated_at: new Date() }).where('id', '=', user.id).execute();
+            return { status: 'skipped', result: { site: current, moved: false, kept: true, reason: kept }, summary: kept, details: resolution };
+          }
+          await setStatus(tx, user.id, 'unplaced', reason);
           return { status: 'succeeded', result: { site: null, moved: false, reason }, summary: reason, details: resolution };
         }
+        if (resolution.site === current) {
+          return { status: 'succeeded', result: { site: current, moved: false }, summary: `still at ${current}`, details: resolution };
+        }
         const siteConfig = snap.config.sites.find((s) => s.name === resolution.site)!;
-        await tx
-          .updateTable('users')
-          .set({
-            site_id: snap.siteIds.get(resolution.site)!,
-            role: siteConfig.defaultRole ?? null,
-            status: 'moved',
-            status_reason: null,
-            updated_at: new Date(),
-          })
-          .where('id', '=', user.id)
-          .execute();
-        return { status: 'succeeded', result: { site: resolution.site, moved: true }, summary: `moved to ${resolution.site}`, details: resolution };
+        await placeAtSite(tx, user.id, snap.siteIds.get(resolution.site)!, siteConfig.defaultRole ?? null);
+        const summary = current === null ? `moved to ${resolution.site}` : `moved from ${current} to ${resolution.site}`;
+        return { status: 'succeeded', result: { site: resolution.site, moved: true, ...(current ? { from: current } : {}) }, summary, details: resolution };
       });
     },
 
     async matchProfile(input) {
       const { snap, ctx } = await context(input);
       return runStep<Result<'matchProfile'>>(db, ctx, 'profile', async (tx) => {
-        const user = await loadUser(tx, ctx);
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
+        const site = snap.config.sites.find((s) => snap.siteIds.get(s.name) === user.site_id);
+        // After a move, an update applies the configured profile; otherwise the FTP rules choose.
+        const afterMove = input.mode === 'update' && input.moved === true ? snap.config.settings.updateSyncProfile : undefined;
+        if (afterMove !== undefined) {
+          const profile = snap.profiles.get(afterMove)!;
+          const role = profile.role ?? site?.defaultRole ?? null;
+          await setProfile(tx, user.id, profile.id, role, 'provisioning');
+          return {
+            status: 'succeeded',
+            result: { profile: profile.name, numberFrom: profile.line?.numberFrom ?? null },
+            summary: `profile ${profile.name} (updateSyncProfile, after a move), role ${role ?? 'none'}`,
+          };
+        }
         const resolution = explainFtpRule(user.attributes as CanonicalUser, snap.ftpRules);
         if (!resolution.rule) {
           const reason = snap.ftpRules.length === 0 ? 'no FTP criteria are in force' : 'no FTP rule matches';
-          await tx.updateTable('users').set({ status: 'unmatched', status_reason: reason, profile_id: null, updated_at: new Date() }).where('id', '=', user.id).execute();
+          await setProfile(tx, user.id, null, null, 'unmatched', reason);
           // A user provisioned before (their department changed) keeps nothing of a profile they lost.
-          const released = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
-          await tx.updateTable('user_services').set({ status: 'removed', updated_at: new Date() }).where('user_id', '=', user.id).where('status', '=', 'active').execute();
+          const gone = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
+          await removeServices(tx, user.id);
           await releaseLicences(tx, ctx.customerId, user.id, []);
-          const summary = released.length > 0 ? `${reason}; ${released.join(', ')} released` : reason;
-          return { status: 'succeeded', result: { profile: null, numberFrom: null, reason }, summary, details: resolution };
+          return { status: 'succeeded', result: { profile: null, numberFrom: null, reason }, summary: `${reason}${released(gone)}`, details: resolution };
         }
         const profile = snap.profiles.get(resolution.rule.profile)!;
-        const site = snap.config.sites.find((s) => snap.siteIds.get(s.name) === user.site_id);
         const role = resolution.rule.role ?? profile.role ?? site?.defaultRole ?? null;
-        await tx
-          .updateTable('users')
-          .set({ profile_id: profile.id, role, status: 'provisioning', status_reason: null, updated_at: new Date() })
-          .where('id', '=', user.id)
-          .execute();
+        await setProfile(tx, user.id, profile.id, role, 'provisioning');
         return {
           status: 'succeeded',
           result: { profile: profile.name, numberFrom: profile.line?.numberFrom ?? null },
@@ -140,13 +205,13 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     async reserveNumber(input) {
       const { snap, ctx } = await context(input);
       return runStep<Result<'reserveNumber'>>(db, ctx, 'number', async (tx) => {
-        const user = await loadUser(tx, ctx);
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
         const siteId = input.pool === 'site' ? user.site_id : null;
-        const poolName = input.pool === 'site' ? `site ${snap.siteNames.get(user.site_id ?? -1) ?? '?'}` : `customer ${input.customer}`;
+        const poolName = input.pool === 'site' ? `site ${siteName(snap, user.site_id) ?? '?'}` : `customer ${input.customer}`;
         const number = await reserveNumber(tx, { customerId: ctx.customerId, siteId }, user.id, `${ctx.workflowId}/${ctx.runId}`);
         if (number === null) {
           const reason = `no available number in the ${poolName} pool: add numbers, then retry`;
-          await tx.updateTable('users').set({ status: 'blocked', status_reason: reason, updated_at: new Date() }).where('id', '=', user.id).execute();
+          await setStatus(tx, user.id, 'blocked', reason);
           return { status: 'blocked', result: { number: null, reason }, summary: reason };
         }
         return { status: 'succeeded', result: { number }, summary: `${number} from the ${poolName} pool` };
@@ -156,59 +221,73 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     async provisionServices(input) {
       const { snap, ctx } = await context(input);
       return runStep<Result<'provisionServices'>>(db, ctx, 'provision', async (tx) => {
-        const user = await loadUser(tx, ctx);
-        const profileName = user.profile_id === null ? undefined : snap.profileNames.get(user.profile_id);
-        const profile = profileName ? snap.profiles.get(profileName) : undefined;
-        if (!profile) throw new PermanentError('NoProfile', `user ${user.external_id} has no profile to provision`);
-        const attributes = user.attributes as CanonicalUser;
-        const problems = profile.services.map((s) => serviceProblem(s, attributes, input.number)).filter((p) => p !== null);
-        if (problems.length > 0) throw new PermanentError('ServiceRequirement', problems.join('; '));
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
+        const done = await provisionProfileInTx(tx, snap, ctx, user, input.number);
+        if ('blocked' in done) {
+          return { status: 'blocked', result: { blocked: done.blocked }, summary: input.number ? `${done.summary}; ${input.number} released` : done.summary };
+        }
+        return { status: 'succeeded', result: {}, summary: done.summary };
+      });
+    },
 
-        // Numbers of an earlier profile (another pool, or no line at all now) go back: a user never
-        // holds a number their current profile does not give them.
-        const released = await releaseNumbersExcept(tx, ctx.customerId, user.id, input.number, snap.config.settings.numberCooling);
-        const releasedNote = released.length > 0 ? `; ${released.join(', ')} released` : '';
-        const keys = profile.services.map(serviceKey);
-        // The tenant licences the services need (one short, and the user waits, blocked). Only
-        // customers with an Entra source have licence counts.
-        const tenant = snap.config.sources.some((source) => source.type === 'entra');
-        const skus = profile.services.flatMap(licencesOf);
-        const shortage = tenant ? await takeLicences(tx, ctx.customerId, user.id, skus) : null;
-        if (shortage) {
-          // The number goes back while the user waits: a pool must not drain into blocked users.
-          if (input.number) await releaseReservation(tx, ctx.customerId, user.id, input.number);
-          await tx.updateTable('users').set({ status: 'blocked', status_reason: shortage, updated_at: new Date() }).where('id', '=', user.id).execute();
-          return { status: 'blocked', result: { blocked: shortage }, summary: `${shortage}${input.number ? `; ${input.number} released` : ''}${releasedNote}` };
+    async provisionProfile(input) {
+      const { snap, ctx } = await context(input);
+      return runStep<Result<'provisionProfile'>>(db, ctx, 'provision', async (tx) => {
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
+        // The line and the services change in one transaction: there is no moment at which the user
+        // holds two numbers, or none, by accident.
+        const keepExisting = snap.config.settings.numberAssignmentOnMove === 'keep-existing';
+        const line = await allocateLine(tx, {
+          customerId: ctx.customerId,
+          userId: user.id,
+          siteId: user.site_id,
+          pool: input.numberFrom,
+          keepExisting,
+          reservedBy: `${ctx.workflowId}/${ctx.runId}`,
+        });
+        if (line.exhausted) {
+          // The user keeps what they hold until a number can be given: blocked, not left without a line.
+          const pool = input.numberFrom === 'site' ? `site ${siteName(snap, user.site_id) ?? '?'}` : `customer ${input.customer}`;
+          const reason = `no available number in the ${pool} pool: add numbers, then retry`;
+          await setStatus(tx, user.id, 'blocked', reason);
+          return { status: 'blocked', result: { number: null, blocked: reason }, summary: reason };
         }
-        if (tenant) await releaseLicences(tx, ctx.customerId, user.id, skus);
-        for (const [i, service] of profile.services.entries()) {
-          const settings = JSON.stringify({ ...service.settings, ...(service.kind === 'phone' && input.number ? { line: input.number } : {}) });
-          await tx
-            .insertInto('user_services')
-            .values({ customer_id: ctx.customerId, user_id: user.id, service_key: keys[i]!, kind: service.kind, settings: settings as never })
-            .onConflict((oc) => oc.columns(['user_id', 'service_key']).doUpdateSet({ settings: settings as never, status: 'active', updated_at: new Date() }))
-            .execute();
-        }
-        let removed = tx.updateTable('user_services').set({ status: 'removed', updated_at: new Date() }).where('user_id', '=', user.id).where('status', '=', 'active');
-        if (keys.length > 0) removed = removed.where('service_key', 'not in', keys);
-        await removed.execute();
-        if (input.number) await useNumber(tx, ctx.customerId, user.id, input.number);
-        await tx.updateTable('users').set({ status: 'provisioned', status_reason: null, updated_at: new Date() }).where('id', '=', user.id).execute();
-        return { status: 'succeeded', result: {}, summary: `provisioned ${profile.name}: ${keys.join(', ') || 'no services'}${releasedNote}` };
+        const done = await provisionProfileInTx(tx, snap, ctx, user, line.number);
+        if ('blocked' in done) return { status: 'blocked', result: { number: null, blocked: done.blocked }, summary: done.summary };
+        return { status: 'succeeded', result: { number: line.number }, summary: done.summary };
       });
     },
 
     async abandonProvisioning(input) {
       const { ctx } = await context(input);
       await runStep(db, ctx, 'compensate', async (tx) => {
-        const user = await loadUser(tx, ctx);
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
         if (input.number) await releaseReservation(tx, ctx.customerId, user.id, input.number);
-        await tx.updateTable('users').set({ status: 'failed', status_reason: input.reason, updated_at: new Date() }).where('id', '=', user.id).execute();
+        await setStatus(tx, user.id, 'failed', input.reason);
         return {
           status: 'failed',
           result: null,
           error: input.reason,
           summary: input.number ? `provisioning failed; ${input.number} released` : 'provisioning failed',
+        };
+      });
+    },
+
+    async offboardUser(input) {
+      const { snap, ctx } = await context(input);
+      return runStep<Result<'offboardUser'>>(db, ctx, 'offboard', async (tx) => {
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
+        if (user.status === 'deleted') return { status: 'skipped', result: { reason: user.status_reason ?? 'offboarded earlier' }, summary: 'already offboarded' };
+        const reason = input.reason ?? 'gone from the source';
+        const services = await removeServices(tx, user.id);
+        await releaseLicences(tx, ctx.customerId, user.id, []);
+        const numbers = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
+        await markDeleted(tx, user.id, reason);
+        const cooling = snap.config.settings.numberCooling.enabled ? ` (cooling ${snap.config.settings.numberCooling.days} days)` : '';
+        return {
+          status: 'succeeded',
+          result: { reason },
+          summary: `offboarded: ${reason}; ${services.length > 0 ? `removed ${services.join(', ')}` : 'no services'}${numbers.length > 0 ? `; ${numbers.join(', ')} released${cooling}` : ''}`,
         };
       });
     },
@@ -220,6 +299,8 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         external_id: outcome.externalId,
         status: outcome.status,
         moved: outcome.moved,
+        placed: outcome.placed ?? false,
+        restored: outcome.restored ?? false,
         emailed: outcome.emailed,
         site: outcome.site,
         profile: outcome.profile,
@@ -240,7 +321,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
       const { welcomeEmail, smtp } = snap.config.settings;
       // The outbox row is written (once) before sending: a rerun finds it and never sends twice.
       const message = await db.transaction().execute(async (tx) => {
-        const user = await loadUser(tx, ctx);
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
         if (!welcomeEmail.enabled || !smtp || !user.email) return null;
         const attributes = user.attributes as CanonicalUser;
         const numbers = await tx.selectFrom('number_inventory').select('number').where('user_id', '=', user.id).where('status', '=', 'used').orderBy('number').execute();
@@ -257,19 +338,14 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
           profile: user.profile_id === null ? '' : (snap.profileNames.get(user.profile_id) ?? ''),
         });
         const domain = /@([^>\s]+)>?\s*$/.exec(welcomeEmail.from ?? '')?.[1] ?? 'flowthru.invalid';
-        await tx
-          .insertInto('email_outbox')
-          .values({
-            customer_id: ctx.customerId,
-            user_id: user.id,
-            event: 'welcome',
-            message_id: `<welcome.${user.id}.${snap.config.name}@${domain}>`,
-            to_address: user.email,
-            ...rendered,
-          })
-          .onConflict((oc) => oc.columns(['user_id', 'event']).doNothing())
-          .execute();
-        return tx.selectFrom('email_outbox').selectAll().where('user_id', '=', user.id).where('event', '=', 'welcome').executeTakeFirstOrThrow();
+        return enqueueEmail(tx, {
+          customer_id: ctx.customerId,
+          user_id: user.id,
+          event: 'welcome',
+          message_id: `<welcome.${user.id}.${snap.config.name}@${domain}>`,
+          to_address: user.email,
+          ...rendered,
+        });
       });
       if (!message) return { sent: false, skipped: 'welcome email off, no SMTP server or no email address' };
       if (message.status === 'sent') {
@@ -290,11 +366,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         });
       } catch (error) {
         const permanent = error instanceof PermanentError;
-        await db
-          .updateTable('email_outbox')
-          .set((eb) => ({ attempts: eb('attempts', '+', 1), last_error: (error as Error).message, ...(permanent ? { status: 'failed' as const } : {}) }))
-          .where('id', '=', message.id)
-          .execute();
+        await recordSendFailure(db, message.id, (error as Error).message, permanent);
         if (permanent) return { sent: false, skipped: (error as Error).message };
         throw error;
       }
@@ -302,11 +374,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
       // worker would send this message again (same Message-ID) is one round trip wide. The step's
       // log entry commits with it, so a retry of this pass knows the message was its own.
       await runStep(db, ctx, 'email', async (tx) => {
-        await tx
-          .updateTable('email_outbox')
-          .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
-          .where('id', '=', message.id)
-          .execute();
+        await markSent(tx, message.id);
         return { status: 'succeeded', result: null, summary: `welcome email sent (${message.message_id})` };
       });
       return { sent: true };

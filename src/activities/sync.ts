@@ -8,13 +8,16 @@ import type { Database, TransactionLogTable } from '../adapters/db/schema.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { refreshLicences } from '../adapters/db/licences.js';
 import { importUsers } from '../adapters/db/users.js';
+import { claimSource, clearMarks, countDeletions, countSourceUsers, markRemoved, markSeen, markUnseen, releaseSource, takeMarked } from '../adapters/db/lifecycle.js';
+import { loadConfigVersion } from '../adapters/db/config-store.js';
+import { decideDeletions } from '../domain/deletions.js';
 import { readSubscribedSkus } from '../adapters/sources/entra.js';
 import { mapRecords, readSourceRecords, type SourceWatermark } from '../adapters/sources/index.js';
+import { startUserPipeline } from '../adapters/temporal/user-pipeline.js';
 import type { SourceConfig } from '../domain/config/schema.js';
-import { onboardWorkflowId, searchAttributes } from '../workflows/config.js';
-import { userChangedSignal, type OnboardUserInput, type SourceProblem, type UserChange, type UserOutcome } from '../workflows/messages.js';
-import type { onboardUser } from '../workflows/onboard-user.js';
-import type { SourceWatermarkRecord, SyncActivities } from './types.js';
+import { onboardWorkflowId } from '../workflows/config.js';
+import type { SourceProblem, UserOutcome } from '../workflows/messages.js';
+import type { SourceWatermarkRecord, SyncActivities, SyncRunRecord } from './types.js';
 
 export interface SyncDeps {
   readonly db: Kysely<Database>;
@@ -71,6 +74,60 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
     return stored?.fingerprint === sourceFingerprint(source) ? stored.mark : null;
   }
 
+/** The sync's entry in the transaction log (one per sync, updated as it goes); its end releases the source. */
+async function writeSyncRun(input: SyncRunRecord): Promise<void> {
+    const customer = await db.selectFrom('customers').select('id').where('name', '=', input.customer).executeTakeFirst();
+    const key = `sync/${input.workflowId}/${input.runId}`;
+    const details = JSON.stringify({ configVersion: input.configVersion, mode: input.mode, report: input.report ?? null });
+    await db
+      .insertInto('transaction_log')
+      .values({
+        customer_id: customer?.id ?? null,
+        user_id: null,
+        kind: 'sync',
+        action: `sync.${input.mode}`,
+        subject: input.source,
+        status: input.status,
+        ended_at: input.status === 'started' ? null : new Date(),
+        error: input.error ?? null,
+        details: details as never,
+        workflow_id: input.workflowId,
+        run_id: input.runId,
+        idempotency_key: key,
+      })
+      .onConflict((oc) =>
+        oc.column('idempotency_key').doUpdateSet({ status: input.status, error: input.error ?? null, details: details as never, ended_at: input.status === 'started' ? null : sql<Date>`now()` }),
+      )
+      .execute();
+    // Only a sync that succeeded moves the watermark: a failed one is read again in full next time.
+    if (input.status === 'succeeded' && input.watermark && customer) {
+      await db
+        .updateTable('sync_sources')
+        .set({ watermark: JSON.stringify(input.watermark) as never })
+        .where('customer_id', '=', customer.id)
+        .where('name', '=', input.source)
+        .execute();
+    }
+    // The sync has read every outcome it waited for; they are in the report and the log now.
+    if (input.status !== 'started') {
+      await db.deleteFrom('pipeline_outcomes').where('sync_id', '=', `${input.workflowId}/${input.runId}`).execute();
+      if (customer) await releaseSource(db, customer.id, input.source, `${input.workflowId}/${input.runId}`);
+    }
+  }
+
+  /** Whether the sync `<workflow id>/<first run id>` still runs (a claim it left may be taken over). */
+  async function syncRunning(syncId: string): Promise<boolean> {
+    const cut = syncId.lastIndexOf('/');
+    try {
+      const description = await client.workflow.getHandle(syncId.slice(0, cut)).describe();
+      const firstRunId = description.raw.workflowExecutionInfo?.firstRunId;
+      return description.status.name === 'RUNNING' && (!firstRunId || firstRunId === syncId.slice(cut + 1));
+    } catch (error) {
+      if (error instanceof WorkflowNotFoundError) return false;
+      throw error;
+    }
+  }
+
   /** In-flight users whose pipeline is no longer running: they will never record an outcome. */
   async function closedWithoutOutcome(customer: string, source: string, externalIds: readonly string[]): Promise<UserOutcome[]> {
     const found: UserOutcome[] = [];
@@ -99,20 +156,27 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       if (source.type === 'entra' && input.cursor === null) {
         await refreshLicences(db, snap.customerId, await readSubscribedSkus(source, { heartbeat: () => heartbeat(input.cursor) }));
       }
-      // An update sync reads what changed since the last successful sync; an add sync reads everything.
-      const watermark = input.cursor === null && input.mode === 'update' ? await loadWatermark(source) : null;
+      const modes = input.modes ?? [input.mode ?? 'add'];
+      const ref = { customerId: snap.customerId, sourceId: source.id };
+      // An update reads what changed since the last successful sync; an add or delete reads everything.
+      const incremental = modes.includes('update') && !modes.includes('delete');
+      const watermark = input.cursor === null && incremental ? await loadWatermark(source) : null;
       const page = await readSourceRecords(source, input.cursor, input.pageSize, { watermark, heartbeat: () => heartbeat(input.cursor) });
       const mapped = mapRecords(source, page.records);
       const problems: SourceProblem[] = [...page.problems, ...mapped.problems];
       heartbeat();
-      const { imported, rejected } = await importUsers(db, {
-        customerId: snap.customerId,
-        sourceId: source.id,
-        userType: source.userType,
-        syncId: input.syncId,
-        users: mapped.users,
-      });
+      // Users not at a site (new, unplaced, offboarded and back) are an add's; placed users an
+      // update's. A record a sync does not take stays unread, its change left for the right sync.
+      const take = { unplaced: modes.includes('add'), placed: modes.includes('update') };
+      const { imported, rejected } =
+        take.unplaced || take.placed
+          ? await importUsers(db, { customerId: snap.customerId, sourceId: source.id, userType: source.userType, syncId: input.syncId, users: mapped.users, take })
+          : { imported: [], rejected: [] };
       problems.push(...rejected.map((r) => ({ at: r.at, message: r.message })));
+      // A delete sync offboards whoever its full read did not see: disabled and invalid records are seen.
+      if (modes.includes('delete')) {
+        await markSeen(db, ref, input.syncId, [...mapped.users.map((u) => u.externalId), ...mapped.disabled.map((d) => d.externalId), ...mapped.unusableIds]);
+      }
       // A retried page read must not log its problems twice: the keys name the sync and the record.
       await logSyncEntries(
         problems.map((p) => ({
@@ -126,38 +190,16 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
           idempotency_key: `invalid/${input.syncId}/${p.at}/${p.message}`,
         })),
       );
-      let removed = 0;
-      if (page.removed.length > 0) {
-        // Users the source reported removed (Graph's @removed): logged against the user, for the
-        // delete sync to offboard; nothing is taken from them here.
-        const known = await db
-          .selectFrom('users')
-          .select(['id', 'external_id'])
-          .where('customer_id', '=', snap.customerId)
-          .where('source_id', '=', source.id)
-          .where('external_id', 'in', [...page.removed])
-          .execute();
-        await logSyncEntries(
-          known.map((u) => ({
-            customer_id: snap.customerId,
-            user_id: u.id,
-            action: 'source.removed',
-            subject: `${input.source} ${u.external_id}`,
-            status: 'succeeded' as const,
-            error: null,
-            workflow_id: input.syncId,
-            idempotency_key: `removed/${input.syncId}/${u.external_id}`,
-          })),
-        );
-        removed = known.length;
-      }
+      // Users the source says are gone (Graph's @removed) are offboarded by this sync, whatever its mode.
+      const removed = await markRemoved(db, ref, input.syncId, page.removed);
+      const mode = (placed: boolean) => (placed && modes.includes('update') ? 'update' : 'add');
       return {
         seen: page.records.length + page.problems.length,
         imported: imported.length,
         removed,
         disabled: mapped.disabled.length,
         unidentified: page.unidentified + mapped.unidentified,
-        targets: [...imported],
+        targets: imported.map((u) => ({ userId: u.userId, externalId: u.externalId, mode: mode(u.placed) })),
         problems,
         next: page.next,
         ...(page.watermark ? { watermark: { fingerprint: sourceFingerprint(source), mark: page.watermark } } : {}),
@@ -167,19 +209,13 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
     async startUserPipelines(input) {
       const pending = [...input.targets];
       const startOne = async (target: (typeof pending)[number]) => {
-        const args: OnboardUserInput = { customer: input.customer, source: input.source, externalId: target.externalId, userId: target.userId };
-        await client.workflow.signalWithStart<typeof onboardUser, [UserChange]>('onboardUser', {
-          workflowId: onboardWorkflowId(input.customer, input.source, target.externalId),
+        await startUserPipeline(client, {
           taskQueue,
-          args: [args],
-          signal: userChangedSignal,
-          signalArgs: [{ configVersion: input.configVersion, mode: input.mode, reportTo: input.reportTo }],
-          typedSearchAttributes: [
-            { key: searchAttributes.customer, value: input.customer },
-            { key: searchAttributes.source, value: input.source },
-            { key: searchAttributes.syncMode, value: input.mode },
-            { key: searchAttributes.status, value: 'running' },
-          ],
+          customer: input.customer,
+          source: input.source,
+          externalId: target.externalId,
+          userId: target.userId,
+          change: { configVersion: input.configVersion, mode: target.mode ?? input.mode, reportTo: input.reportTo },
         });
       };
       while (pending.length > 0) {
@@ -207,6 +243,8 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
             externalId: r.external_id,
             status: r.status as UserOutcome['status'],
             moved: r.moved,
+            ...(r.placed ? { placed: true } : {}),
+            ...(r.restored ? { restored: true } : {}),
             emailed: r.emailed,
             site: r.site,
             profile: r.profile,
@@ -219,43 +257,53 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       }
     },
 
+    async beginSync(input) {
+      const syncId = `${input.workflowId}/${input.runId}`;
+      const found = await loadConfigVersion(db, input.configVersion);
+      if (!found) {
+        throw new PermanentError('NoConfiguration', input.configVersion === undefined ? 'no configuration has been applied yet' : `configuration version ${input.configVersion} does not exist`);
+      }
+      const snap = await snapshots.customer(found.version, input.customer);
+      const source = snap.sources.get(input.source);
+      if (!source) throw new PermanentError('UnknownSource', `customer ${input.customer} has no source "${input.source}" in configuration version ${found.version}`);
+      const busy = await claimSource(db, source.id, syncId, (holder) => syncRunning(holder));
+      const record = { workflowId: input.workflowId, runId: input.runId, customer: input.customer, source: input.source, mode: input.mode, configVersion: found.version };
+      if (busy) {
+        await writeSyncRun({ ...record, status: 'skipped', error: `another sync of the source is running (${busy})` });
+        return { configVersion: found.version, busy };
+      }
+      await writeSyncRun({ ...record, status: 'started' });
+      return { configVersion: found.version };
+    },
+
+    async planDeletions(input) {
+      const snap = await snapshots.customer(input.configVersion, input.customer);
+      const source = snap.sources.get(input.source)!;
+      const ref = { customerId: snap.customerId, sourceId: source.id };
+      const deletions = await countDeletions(db, ref, input.syncId, input.fullRead);
+      const sourceUsers = await countSourceUsers(db, ref);
+      const decision = decideDeletions(
+        { deletions, sourceUsers, seen: input.seen, unidentified: input.unidentified, fullRead: input.fullRead },
+        snap.config.settings.deleteThreshold,
+        input.allowDeletes,
+      );
+      if (!decision.proceed) {
+        await clearMarks(db, ref, input.syncId);
+        return { deletions: 0, held: { deletions, threshold: decision.limit, sourceUsers, reason: decision.reason } };
+      }
+      if (input.fullRead) await markUnseen(db, ref, input.syncId);
+      return { deletions };
+    },
+
+    async takeDeletions(input) {
+      const snap = await snapshots.customer(input.configVersion, input.customer);
+      const source = snap.sources.get(input.source)!;
+      const rows = await takeMarked(db, { customerId: snap.customerId, sourceId: source.id }, input.syncId, input.after, input.limit);
+      return rows.map((r) => ({ userId: r.userId, externalId: r.externalId, mode: 'delete' as const }));
+    },
+
     async recordSyncRun(input) {
-      const customer = await db.selectFrom('customers').select('id').where('name', '=', input.customer).executeTakeFirst();
-      const key = `sync/${input.workflowId}/${input.runId}`;
-      const details = JSON.stringify({ configVersion: input.configVersion, mode: input.mode, report: input.report ?? null });
-      await db
-        .insertInto('transaction_log')
-        .values({
-          customer_id: customer?.id ?? null,
-          user_id: null,
-          kind: 'sync',
-          action: `sync.${input.mode}`,
-          subject: input.source,
-          status: input.status,
-          ended_at: input.status === 'started' ? null : new Date(),
-          error: input.error ?? null,
-          details: details as never,
-          workflow_id: input.workflowId,
-          run_id: input.runId,
-          idempotency_key: key,
-        })
-        .onConflict((oc) =>
-          oc.column('idempotency_key').doUpdateSet({ status: input.status, error: input.error ?? null, details: details as never, ended_at: input.status === 'started' ? null : sql<Date>`now()` }),
-        )
-        .execute();
-      // Only a sync that succeeded moves the watermark: a failed one is read again in full next time.
-      if (input.status === 'succeeded' && input.watermark && customer) {
-        await db
-          .updateTable('sync_sources')
-          .set({ watermark: JSON.stringify(input.watermark) as never })
-          .where('customer_id', '=', customer.id)
-          .where('name', '=', input.source)
-          .execute();
-      }
-      // The sync has read every outcome it waited for; they are in the report and the log now.
-      if (input.status !== 'started') {
-        await db.deleteFrom('pipeline_outcomes').where('sync_id', '=', `${input.workflowId}/${input.runId}`).execute();
-      }
+      await writeSyncRun(input);
     },
   };
 }

@@ -1,3 +1,4 @@
+import type { UserStatus } from '../domain/user.js';
 import type { SyncMode } from '../workflows/config.js';
 import type { PipelineTarget, SourceCursor, SourceProblem, SourceWatermarkRecord, SyncReport, UserOutcome } from '../workflows/messages.js';
 
@@ -17,11 +18,20 @@ export interface StepInput {
 
 export interface PipelineActivities {
   /** Step 2: the local user at customer level; says which later steps the settings allow. */
-  createLocalUser(input: StepInput): Promise<{ flowThrough: boolean; welcomeEmail: boolean; reason?: string }>;
-  /** Steps 3 and 4: the first site whose move criteria match, and the site's role. */
-  moveUser(input: StepInput): Promise<{ site: string | null; moved: boolean; reason?: string }>;
-  /** Step 5: the first FTP rule whose criteria match chooses the profile (and maybe the role). */
-  matchProfile(input: StepInput): Promise<{ profile: string | null; numberFrom: 'site' | 'customer' | null; reason?: string }>;
+  createLocalUser(
+    input: StepInput,
+  ): Promise<{ flowThrough: boolean; welcomeEmail: boolean; reason?: string; restored?: boolean; /** With flowThrough off: the user's status, unchanged. */ status?: UserStatus }>;
+  /**
+   * Steps 3 and 4: the first site whose move criteria match, and the site's role. An add places
+   * users not at a site (`moved`: placed); an update moves placed users site to site (`moved`,
+   * `from`), or keeps one matching no site where they are (`kept`, with the reason).
+   */
+  moveUser(input: StepInput): Promise<{ site: string | null; moved: boolean; reason?: string; kept?: boolean; from?: string }>;
+  /**
+   * Step 5: the first FTP rule whose criteria match chooses the profile (and maybe the role); after
+   * an update's move (`moved`), the customer's updateSyncProfile when set.
+   */
+  matchProfile(input: StepInput & { moved?: boolean }): Promise<{ profile: string | null; numberFrom: 'site' | 'customer' | null; reason?: string }>;
   /** Step 6a: the lowest available number of the pool, or null (blocked) with the reason. */
   reserveNumber(input: StepInput & { pool: 'site' | 'customer' }): Promise<{ number: string | null; reason?: string }>;
   /**
@@ -30,6 +40,13 @@ export interface PipelineActivities {
    * (Runs recorded before licences returned nothing: read the result as optional.)
    */
   provisionServices(input: StepInput & { number: string | null }): Promise<{ blocked?: string } | undefined>;
+  /**
+   * An update's step 6, whole: the line (kept, or the lowest of the new pool; the old one released,
+   * cooling) and the difference in services and licences, in one transaction. Blocked: the reason.
+   */
+  provisionProfile(input: StepInput & { numberFrom: 'site' | 'customer' | null }): Promise<{ number: string | null; blocked?: string }>;
+  /** Offboards the user: services removed, licences given back, numbers released (cooling), status deleted. */
+  offboardUser(input: StepInput & { reason?: string }): Promise<{ reason: string }>;
   /** Compensation for a provisioning that failed for good: the reserved number goes back. */
   abandonProvisioning(input: StepInput & { number: string | null; reason: string }): Promise<void>;
   /** Step 7: the welcome email, at most once per user (outbox, stable Message-ID). */
@@ -47,12 +64,14 @@ export interface ReadPageInput {
   readonly syncId: string;
   /** An update sync reads incrementally from the source's watermark (when it has one). */
   readonly mode?: SyncMode;
+  /** Every mode of the run (default: `mode`): which records it takes, and whether it marks who it saw. */
+  readonly modes?: readonly SyncMode[];
 }
 
 export interface SourcePage {
   readonly seen: number;
   readonly imported: number;
-  /** Users on record that the source reported removed (Graph's `@removed`) in this page. */
+  /** Users on record that the source reported removed (Graph's `@removed`): marked to be offboarded. */
   readonly removed?: number;
   /** Disabled or locked accounts read and skipped (not imported, no pipeline). */
   readonly disabled?: number;
@@ -72,14 +91,49 @@ export interface SyncRunRecord {
   readonly source: string;
   readonly mode: SyncMode;
   readonly configVersion: number;
-  readonly status: 'started' | 'succeeded' | 'failed';
+  readonly status: 'started' | 'succeeded' | 'failed' | 'held' | 'skipped';
   readonly report?: SyncReport;
   readonly error?: string;
   /** With `succeeded`: the source's new watermark. */
   readonly watermark?: SourceWatermarkRecord;
 }
 
+export interface BeginSyncInput {
+  readonly workflowId: string;
+  /** The first run's id: with the workflow id, names the sync across continue-as-new. */
+  readonly runId: string;
+  readonly customer: string;
+  readonly source: string;
+  readonly mode: SyncMode;
+  readonly modes: readonly SyncMode[];
+  readonly configVersion?: number;
+}
+
+export interface DeletionsInput {
+  readonly syncId: string;
+  readonly customer: string;
+  readonly source: string;
+  readonly configVersion: number;
+  /** A delete sync read the whole source: users it did not see are gone. */
+  readonly fullRead: boolean;
+  readonly seen: number;
+  readonly unidentified: number;
+  readonly allowDeletes?: number;
+}
+
 export interface SyncActivities {
+  /**
+   * Starts a sync: resolves the configuration version (the newest when none was given), claims the
+   * source (one sync of a source at a time) and logs the start. `busy` names the sync holding it.
+   */
+  beginSync(input: BeginSyncInput): Promise<{ configVersion: number; busy?: string }>;
+  /**
+   * After the read: counts who the sync would offboard and checks the deletion threshold. Held, it
+   * offboards nobody; otherwise the users are marked for this sync and taken in batches.
+   */
+  planDeletions(input: DeletionsInput): Promise<{ deletions: number; held?: { deletions: number; threshold: number; sourceUsers: number; reason: string } }>;
+  /** The next users marked for offboarding by this sync, after `after` in id order. */
+  takeDeletions(input: { syncId: string; customer: string; source: string; configVersion: number; after: string | null; limit: number }): Promise<PipelineTarget[]>;
   /** Reads one page of a source and imports it (step 1); returns the users whose pipeline must run. */
   readSourcePage(input: ReadPageInput): Promise<SourcePage>;
   /** Hands each user to their pipeline workflow (signal-with-start: one pipeline per user). */

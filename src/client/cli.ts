@@ -1,5 +1,5 @@
 import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Kysely } from 'kysely';
 import { loadConfigFile } from '../adapters/config-file.js';
 import { MissingSecrets } from '../adapters/secrets.js';
@@ -8,18 +8,21 @@ import { createDatabase } from '../adapters/db/connection.js';
 import { DatabaseMissing, ensureDatabase } from '../adapters/db/ensure.js';
 import { databaseUnavailableMessage } from '../adapters/db/errors.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
-import { findUsers, listLog, listNumbers, listUsers } from '../adapters/db/queries.js';
+import { listLog, listNumbers, listUsers } from '../adapters/db/queries.js';
 import type { Database } from '../adapters/db/schema.js';
 import { formatProblem, type ConfigProblem } from '../domain/config/validate.js';
 import { readSettings, type Settings } from '../settings.js';
-import { onboardWorkflowId, type SyncMode } from '../workflows/config.js';
-import { userChangedSignal, type OnboardUserInput, type SyncReport, type UserChange } from '../workflows/messages.js';
-import type { onboardUser } from '../workflows/onboard-user.js';
+import { SYNC_MODES, type SyncMode } from '../workflows/config.js';
+import type { SyncReport } from '../workflows/messages.js';
 import { PermanentError } from '../adapters/errors.js';
 import { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { closeLdapConnections } from '../adapters/sources/ldap.js';
+import { registerRetryCommand } from './commands/retry.js';
+import { registerScheduleCommand } from './commands/schedule.js';
+import { registerUserCommand, whyInBrief } from './commands/user.js';
 import { previewSource } from './preview.js';
-import { startSync } from './sync.js';
+import { describeReconcile, reconcileAfterApply } from './schedules.js';
+import { startSync, SyncBusyError } from './sync.js';
 import { connectClient } from './temporal.js';
 
 export interface CliIo {
@@ -41,6 +44,9 @@ export function temporalUiUrl(settings: Settings, workflowId: string): string {
   return `${base}/namespaces/${encodeURIComponent(settings.temporalNamespace)}/workflows/${encodeURIComponent(workflowId)}`;
 }
 
+/** Long text cut to `max` characters for a table cell; --json has it whole. */
+const shorten = (text: string | null, max: number) => (text && text.length > max ? `${text.slice(0, max - 1)}…` : text);
+
 const counted = (n: number, word: string) => `${n} ${word}${n === 1 ? '' : 's'}`;
 
 /** Warnings go beside the result, on stderr: they never change what a command does or its exit status. */
@@ -61,7 +67,7 @@ function reportProblems(io: CliIo, file: string, problems: readonly ConfigProble
 }
 
 /** Prints rows as aligned columns (the human form of the --json listings). */
-function table<T extends object>(io: CliIo, rows: readonly T[], columns: readonly (keyof T & string)[]): void {
+export function table<T extends object>(io: CliIo, rows: readonly T[], columns: readonly (keyof T & string)[]): void {
   const text = (v: unknown) => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(' ') || '-' : String(v));
   const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => text(r[c]).length)));
   const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
@@ -69,7 +75,7 @@ function table<T extends object>(io: CliIo, rows: readonly T[], columns: readonl
   for (const row of rows) io.out(line(columns.map((c) => text(row[c]))));
 }
 
-async function withDatabase<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
+export async function withDatabase<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
   const db = createDatabase(readSettings().databaseUrl, { max: 2 });
   try {
     return await fn(db);
@@ -79,7 +85,7 @@ async function withDatabase<T>(fn: (db: Kysely<Database>) => Promise<T>): Promis
 }
 
 /** The customer that owns SOURCE in a configuration version (named, or the only one with it). */
-async function resolveSource(db: Kysely<Database>, source: string, customer: string | undefined, version?: number) {
+export async function resolveSource(db: Kysely<Database>, source: string, customer: string | undefined, version?: number) {
   const found = await loadConfigVersion(db, version);
   if (!found) throw new UserError(version ? `configuration version ${version} does not exist` : 'no configuration has been applied yet: run flowthru config apply FILE');
   const owners = found.config.customers.filter((c) => (!customer || c.name === customer) && c.sources.some((s) => s.name === source));
@@ -92,19 +98,51 @@ async function resolveSource(db: Kysely<Database>, source: string, customer: str
   return { customer: owners[0]!.name, version: found.version };
 }
 
+/** The exit status a finished sync's report calls for: 0 done, 3 deletions held, 4 skipped (another sync ran). */
+export function syncExitCode(report: SyncReport): number {
+  return report.status === 'held' ? 3 : report.status === 'skipped' ? 4 : 0;
+}
+
 export function printSyncReport(io: CliIo, report: SyncReport, json: boolean): void {
   const { counts } = report;
+  const modes = report.modes ?? [report.mode];
   if (json) {
     // SPEC §5's counts, and what else the sync knows: records it could not use, by where they are.
-    io.out(JSON.stringify({ ok: true, workflowId: report.workflowId, mode: report.mode, customer: report.customer, source: report.source, configVersion: report.configVersion, counts, problems: report.problems }));
+    io.out(
+      JSON.stringify({
+        ok: report.status !== 'skipped',
+        workflowId: report.workflowId,
+        mode: report.mode,
+        modes,
+        status: report.status ?? 'succeeded',
+        ...(report.reason ? { reason: report.reason } : {}),
+        ...(report.held ? { held: report.held } : {}),
+        customer: report.customer,
+        source: report.source,
+        configVersion: report.configVersion,
+        counts,
+        problems: report.problems,
+      }),
+    );
     return;
   }
-  io.out(`Sync of ${report.customer}/${report.source} (${report.mode}) finished, configuration version ${report.configVersion}.`);
+  const what = `Sync of ${report.customer}/${report.source} (${modes.join(', ')})`;
+  if (report.status === 'skipped') {
+    io.out(`${what} did nothing: ${report.reason ?? 'another sync of the source was running'}.`);
+    return;
+  }
+  io.out(`${what} ${report.status === 'held' ? 'finished, deletions held' : 'finished'}, configuration version ${report.configVersion}.`);
   io.out(
-    `  seen ${counts.seen}, imported ${counts.imported}, moved ${counts.moved}, provisioned ${counts.provisioned}, unplaced ${counts.unplaced}, ` +
-      `unmatched ${counts.unmatched}, blocked ${counts.blocked}, failed ${counts.failed}, emailed ${counts.emailed}, removed ${counts.removed}, ` +
-      `disabled ${counts.disabled}`,
+    `  seen ${counts.seen}, imported ${counts.imported}, placed ${counts.placed}, moved ${counts.moved}, kept ${counts.kept}, provisioned ${counts.provisioned}, ` +
+      `unplaced ${counts.unplaced}, unmatched ${counts.unmatched}, blocked ${counts.blocked}, failed ${counts.failed}, emailed ${counts.emailed}, ` +
+      `removed ${counts.removed}, restored ${counts.restored}, disabled ${counts.disabled}`,
   );
+  if (report.status === 'held' && report.held) {
+    io.out(`  Nobody was offboarded: ${report.reason ?? ''}`);
+    io.out(
+      `  To let them through: flowthru sync ${report.source} --customer ${report.customer} --mode delete --allow-deletes ${report.held.deletions}`,
+    );
+  }
   if (counts.unidentified) {
     io.out(`  The read was incomplete: ${counts.unidentified} record${counts.unidentified === 1 ? '' : 's'} could not be identified (below); nobody missing from it may be taken for gone.`);
   }
@@ -114,6 +152,23 @@ export function printSyncReport(io: CliIo, report: SyncReport, json: boolean): v
     if (report.problems.length < counts.invalid) io.out(`    … and ${counts.invalid - report.problems.length} more (flowthru log)`);
   }
 }
+
+/** `--mode add`, `--mode update,delete`: the modes of one sync, each once. */
+function parseModes(value: string): SyncMode[] {
+  const modes = value.split(/[,+]/).map((m) => m.trim());
+  for (const mode of modes) {
+    if (!(SYNC_MODES as readonly string[]).includes(mode)) {
+      throw new InvalidArgumentError(`"${mode}" is not a sync mode: use add, update or delete (several with commas: add,update,delete)`);
+    }
+  }
+  return SYNC_MODES.filter((m) => modes.includes(m));
+}
+
+const parseCount = (what: string) => (value: string) => {
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${what} must be a whole number, not "${value}"`);
+  return n;
+};
 
 function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   const program = new Command('flowthru')
@@ -158,23 +213,38 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       }
       const { warnings } = result;
       const noted = warnings.length > 0 ? ` (${counted(warnings.length, 'warning')})` : '';
-      await withDatabase(async (db) => {
+      const outcome = await withDatabase(async (db) => {
         await migrateToLatest(db);
+        // What was declared until now: a schedule the file drops is deleted even before Temporal lists it.
+        const previous = await loadConfigVersion(db);
         try {
-          const applied = await applyConfig(db, result.config, { sourceFile: file, appliedBy: process.env.USER ?? 'unknown' });
-          if (opts.json) {
-            io.out(JSON.stringify({ ok: true, file, ...applied, problems: [], warnings }));
-            return;
-          }
-          printWarnings(io, file, warnings);
-          if (applied.changed) io.out(`Applied ${file} as configuration version ${applied.version}${noted}.`);
-          else io.out(`${file} is already applied (configuration version ${applied.version}); nothing changed${noted}.`);
+          return { applied: await applyConfig(db, result.config, { sourceFile: file, appliedBy: process.env.USER ?? 'unknown' }), previous: previous?.config };
         } catch (error) {
           if (!(error instanceof ConfigApplyRefused)) throw error;
           reportProblems(io, file, error.problems, warnings, Boolean(opts.json), 'applied');
           setExit(1);
+          return undefined;
         }
       });
+      if (!outcome) return;
+      const { applied } = outcome;
+      // Only after the commit: Temporal's schedules follow the configuration in the database.
+      const schedules = await reconcileAfterApply(readSettings(), result.config, outcome.previous);
+      const reconciled = schedules.reconciled === true ? schedules.result : { created: [], updated: [], deleted: [], unchanged: [] };
+      if (opts.json) {
+        const scheduleReport = schedules.reconciled === false ? { reconciled: false, reason: schedules.reason } : { reconciled: true, ...reconciled };
+        io.out(JSON.stringify({ ok: true, file, ...applied, problems: [], warnings, schedules: scheduleReport }));
+      } else {
+        printWarnings(io, file, warnings);
+        if (applied.changed) io.out(`Applied ${file} as configuration version ${applied.version}${noted}.`);
+        else io.out(`${file} is already applied (configuration version ${applied.version}); nothing changed${noted}.`);
+        const changes = describeReconcile(reconciled);
+        if (changes) io.out(`Schedules: ${changes}.`);
+      }
+      if (schedules.reconciled === false) {
+        io.err(`flowthru: configuration version ${applied.version} is applied, but its schedules were not reconciled (${schedules.reason}); flowthru worker reconciles them when it starts.`);
+        setExit(2);
+      }
     });
 
   program
@@ -217,27 +287,41 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .command('sync')
     .argument('<source>', 'the source to sync')
     .option('--customer <name>', 'the customer that owns the source (needed when several have one of that name)')
-    // Update and delete syncs arrive with the lifecycle work; until then only add is offered.
-    .addOption(new Option('--mode <mode>', 'what kind of sync').choices(['add']).makeOptionMandatory())
+    .addOption(
+      new Option('--mode <modes>', 'what the sync does: add (new users), update (changed users), delete (users gone), or several, e.g. add,update,delete')
+        .argParser(parseModes)
+        .makeOptionMandatory(),
+    )
+    .option('--allow-deletes <n>', 'let a held delete sync through: offboard at most n users', parseCount('--allow-deletes'))
     .option('--wait', 'wait for the sync to finish and print its report')
     .option('--json', 'with --wait: print the report as JSON')
-    .option('--config-version <n>', 'run against this configuration version (default: the newest)', (v) => Number.parseInt(v, 10))
+    .option('--config-version <n>', 'run against this configuration version (default: the newest when the sync starts)', parseCount('--config-version'))
     .description('sync users in from a source and run their pipelines')
-    .action(async (source: string, opts: { customer?: string; mode: SyncMode; wait?: boolean; json?: boolean; configVersion?: number }) => {
+    .action(async (source: string, opts: { customer?: string; mode: SyncMode[]; allowDeletes?: number; wait?: boolean; json?: boolean; configVersion?: number }) => {
       const settings = readSettings();
       const target = await withDatabase((db) => resolveSource(db, source, opts.customer, opts.configVersion));
+      if (opts.allowDeletes !== undefined && !opts.mode.includes('delete')) throw new UserError('--allow-deletes goes with a delete sync: add --mode delete');
+      const modes = opts.mode.join(',');
       const client = await connectClient(settings);
       try {
-        const handle = await startSync(client, {
-          customer: target.customer,
-          source,
-          mode: opts.mode,
-          configVersion: target.version,
-          taskQueue: settings.taskQueue,
-        });
+        let handle;
+        try {
+          handle = await startSync(client, {
+            customer: target.customer,
+            source,
+            mode: opts.mode[0]!,
+            modes: opts.mode,
+            ...(opts.configVersion !== undefined ? { configVersion: opts.configVersion } : {}),
+            ...(opts.allowDeletes !== undefined ? { allowDeletes: opts.allowDeletes } : {}),
+            taskQueue: settings.taskQueue,
+          });
+        } catch (error) {
+          if (error instanceof SyncBusyError) throw new UserError(error.message);
+          throw error;
+        }
         if (!opts.wait) {
-          if (opts.json) io.out(JSON.stringify({ workflowId: handle.workflowId, mode: opts.mode, started: true }));
-          else io.out(`Started ${handle.workflowId} (configuration version ${target.version}): ${temporalUiUrl(settings, handle.workflowId)}`);
+          if (opts.json) io.out(JSON.stringify({ workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, started: true }));
+          else io.out(`Started ${handle.workflowId} (${modes}): ${temporalUiUrl(settings, handle.workflowId)}`);
           return;
         }
         let report: SyncReport;
@@ -247,8 +331,8 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
           if (!(error instanceof WorkflowFailedError)) throw error;
           // The sync failed: say why, in the output the user reads, not only in `flowthru log`.
           const cause = rootCause(error);
-          const message = `sync of ${target.customer}/${source} (${opts.mode}) failed: ${cause.message}`;
-          if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: handle.workflowId, mode: opts.mode, error: { message: cause.message, kind: cause.kind } }));
+          const message = `sync of ${target.customer}/${source} (${modes}) failed: ${cause.message}`;
+          if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, error: { message: cause.message, kind: cause.kind } }));
           else {
             io.err(`flowthru: ${message}`);
             io.err(`  details: flowthru log --customer ${target.customer}, or ${temporalUiUrl(settings, handle.workflowId)}`);
@@ -258,6 +342,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
           return;
         }
         printSyncReport(io, report, Boolean(opts.json));
+        setExit(syncExitCode(report));
       } finally {
         await client.connection.close();
       }
@@ -324,13 +409,13 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   scoped('users', 'list users: where they are, what they got').action(async (opts: { customer?: string; site?: string; json?: boolean }) => {
     const users = await withDatabase((db) => listUsers(db, opts));
     if (opts.json) io.out(JSON.stringify(users, null, 2));
-    else table(io, users, ['customer', 'source', 'externalId', 'username', 'site', 'profile', 'role', 'status', 'numbers']);
+    else table(io, users.map((u) => ({ ...u, reason: shorten(u.reason, 40) })), ['customer', 'source', 'externalId', 'username', 'site', 'profile', 'role', 'status', 'reason', 'numbers']);
   });
 
   scoped('numbers', 'list the number inventory').action(async (opts: { customer?: string; site?: string; json?: boolean }) => {
     const numbers = await withDatabase((db) => listNumbers(db, opts));
     if (opts.json) io.out(JSON.stringify(numbers, null, 2));
-    else table(io, numbers, ['number', 'customer', 'site', 'status', 'user']);
+    else table(io, numbers.map((n) => ({ ...n, 'available from': n.availableFrom?.replace(/:\d\d\.\d+Z$/, 'Z') ?? null })), ['number', 'customer', 'site', 'status', 'user', 'available from']);
   });
 
   program
@@ -338,12 +423,23 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .option('--user <user>', "one user's entries (username, external id or email)")
     .option('--customer <name>', 'only this customer')
     .option('--limit <n>', 'the newest n entries', (v) => Number.parseInt(v, 10), 100)
+    .option('--why', 'with each step, the explanation it kept: the sites or FTP rules it considered and the values seen')
     .option('--json', 'machine-readable output')
     .description('the transaction log: sync runs and every user step, with the Temporal run that did it')
-    .action(async (opts: { user?: string; customer?: string; limit: number; json?: boolean }) => {
+    .action(async (opts: { user?: string; customer?: string; limit: number; why?: boolean; json?: boolean }) => {
       const entries = await withDatabase((db) => listLog(db, opts));
-      if (opts.json) io.out(JSON.stringify(entries, null, 2));
-      else table(io, entries, ['at', 'customer', 'user', 'action', 'status', 'subject', 'error']);
+      if (opts.json) io.out(JSON.stringify(entries.map((e) => (opts.why ? { ...e, why: e.why ?? null } : e)), null, 2));
+      else if (!opts.why) table(io, entries, ['at', 'customer', 'user', 'action', 'status', 'subject', 'error']);
+      else {
+        // The table's lines, each followed by its step's explanation, indented beneath it.
+        const lines: string[] = [];
+        table({ out: (line) => lines.push(line), err: io.err }, entries, ['at', 'customer', 'user', 'action', 'status', 'subject', 'error']);
+        io.out(lines[0]!);
+        for (const [i, entry] of entries.entries()) {
+          io.out(lines[i + 1]!);
+          for (const line of whyInBrief(entry.why)) io.out(`    ${line}`);
+        }
+      }
     });
 
   program
@@ -356,38 +452,9 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       await runDemo(io, { ...DEMO_DEFAULTS, users: opts.users, exit: Boolean(opts.exit) });
     });
 
-  program
-    .command('retry')
-    .argument('<user>', 'username, external id or email')
-    .option('--customer <name>', 'the customer, when the user is ambiguous')
-    .description("run a user's pipeline again (a blocked user, once numbers were added)")
-    .action(async (who: string, opts: { customer?: string }) => {
-      const settings = readSettings();
-      const { users, version } = await withDatabase(async (db) => ({
-        users: await findUsers(db, who, opts.customer),
-        version: (await loadConfigVersion(db))?.version,
-      }));
-      if (version === undefined) throw new UserError('no configuration has been applied yet: run flowthru config apply FILE');
-      if (users.length === 0) throw new UserError(`no user "${who}"${opts.customer ? ` for customer ${opts.customer}` : ''}`);
-      if (users.length > 1) throw new UserError(`"${who}" matches ${users.length} users: say which with --customer, or use the external id`);
-      const user = users[0]!;
-      const client = await connectClient(settings);
-      try {
-        const workflowId = onboardWorkflowId(user.customer, user.source, user.externalId);
-        const input: OnboardUserInput = { customer: user.customer, source: user.source, externalId: user.externalId, userId: user.id };
-        // Signal-with-start: a blocked pipeline wakes and runs again; a finished one starts anew.
-        await client.workflow.signalWithStart<typeof onboardUser, [UserChange]>('onboardUser', {
-          workflowId,
-          taskQueue: settings.taskQueue,
-          args: [input],
-          signal: userChangedSignal,
-          signalArgs: [{ configVersion: version, mode: 'add' }],
-        });
-        io.out(`Retrying ${user.externalId} (${user.status}): ${temporalUiUrl(settings, workflowId)}`);
-      } finally {
-        await client.connection.close();
-      }
-    });
+  registerUserCommand(program, io);
+  registerRetryCommand(program, io);
+  registerScheduleCommand(program, io);
   return program;
 }
 

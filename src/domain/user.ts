@@ -21,6 +21,15 @@ export const CANONICAL_ATTRIBUTES = [
 export type CanonicalAttribute = (typeof CANONICAL_ATTRIBUTES)[number];
 
 export const USER_TYPES = ['microsoft', 'ldap', 'cucm', 'webex', 'csv'] as const;
+
+/**
+ * Where a user stands, the one list the database (a CHECK constraint), the workflows and the CLI
+ * share: `imported` (at customer level, flow-through off), `unplaced` (no site matches), `moved`
+ * (placed, profile not chosen yet), `unmatched` (placed, no profile), `provisioning`,
+ * `provisioned`, `blocked` and `failed` (with the reason), `deleted` (offboarded, kept for audit).
+ */
+export const USER_STATUSES = ['imported', 'unplaced', 'moved', 'unmatched', 'provisioning', 'provisioned', 'blocked', 'failed', 'deleted'] as const;
+export type UserStatus = (typeof USER_STATUSES)[number];
 export type UserType = (typeof USER_TYPES)[number];
 
 /** A single- or multi-valued attribute after normalisation; absent when the source has no value. */

@@ -8,7 +8,9 @@ import { closeLdapConnections } from '../adapters/sources/ldap.js';
 import { createSmtpMailer } from '../adapters/mail/smtp.js';
 import type { Database } from '../adapters/db/schema.js';
 import { assertSecretsSet } from '../adapters/secrets.js';
+import { describeReconcile, reconcileSchedules } from '../client/schedules.js';
 import { connectClient, ensureSearchAttributes } from '../client/temporal.js';
+import type { Config } from '../domain/config/schema.js';
 import type { Settings } from '../settings.js';
 import { createWorker } from './index.js';
 
@@ -27,11 +29,12 @@ export interface RunningWorker {
  * A worker without a secret the configuration names would fail every sync or email needing it, one
  * by one and much later: it refuses to start instead (MissingSecrets), before anything else starts.
  */
-async function prepareDatabase(db: Kysely<Database>, env: NodeJS.ProcessEnv): Promise<void> {
+async function prepareDatabase(db: Kysely<Database>, env: NodeJS.ProcessEnv): Promise<Config | undefined> {
   try {
     await migrateToLatest(db);
     const newest = await loadConfigVersion(db);
     if (newest) assertSecretsSet(newest.version, newest.config, env);
+    return newest?.config;
   } catch (error) {
     await db.destroy();
     throw error;
@@ -44,7 +47,7 @@ export async function startWorker(
   options: { handleSignals?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunningWorker> {
   const db = createDatabase(settings.databaseUrl, { max: 20 });
-  await prepareDatabase(db, options.env ?? process.env);
+  const config = await prepareDatabase(db, options.env ?? process.env);
   if (!runtimeInstalled) {
     const level = logger.levelVal >= 50 ? 'ERROR' : 'WARN';
     Runtime.install({ logger: new DefaultLogger(level, (entry) => logger.warn(entry.meta ?? {}, entry.message)), shutdownSignals: [] });
@@ -56,6 +59,15 @@ export async function startWorker(
     if (added.length > 0) logger.info({ added }, 'registered search attributes');
   } catch (error) {
     logger.warn({ err: error }, 'could not register search attributes; register them with temporal operator search-attribute create');
+  }
+  if (config) {
+    // An apply that could not reach Temporal left the schedules behind the configuration: catch up.
+    try {
+      const changes = describeReconcile(await reconcileSchedules(client, config, settings.taskQueue));
+      if (changes) logger.info({ changes }, 'reconciled schedules with the configuration');
+    } catch (error) {
+      logger.warn({ err: error }, 'could not reconcile schedules; flowthru config apply reconciles them too');
+    }
   }
   const connection = await NativeConnection.connect({ address: settings.temporalAddress });
   const mailer = createSmtpMailer();

@@ -1,4 +1,5 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { UserStatus } from '../domain/user.js';
 import type { SyncMode } from './config.js';
 
 /*
@@ -22,6 +23,12 @@ export interface SyncCounts {
   removed: number;
   /** Records the source could not turn into users (malformed rows), reported by line. */
   invalid: number;
+  /** Placed at a site from customer level (an add); `moved` counts moves from site to site. */
+  placed: number;
+  /** Offboarded users who came back, provisioned again as the same user. */
+  restored: number;
+  /** Placed users whose change matched no site: left where they are, with the reason. */
+  kept: number;
   /** Disabled or locked accounts, skipped (the source's includeDisabled is off). */
   disabled: number;
   /**
@@ -46,6 +53,9 @@ export const emptyCounts = (): SyncCounts => ({
   invalid: 0,
   disabled: 0,
   unidentified: 0,
+  placed: 0,
+  restored: 0,
+  kept: 0,
 });
 
 export interface SourceProblem {
@@ -71,14 +81,38 @@ export interface SyncProgress {
   readonly pages: number;
   /** The source's watermark from its last page, persisted when the sync succeeds. */
   readonly watermark?: SourceWatermarkRecord;
+  /** The offboarding phase: planned or not, held, and where taking the marked users stopped. */
+  readonly deletions?: DeletionProgress;
+}
+
+export interface DeletionProgress {
+  readonly state: 'none' | 'taking' | 'done' | 'held';
+  /** The last user id handed to a pipeline (users are taken in id order). */
+  readonly after?: string | null;
+  /** Users the source reported gone during the read (Graph's @removed). */
+  readonly noticed?: number;
+  readonly held?: { readonly deletions: number; readonly threshold: number; readonly sourceUsers: number; readonly reason: string };
 }
 
 export interface SyncSourceInput {
   readonly customer: string;
   readonly source: string;
+  /** The sync's mode; with `modes`, the first of them (runs started before `modes` have only this). */
   readonly mode: SyncMode;
-  /** The configuration snapshot every user of this sync is processed with. */
-  readonly configVersion: number;
+  /**
+   * Every mode this run does, in one read of the source (a schedule's `modes`): new users are
+   * added, changed placed users updated, and users the read did not see offboarded.
+   */
+  readonly modes?: readonly SyncMode[];
+  /**
+   * The configuration snapshot every user of this sync is processed with. Absent: the newest
+   * version when the sync starts (a schedule must not pin an old configuration).
+   */
+  readonly configVersion?: number;
+  /** Lets a delete sync through a held deletion: at most this many users are offboarded. */
+  readonly allowDeletes?: number;
+  /** Who started it: `cli`, `schedule` (a schedule's run skips when another sync of the source runs). */
+  readonly trigger?: 'cli' | 'schedule' | 'console';
   readonly pageSize?: number;
   /** How many user pipelines may be in flight at once. */
   readonly window?: number;
@@ -90,25 +124,49 @@ export interface SyncSourceInput {
 export interface SyncReport {
   readonly workflowId: string;
   readonly mode: SyncMode;
+  /** Every mode the run did (absent in reports of runs that did one). */
+  readonly modes?: readonly SyncMode[];
   readonly customer: string;
   readonly source: string;
   readonly configVersion: number;
   readonly counts: SyncCounts;
   /** The first problems the source reported (all of them are in the transaction log). */
   readonly problems: readonly SourceProblem[];
+  /**
+   * `succeeded` (absent in older reports), `held` (deletions over the threshold, or an incomplete
+   * read: nothing was offboarded), `skipped` (another sync of the source was running).
+   */
+  readonly status?: 'succeeded' | 'held' | 'skipped';
+  /** Why a run was held or skipped, in a sentence. */
+  readonly reason?: string;
+  /** With `held`: how many users the source no longer has, and the threshold they exceeded. */
+  readonly held?: { readonly deletions: number; readonly threshold: number; readonly sourceUsers: number };
 }
 
 export interface PipelineTarget {
   readonly userId: string;
   readonly externalId: string;
+  /** The pass this user's pipeline runs (default: the sync's mode): add, update or delete. */
+  readonly mode?: SyncMode;
 }
 
-export type UserStatus = 'unplaced' | 'unmatched' | 'provisioned' | 'blocked' | 'failed' | 'imported';
+export type { UserStatus };
+
+/**
+ * How one pass of a user's pipeline ended: the status it left the user in, or `kept` (an update
+ * found the placed user matching no site: left where they are, with the reason).
+ */
+export type OutcomeStatus = UserStatus | 'kept';
 
 export interface UserOutcome {
   readonly externalId: string;
-  readonly status: UserStatus;
+  readonly status: OutcomeStatus;
+  /** Moved from one site to another (an update sync). Before `placed` existed it also meant placed. */
   readonly moved: boolean;
+  /** Placed at a site from customer level (an add). */
+  readonly placed?: boolean;
+  /** A user offboarded earlier who came back: the same user, provisioned again. */
+  readonly restored?: boolean;
   readonly emailed: boolean;
   readonly site: string | null;
   readonly profile: string | null;
@@ -135,7 +193,7 @@ export interface UserChange {
 
 export interface OnboardState {
   readonly step: string;
-  readonly status: UserStatus | 'running';
+  readonly status: OutcomeStatus | 'running';
   readonly site: string | null;
   readonly profile: string | null;
   readonly number: string | null;

@@ -19,7 +19,7 @@ import {
   type OnboardUserInput,
   type UserChange,
   type UserOutcome,
-  type UserStatus,
+  type OutcomeStatus,
 } from './messages.js';
 
 /*
@@ -52,9 +52,14 @@ function failureMessage(error: unknown): string {
 }
 
 /**
- * One user's pipeline (SPEC §2 steps 2-7; step 1, the import, happened in the sync's page read):
- * create the local user, move them to a site, set their role, match a profile, provision it,
- * and welcome them. Changes that arrive meanwhile are collapsed and processed afterwards.
+ * One user's pipeline (SPEC §2 steps 2-7; step 1, the import, happened in the sync's page read).
+ * Each change runs one pass, by its mode:
+ * - add: create the local user, place them at a site, set their role, match a profile, reserve a
+ *   number and provision, and welcome them;
+ * - update: move a placed user to the site their record now matches (or keep them where they are),
+ *   re-match the profile, and apply the difference in line and services in one step; no email;
+ * - delete: offboard (services, licences and numbers given back; the record kept, status deleted).
+ * Changes that arrive meanwhile are collapsed and processed afterwards, one pass at a time.
  */
 export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome> {
   const { userId, externalId } = input;
@@ -62,6 +67,8 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
   // Syncs waiting to hear about the next run; each run tells those that were waiting when it began.
   let waiting = new Set<string>(input.change?.reportTo ? [input.change.reportTo] : []);
   let retryRequested = false;
+  /** The status Temporal UI shows for the last pass, when it is not the outcome's. */
+  let shownStatus: OutcomeStatus | null = null;
   let attempt = 0;
   let state: OnboardState = {
     step: 'start',
@@ -93,7 +100,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     if (syncIds.length > 0) await db.recordOutcome({ userId, syncIds, outcome });
   }
 
-  const outcome = (status: UserStatus, extra: Partial<UserOutcome> = {}): UserOutcome => ({
+  const outcome = (status: OutcomeStatus, extra: Partial<UserOutcome> = {}): UserOutcome => ({
     externalId,
     status,
     moved: false,
@@ -116,18 +123,36 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       attempt: ++attempt,
     };
     setState({ step: 'create', status: 'running', configVersion: change.configVersion, reason: null });
+
+    if (change.mode === 'delete') {
+      // Offboarding: services removed, licences given back, numbers released; the record stays.
+      setState({ step: 'offboard' });
+      const gone = await db.offboardUser(ids);
+      setState({ site: null, profile: null, number: null });
+      return outcome('deleted', { reason: gone.reason });
+    }
+
     const local = await db.createLocalUser(ids);
-    if (!local.flowThrough) return outcome('imported', { reason: local.reason });
+    const restored = local.restored ? { restored: true } : {};
+    if (!local.flowThrough) {
+      // The record is updated, nothing else: the user keeps the status they had (Temporal UI shows it).
+      if (local.status) shownStatus = local.status;
+      return outcome('imported', { reason: local.reason, ...restored });
+    }
 
     setState({ step: 'move' });
     const placed = await db.moveUser(ids);
     setState({ site: placed.site });
-    if (!placed.site) return outcome('unplaced', { reason: placed.reason });
+    // An add places users at a site; an update moves them from one site to another.
+    const update = change.mode === 'update';
+    const how = update ? { moved: placed.moved } : { moved: false, placed: placed.moved, ...restored };
+    if (!placed.site) return outcome('unplaced', { reason: placed.reason, ...restored });
+    if (placed.kept) return outcome('kept', { reason: placed.reason });
 
     setState({ step: 'profile' });
-    const matched = await db.matchProfile(ids);
+    const matched = await db.matchProfile(update ? { ...ids, moved: placed.moved } : ids);
     setState({ profile: matched.profile });
-    if (!matched.profile) return outcome('unmatched', { moved: placed.moved, reason: matched.reason });
+    if (!matched.profile) return outcome('unmatched', { ...how, reason: matched.reason, ...(update ? { number: null } : {}) });
 
     /**
      * An exhausted inventory or a short licence is not a retry loop: the user waits, blocked, for an
@@ -139,7 +164,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         { key: searchAttributes.site, value: state.site! },
         { key: searchAttributes.status, value: 'blocked' },
       ]);
-      await report(audience, outcome('blocked', { moved: placed.moved, reason }));
+      await report(audience, outcome('blocked', { ...how, reason }));
       await condition(() => retryRequested || next !== null);
       if (!retryRequested) return false;
       retryRequested = false;
@@ -147,6 +172,21 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       setState({ status: 'running', reason: null });
       return true;
     };
+
+    if (update) {
+      // The line and the difference in services, in one step: a move never leaves two numbers or none.
+      for (;;) {
+        setState({ step: 'provision' });
+        const done = await db.provisionProfile({ ...ids, attempt, numberFrom: matched.numberFrom });
+        if (done.blocked) {
+          if (!(await waitWhileBlocked(done.blocked))) return null;
+          continue;
+        }
+        setState({ number: done.number });
+        // No second welcome: the user was welcomed when they were placed.
+        return outcome('provisioned', how);
+      }
+    }
 
     for (;;) {
       setState({ step: 'number' });
@@ -169,7 +209,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         // Compensate what this run did, even if the workflow is being cancelled.
         await CancellationScope.nonCancellable(() => db.abandonProvisioning({ ...ids, attempt, number, reason }));
         setState({ number: null, reason });
-        return outcome('failed', { moved: placed.moved, reason });
+        return outcome('failed', { ...how, reason });
       }
       // A licence is short: the step gave the reserved number back; a retry reserves one again.
       if (provisioned?.blocked) {
@@ -180,16 +220,16 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       break;
     }
 
-    if (!local.welcomeEmail) return outcome('provisioned', { moved: placed.moved });
+    if (!local.welcomeEmail) return outcome('provisioned', how);
     setState({ step: 'email' });
     try {
       const sent = await quickMail.sendWelcomeEmail(ids);
-      return outcome('provisioned', { moved: placed.moved, emailed: sent.sent });
+      return outcome('provisioned', { ...how, emailed: sent.sent });
     } catch {
       // SMTP is down: report the user as provisioned now, and keep trying the email after.
-      await report(audience, outcome('provisioned', { moved: placed.moved, emailed: false }));
+      await report(audience, outcome('provisioned', { ...how, emailed: false }));
       await patientMail.sendWelcomeEmail(ids);
-      return outcome('provisioned', { moved: placed.moved, emailed: true });
+      return outcome('provisioned', { ...how, emailed: true });
     }
   }
 
@@ -213,10 +253,12 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     }
     if (result === null) continue;
     last = result;
-    setState({ step: 'done', status: last.status, reason: last.reason ?? null });
+    const shown = shownStatus ?? last.status;
+    shownStatus = null;
+    setState({ step: 'done', status: shown, reason: last.reason ?? null });
     upsertSearchAttributes([
       ...(last.site ? [{ key: searchAttributes.site, value: last.site }] : []),
-      { key: searchAttributes.status, value: last.status },
+      { key: searchAttributes.status, value: shown },
     ]);
     await report(audience, last);
   }

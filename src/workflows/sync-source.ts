@@ -3,15 +3,18 @@ import {
   ContinueAsNew,
   continueAsNew,
   isCancellation,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SyncActivities } from '../activities/types.js';
+import { SYNC_MODES, type SyncMode } from './config.js';
 import {
   emptyCounts,
   syncProgressQuery,
+  type DeletionProgress,
   type PipelineTarget,
   type SourceProblem,
   type SyncCounts,
@@ -51,6 +54,8 @@ const MAX_PROBLEMS_KEPT = 100;
 
 function tally(counts: SyncCounts, outcome: UserOutcome): void {
   if (outcome.moved) counts.moved++;
+  if (outcome.placed) counts.placed++;
+  if (outcome.restored) counts.restored++;
   if (outcome.emailed) counts.emailed++;
   switch (outcome.status) {
     case 'provisioned':
@@ -58,19 +63,33 @@ function tally(counts: SyncCounts, outcome: UserOutcome): void {
     case 'unmatched':
     case 'blocked':
     case 'failed':
+    case 'kept':
       counts[outcome.status]++;
       break;
-    case 'imported':
+    case 'deleted':
+      counts.removed++;
+      break;
+    default:
       break;
   }
 }
 
+/** The modes a run does, in the order it does them. */
+function orderedModes(input: SyncSourceInput): SyncMode[] {
+  const modes = input.modes && input.modes.length > 0 ? input.modes : [input.mode];
+  return SYNC_MODES.filter((m) => modes.includes(m));
+}
+
 /**
  * Syncs one source: reads it page by page, imports each page, and runs the pipeline of every new
- * or changed user, at most `window` at a time. Continues as new before its history grows large.
+ * or changed user, at most `window` at a time; with `delete` among its modes (or when the source
+ * reported users removed), offboards the users who are gone, unless the deletion threshold holds
+ * them. Continues as new before its history grows large.
  */
 export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
-  const { customer, source: sourceName, mode, configVersion } = input;
+  const { customer, source: sourceName, mode } = input;
+  const modes = orderedModes(input);
+  let configVersion = input.configVersion ?? 0;
   const pageSize = input.pageSize ?? DEFAULT_PAGE_SIZE;
   const window = input.window ?? DEFAULT_WINDOW;
   const maxHistoryEvents = input.maxHistoryEvents ?? MAX_HISTORY_EVENTS;
@@ -83,24 +102,40 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   const problems: SourceProblem[] = [...(progress?.problems ?? [])];
   let pages = progress?.pages ?? 0;
   let watermark = progress?.watermark;
+  let deletions: DeletionProgress = progress?.deletions ?? { state: 'none' };
   const inFlight = new Set<string>();
-  const syncRun = { workflowId: info.workflowId, runId: info.firstExecutionRunId, customer, source: sourceName, mode, configVersion };
+  const modesField = modes.length > 1 ? { modes } : {};
 
   // One id for this sync across continue-as-new, distinct from earlier syncs of the same source.
   const syncId = `${info.workflowId}/${info.firstExecutionRunId}`;
   setHandler(syncProgressQuery, () => ({ counts, inFlight: inFlight.size, queued: queue.length, sourceDone }));
+  const syncRun = () => ({ workflowId: info.workflowId, runId: info.firstExecutionRunId, customer, source: sourceName, mode, configVersion });
 
-  if (!progress) await log.recordSyncRun({ ...syncRun, status: 'started' });
+  if (!progress) {
+    if (patched('begin-sync')) {
+      // Resolve the configuration (the newest, when none was given) and claim the source.
+      const begun = await log.beginSync({ workflowId: info.workflowId, runId: info.firstExecutionRunId, customer, source: sourceName, mode, modes, ...(input.configVersion === undefined ? {} : { configVersion: input.configVersion }) });
+      configVersion = begun.configVersion;
+      if (begun.busy) {
+        const reason = `another sync of ${customer}/${sourceName} is running (${begun.busy}); this one did nothing`;
+        return { workflowId: info.workflowId, mode, ...modesField, customer, source: sourceName, configVersion, counts, problems, status: 'skipped', reason };
+      }
+    } else {
+      await log.recordSyncRun({ ...syncRun(), status: 'started' });
+    }
+  }
   try {
     return await run();
   } catch (error) {
     if (isCancellation(error) || error instanceof ContinueAsNew) throw error;
-    await log.recordSyncRun({ ...syncRun, status: 'failed', error: error instanceof ActivityFailure && error.cause ? error.cause.message : String(error) });
+    await log.recordSyncRun({ ...syncRun(), status: 'failed', error: error instanceof ActivityFailure && error.cause ? error.cause.message : String(error) });
     throw error;
   }
 
   async function run(): Promise<SyncReport> {
-    const finished = () => sourceDone && queue.length === 0 && inFlight.size === 0;
+    const deletionsSettled = () => deletions.state === 'done' || deletions.state === 'held' || (deletions.state === 'none' && !needsDeletions());
+    const needsDeletions = () => modes.includes('delete') || (deletions.noticed ?? 0) > 0;
+    const finished = () => sourceDone && deletionsSettled() && queue.length === 0 && inFlight.size === 0;
     /** Tallies the outcomes pipelines have recorded; a quarter of the window at a time. */
     async function collect(): Promise<void> {
       const found = await outcomes.collectOutcomes({ syncId, customer, source: sourceName, externalIds: [...inFlight], batch: Math.ceil(window / 4) });
@@ -111,19 +146,40 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
 
     for (;;) {
       if (!sourceDone && queue.length < window) {
-        const page = await source.readSourcePage({ customer, source: sourceName, configVersion, cursor, pageSize, syncId, mode });
+        const page = await source.readSourcePage({ customer, source: sourceName, configVersion, cursor, pageSize, syncId, mode, ...modesField });
         pages++;
         counts.seen += page.seen;
         counts.imported += page.imported;
-        counts.removed += page.removed ?? 0;
         counts.invalid += page.problems.length;
         counts.disabled += page.disabled ?? 0;
         counts.unidentified += page.unidentified ?? 0;
+        if (page.removed) deletions = { ...deletions, noticed: (deletions.noticed ?? 0) + page.removed };
         problems.push(...page.problems.slice(0, MAX_PROBLEMS_KEPT - problems.length));
         queue.push(...page.targets);
         cursor = page.next;
         if (page.watermark) watermark = page.watermark;
         sourceDone = page.next === null;
+        continue;
+      }
+      if (sourceDone && deletions.state === 'none' && needsDeletions()) {
+        // The read is over: who is gone is known. The threshold decides before anyone is offboarded.
+        const plan = await source.planDeletions({
+          syncId,
+          customer,
+          source: sourceName,
+          configVersion,
+          fullRead: modes.includes('delete'),
+          seen: counts.seen,
+          unidentified: counts.unidentified,
+          ...(input.allowDeletes === undefined ? {} : { allowDeletes: input.allowDeletes }),
+        });
+        deletions = plan.held ? { ...deletions, state: 'held', held: plan.held } : { ...deletions, state: plan.deletions > 0 ? 'taking' : 'done', after: null };
+        continue;
+      }
+      if (deletions.state === 'taking' && queue.length < window) {
+        const batch = await source.takeDeletions({ syncId, customer, source: sourceName, configVersion, after: deletions.after ?? null, limit: window });
+        deletions = batch.length === 0 ? { ...deletions, state: 'done' } : { ...deletions, after: batch[batch.length - 1]!.userId };
+        queue.push(...batch);
         continue;
       }
       if (queue.length > 0 && inFlight.size < window) {
@@ -138,14 +194,28 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         while (inFlight.size > 0) await collect();
         await continueAsNew<typeof syncSource>({
           ...input,
-          progress: { cursor, sourceDone, queued: queue, counts, problems, pages, ...(watermark ? { watermark } : {}) },
+          configVersion,
+          progress: { cursor, sourceDone, queued: queue, counts, problems, pages, ...(watermark ? { watermark } : {}), ...(deletions.state === 'none' && !deletions.noticed ? {} : { deletions }) },
         });
       }
       if (inFlight.size > 0) await collect();
     }
 
-    const report: SyncReport = { workflowId: info.workflowId, mode, customer, source: sourceName, configVersion, counts, problems };
-    await log.recordSyncRun({ ...syncRun, status: 'succeeded', report, ...(watermark ? { watermark } : {}) });
+    const held = deletions.state === 'held' ? deletions.held : undefined;
+    const report: SyncReport = {
+      workflowId: info.workflowId,
+      mode,
+      ...modesField,
+      customer,
+      source: sourceName,
+      configVersion,
+      counts,
+      problems,
+      ...(held
+        ? { status: 'held' as const, reason: held.reason, held: { deletions: held.deletions, threshold: held.threshold, sourceUsers: held.sourceUsers } }
+        : { status: 'succeeded' as const }),
+    };
+    await log.recordSyncRun({ ...syncRun(), status: held ? 'held' : 'succeeded', report, ...(watermark ? { watermark } : {}) });
     return report;
   }
 }

@@ -1,25 +1,11 @@
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parse } from 'yaml';
-import { acmeCsv, PipelineHarness } from '../support/pipeline.js';
+import { acmeCsv, PipelineHarness, type Customer } from '../support/pipeline.js';
 
 let h: PipelineHarness;
 let version: number;
 
-type Customer = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-
-/** The shipped Acme example as customer `name`, pointed at this test's SMTP server and CSV file. */
-function acmeCustomer(name: string, edit: (customer: Customer) => void = () => undefined): Customer {
-  const customer = parse(readFileSync('examples/acme.yaml', 'utf8')).customers[0];
-  customer.name = name;
-  customer.settings.smtp.port = h.smtp.port;
-  customer.settings.welcomeEmail.template = join(process.cwd(), 'examples/templates/welcome.html');
-  customer.sources[0].path = join(h.dir, `${name}.csv`);
-  customer.sources[0].attributeMap.mobile = 'mobile';
-  edit(customer);
-  return customer;
-}
+const acmeCustomer = (name: string, edit?: (customer: Customer) => void) => h.acmeCustomer(name, edit);
 
 const joe = { employee_id: 'E1', login: 'jadams', mail: 'joe.adams@acme.example', given_name: 'Joe', surname: 'Adams', department: 'Engineering', city: 'Chicago', title: 'Engineer' };
 const bea = { employee_id: 'E2', login: 'bboston', mail: 'bea@acme.example', given_name: 'Bea', surname: 'Boston', department: 'Engineering', city: 'Boston' };
@@ -76,7 +62,7 @@ describe('the Acme add sync', () => {
   it('moves, provisions and welcomes each user as the criteria say', async () => {
     h.writeFile('acme.csv', acmeCsv([joe, bea, max, sal]));
     const report = await h.sync('acme', 'hr', version);
-    expect(report.counts).toEqual({ seen: 4, imported: 4, moved: 3, provisioned: 2, unplaced: 1, unmatched: 1, blocked: 0, failed: 0, emailed: 2, removed: 0, invalid: 0, disabled: 0, unidentified: 0 });
+    expect(report.counts).toEqual({ seen: 4, imported: 4, placed: 3, moved: 0, kept: 0, restored: 0, provisioned: 2, unplaced: 1, unmatched: 1, blocked: 0, failed: 0, emailed: 2, removed: 0, invalid: 0, disabled: 0, unidentified: 0 });
 
     // A Chicago engineer: Chicago, the Engineering profile, the lowest Chicago number, one email with it.
     const joeRow = await userRow('acme', 'E1');
@@ -116,9 +102,15 @@ describe('the Acme add sync', () => {
     expect(after).toHaveLength(before.length);
   });
 
-  it('a changed record runs its pipeline again without a second number or email', async () => {
+  it('an add sync leaves a placed user\'s change to the update sync', async () => {
     h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, sal]));
     const report = await h.sync('acme', 'hr', version);
+    expect(report.counts).toMatchObject({ seen: 4, imported: 0, placed: 0, provisioned: 0 });
+  });
+
+  it('a changed record runs its pipeline again (update) without a second number or email', async () => {
+    h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, sal]));
+    const report = await h.sync('acme', 'hr', version, { mode: 'update' });
     // Joe was welcomed by the first sync: this one sent nothing, and counts no email.
     expect(report.counts).toMatchObject({ seen: 4, imported: 1, moved: 0, provisioned: 1, emailed: 0 });
     const joeRow = await userRow('acme', 'E1');
@@ -129,7 +121,7 @@ describe('the Acme add sync', () => {
   it('a profile that draws from another pool takes the old number back: one number, never two', async () => {
     // Sal (Sales, the customer pool) moves to Engineering (the Dallas pool), then to Marketing (no profile).
     h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, { ...sal, department: 'Engineering' }]));
-    const report = await h.sync('acme', 'hr', version);
+    const report = await h.sync('acme', 'hr', version, { mode: 'update' });
     expect(report.counts).toMatchObject({ imported: 1, provisioned: 1, emailed: 0 });
     const salRow = await userRow('acme', 'E4');
     expect(salRow).toMatchObject({ status: 'provisioned', site: 'dallas', profile: 'engineering' });
@@ -140,7 +132,7 @@ describe('the Acme add sync', () => {
     expect(old.cooling_until!.getTime()).toBeGreaterThan(Date.now() + 29 * 86_400_000);
 
     h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, { ...sal, department: 'Marketing' }]));
-    expect((await h.sync('acme', 'hr', version)).counts).toMatchObject({ imported: 1, unmatched: 1 });
+    expect((await h.sync('acme', 'hr', version, { mode: 'update' })).counts).toMatchObject({ imported: 1, unmatched: 1 });
     const unmatched = await userRow('acme', 'E4');
     expect(unmatched).toMatchObject({ status: 'unmatched', site: 'dallas', profile: null });
     expect(await numbersOf(unmatched.id)).toEqual([]);
@@ -148,7 +140,7 @@ describe('the Acme add sync', () => {
     expect(services.every((x) => x.status === 'removed')).toBe(true);
 
     h.writeFile('acme.csv', acmeCsv([{ ...joe, title: 'Staff Engineer' }, bea, max, sal]));
-    expect((await h.sync('acme', 'hr', version)).counts).toMatchObject({ imported: 1, provisioned: 1, emailed: 0 });
+    expect((await h.sync('acme', 'hr', version, { mode: 'update' })).counts).toMatchObject({ imported: 1, provisioned: 1, emailed: 0 });
     const back = await userRow('acme', 'E4');
     expect(back).toMatchObject({ status: 'provisioned', profile: 'sales' });
     // The cooling number is not handed out again; the next customer number is.
@@ -245,8 +237,9 @@ describe('bad records', () => {
     expect(json.code).toBe(1);
     expect(JSON.parse(json.out)).toEqual({
       ok: false,
-      workflowId: 'sync/quiet/hr/add',
+      workflowId: 'sync/quiet/hr',
       mode: 'add',
+      modes: ['add'],
       error: { message: expect.stringMatching(/cannot read .*quiet\.csv: ENOENT/), kind: 'SourceUnreadable' },
     });
   });
@@ -298,12 +291,14 @@ describe('starting a sync', () => {
     expect(result).toMatchObject({ code: 0 });
     expect(JSON.parse(result.out)).toMatchObject({
       ok: true,
-      workflowId: 'sync/nosmtp/hr/add',
+      workflowId: 'sync/nosmtp/hr',
       mode: 'add',
+      modes: ['add'],
+      status: 'succeeded',
       customer: 'nosmtp',
       source: 'hr',
       configVersion: version,
-      counts: { seen: 2, imported: 1, moved: 1, provisioned: 1, unplaced: 0, unmatched: 0, blocked: 0, failed: 0, emailed: 0, removed: 0, invalid: 0 },
+      counts: { seen: 2, imported: 1, placed: 1, moved: 0, provisioned: 1, unplaced: 0, unmatched: 0, blocked: 0, failed: 0, emailed: 0, removed: 0, invalid: 0 },
       problems: [],
     });
   });
@@ -320,15 +315,18 @@ describe('starting a sync', () => {
       role: 'engineer',
       profile: 'engineering',
       status: 'provisioned',
+      reason: null,
       numbers: ['+13125550100'],
       services: ['phone', 'voicemail', 'teams', 'group:engineers'],
     });
   });
 
-  it('offers only the modes that work', async () => {
-    const result = await cli('sync', 'hr', '--customer', 'acme', '--mode', 'update');
+  it('refuses a mode that does not exist, and --allow-deletes without a delete', async () => {
+    const result = await cli('sync', 'hr', '--customer', 'acme', '--mode', 'remove');
     expect(result.code).toBe(1);
-    expect(result.err).toMatch(/argument 'update' is invalid\. Allowed choices are add/);
+    expect(result.err).toMatch(/"remove" is not a sync mode: use add, update or delete/);
+    expect(await cli('sync', 'hr', '--customer', 'acme', '--mode', 'add', '--allow-deletes', '3')).toMatchObject({ code: 1, err: expect.stringMatching(/--allow-deletes goes with a delete sync/) });
+    expect(await cli('sync', 'hr', '--customer', 'acme', '--mode', 'delete', '--allow-deletes', 'many')).toMatchObject({ code: 1, err: expect.stringMatching(/--allow-deletes must be a whole number/) });
   });
 
   it('an ambiguous or unknown source is a clear error', async () => {

@@ -260,12 +260,14 @@ describe('an LDAP directory (slapd)', () => {
         '',
       ].join('\n'),
     );
-    const report = await h.sync('corp', 'directory', version, { mode: 'update' });
+    const report = await h.sync('corp', 'directory', version, { mode: 'add', modes: ['add', 'update'] });
     // The three changed entries, and u0900, the entry of the watermark's own second (read again,
     // as `>=` must: another change could have landed in that second); it is unchanged, so it starts
     // nothing. The other 899 entries are not read.
     expect(report.counts.seen).toBe(4);
     expect(report.counts.imported).toBe(3);
+    // u0004 was placed in Dallas; the directory now says Chicago: moved (no profile: a salesperson).
+    expect(report.counts).toMatchObject({ moved: 1, placed: 1 });
     const after = await usersOf('corp');
     expect(after).toHaveLength(LDAP_USERS + 1);
     const renamed = after.find((u) => u.id === u0003.id)!;
@@ -328,18 +330,27 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
     expect(await licence('ENTERPRISEPACK')).toEqual({ enabled: 50, consumed: 10, assigned: 0 });
 
     graph.updateUser(graphUser(2).id, { department: 'Engineering', city: 'Chicago' });
+    // A Chicago engineer moves to Dallas: a Dallas number for a Chicago one, the licence kept.
+    const chicagoNumber = await h.db.selectFrom('number_inventory').innerJoin('users', 'users.id', 'number_inventory.user_id').select('number_inventory.number').where('users.external_id', '=', graphUser(6).id).executeTakeFirstOrThrow();
+    graph.updateUser(graphUser(6).id, { city: 'Dallas' });
     graph.addUser(graphUser(GRAPH_USERS + 1));
     graph.removeUser(graphUser(3).id, 'deleted');
     graph.throttleNext(1, 1);
-    const update = await h.sync('cloud', 'tenant', version, { mode: 'update' });
-    expect(update.counts.seen).toBe(2);
-    expect(update.counts.imported).toBe(2);
+    const update = await h.sync('cloud', 'tenant', version, { mode: 'add', modes: ['add', 'update'] });
+    expect(update.counts.seen).toBe(3);
+    expect(update.counts.imported).toBe(3);
+    expect(update.counts).toMatchObject({ moved: 1, placed: 1 });
+    const movedNumbers = await h.db.selectFrom('number_inventory').innerJoin('users', 'users.id', 'number_inventory.user_id').select('number_inventory.number').where('users.external_id', '=', graphUser(6).id).execute();
+    expect(movedNumbers.map((n) => n.number)).toEqual([expect.stringMatching(/^\+1214555/)]);
+    expect(chicagoNumber.number).toMatch(/^\+1312555/);
+    // Graph said user 3 was removed: any entra sync offboards them (the record is kept, deleted).
+    expect(update.counts.removed).toBe(1);
     expect((await usersOf('cloud')).find((u) => u.external_id === graphUser(2).id)?.status).toBe('provisioned');
     expect((await watermarkOf('cloud'))?.mark.deltaLink).not.toBe(mark?.mark.deltaLink);
-    // The removed user is logged for the delete sync, and kept until it runs.
-    const removed = await h.db.selectFrom('transaction_log').select(['subject', 'user_id']).where('action', '=', 'source.removed').execute();
-    expect(removed.map((r) => r.subject)).toEqual([`tenant ${graphUser(3).id}`]);
-    expect((await usersOf('cloud')).some((u) => u.external_id === graphUser(3).id)).toBe(true);
+    const gone = (await usersOf('cloud')).find((u) => u.external_id === graphUser(3).id)!;
+    expect(gone.status).toBe('deleted');
+    expect(await h.db.selectFrom('number_inventory').select('number').where('user_id', '=', gone.id).execute()).toEqual([]);
+    expect(await h.db.selectFrom('user_services').select('service_key').where('user_id', '=', gone.id).where('status', '<>', 'removed').execute()).toEqual([]);
   });
 
   it('an expired delta token falls back to a full read', async () => {
@@ -352,12 +363,14 @@ describe('an Entra tenant (fake Microsoft Graph)', () => {
   });
 
   it('a user who cannot get a licence is blocked with the reason, and provisioned once licences are added', async () => {
-    // User 2 took the 84th licence in the update sync; one is left (90 - 5 consumed - 84).
-    expect(await licence('MCOEV')).toEqual({ enabled: 90, consumed: 5, assigned: 84 });
-    graph.addUser(graphUser(252)); // Chicago engineers, both
+    // User 2 took the 84th licence in the update sync, and offboarded user 3 gave theirs back:
+    // two are left (90 - 5 consumed - 83).
+    expect(await licence('MCOEV')).toEqual({ enabled: 90, consumed: 5, assigned: 83 });
+    graph.addUser(graphUser(252)); // Chicago engineers, all three
     graph.addUser(graphUser(255));
-    const report = await h.sync('cloud', 'tenant', version, { mode: 'update' });
-    expect(report.counts).toMatchObject({ seen: 2, imported: 2, provisioned: 1, blocked: 1, failed: 0 });
+    graph.addUser(graphUser(258));
+    const report = await h.sync('cloud', 'tenant', version, { mode: 'add', modes: ['add', 'update'] });
+    expect(report.counts).toMatchObject({ seen: 3, imported: 3, provisioned: 2, blocked: 1, failed: 0 });
     const users = await usersOf('cloud');
     const blocked = users.find((u) => u.status === 'blocked')!;
     const reason = await h.db.selectFrom('users').select('status_reason').where('id', '=', blocked.id).executeTakeFirstOrThrow();
@@ -410,9 +423,9 @@ describe('flowthru preview', () => {
     const { code, out } = await cli('preview', 'directory', '--customer', 'corp', '--json');
     expect(code).toBe(0);
     const report = JSON.parse(out) as PreviewReport;
-    // Two would move: u0006 (just changed) and u0004, who moved to Chicago in the directory before the
-    // update sync, which re-provisions but does not move placed users yet.
-    expect(report.counts).toMatchObject({ seen: LDAP_USERS, new: 0, changed: 1, unchanged: LDAP_USERS - 1, moves: 2, deletions: 1, invalid: 0 });
+    // One would move: u0006 (just changed). u0004, who moved to Chicago in the directory, was moved
+    // by the update sync.
+    expect(report.counts).toMatchObject({ seen: LDAP_USERS, new: 0, changed: 1, unchanged: LDAP_USERS - 1, moves: 1, deletions: 1, invalid: 0 });
     expect(report.deletions).toEqual([u0009.external_id]);
     const moved = report.users.find((u) => u.externalId === u0006.external_id)!;
     expect(moved).toMatchObject({ change: 'changed', currentSite: 'chicago', site: 'dallas', move: true, profile: 'engineering', numberPool: 'site' });
@@ -434,8 +447,9 @@ describe('flowthru preview', () => {
     const cloud = await cli('preview', 'tenant', '--customer', 'cloud', '--json');
     expect(cloud.code).toBe(0);
     const preview = JSON.parse(cloud.out) as PreviewReport;
-    expect(preview.counts.seen).toBe(GRAPH_USERS + 2);
-    expect(preview.deletions).toEqual([graphUser(3).id]);
+    // 250, one removed (and offboarded: not a deletion any more), four added.
+    expect(preview.counts.seen).toBe(GRAPH_USERS + 3);
+    expect(preview.deletions).toEqual([]);
     const refused = await cli('preview', 'directory', '--customer', 'badpass');
     expect(refused.code).toBe(1);
     expect(refused.err).toMatch(/^flowthru: LDAP bind as cn=reader,dc=flowthru,dc=test to ldap:\/\/127\.0\.0\.1:\d+ failed: invalid credentials/);

@@ -34,7 +34,7 @@ describe('a long sync', () => {
     h.writeFile('big.csv', acmeCsv(Array.from({ length: 300 }, (_, i) => ({ employee_id: `B${i}`, login: `b${i}` }))));
     const handle = await h.startSync('big', 'hr', version, { pageSize: 25, window: 20, maxHistoryEvents: 300 });
     const report = await handle.result();
-    expect(report.counts).toMatchObject({ seen: 300, imported: 300, provisioned: 300, moved: 300 });
+    expect(report.counts).toMatchObject({ seen: 300, imported: 300, provisioned: 300, placed: 300, moved: 0 });
     // More than one run: the chain of runs shares the workflow id.
     const runs = [];
     for await (const run of h.client.workflow.list({ query: `WorkflowId = '${handle.workflowId}'` })) runs.push(run);

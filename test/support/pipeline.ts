@@ -1,11 +1,11 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, type Worker, type WorkerOptions } from '@temporalio/worker';
 import { inject } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { loadConfigFile } from '../../src/adapters/config-file.js';
 import { applyConfig } from '../../src/adapters/db/config-store.js';
 import { createSmtpMailer, type Mailer } from '../../src/adapters/mail/smtp.js';
@@ -17,6 +17,9 @@ import type { SyncReport } from '../../src/workflows/messages.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
 Runtime.install({ logger: new DefaultLogger('ERROR') });
+
+/** A customer of a configuration document, loosely typed: tests edit what they need. */
+export type Customer = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 export interface RunningWorker {
   readonly worker: Worker;
@@ -85,6 +88,20 @@ export class PipelineHarness {
     const loaded = await loadConfigFile(file);
     if (!loaded.ok) throw new Error(`invalid test configuration: ${JSON.stringify(loaded.problems)}`);
     return (await applyConfig(this.t.db, loaded.config)).version;
+  }
+
+  /**
+   * The shipped Acme example (examples/acme.yaml) as customer `name`, on this test's SMTP server,
+   * with one source, `hr`, reading `<dir>/<name>.csv`; `edit` changes what a test needs.
+   */
+  acmeCustomer(name: string, edit: (customer: Customer) => void = () => undefined): Customer {
+    const customer = parse(readFileSync('examples/acme.yaml', 'utf8')).customers[0] as Customer;
+    customer.name = name;
+    customer.settings.smtp.port = this.smtp.port;
+    customer.settings.welcomeEmail.template = join(process.cwd(), 'examples/templates/welcome.html');
+    customer.sources = [{ ...customer.sources[0], path: join(this.dir, `${name}.csv`) }];
+    edit(customer);
+    return customer;
   }
 
   writeFile(name: string, content: string): string {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyDatabaseError, databaseUnavailableMessage, describeDatabaseError } from '../../src/adapters/db/errors.js';
+import { classifyDatabaseError, databaseUnavailableMessage, describeDatabaseError, isRecordDatabaseError } from '../../src/adapters/db/errors.js';
 
 const pgError = (code: string, message = 'x') => Object.assign(new Error(message), { code });
 
@@ -39,5 +39,13 @@ describe('database errors are classified once, by SQLSTATE class', () => {
     expect(databaseUnavailableMessage(pgError('57P03', 'the database system is shutting down'))).toMatch(/restarted or is shutting down/);
     expect(databaseUnavailableMessage(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))).toMatch(/unreachable/);
     expect(databaseUnavailableMessage(pgError('23505'))).toBeNull();
+  });
+
+  it('blames a record only for what it carries: a malformed statement is a bug, not 39 bad records', () => {
+    for (const code of ['22021', '22003', '23505', '23514', '54000']) expect(isRecordDatabaseError(pgError(code)), code).toBe(true);
+    // Seen: a boolean parameter sent untyped made every page's statement fail with 42804, and
+    // the import reported every record as refused instead of failing loudly.
+    for (const code of ['42804', '42601', '42P01', '57P01', '40001']) expect(isRecordDatabaseError(pgError(code)), code).toBe(false);
+    expect(isRecordDatabaseError(new Error('no code'))).toBe(false);
   });
 });

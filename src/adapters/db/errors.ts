@@ -58,6 +58,16 @@ export function isPermanentDatabaseError(error: unknown): boolean {
   return classifyDatabaseError(error) === 'permanent';
 }
 
+/**
+ * A refusal of the data one record carries (bad bytes, a value out of range or too large, a
+ * constraint): the record is at fault, not the statement. A malformed statement (class 42) is a
+ * bug, and must fail loudly rather than be blamed on every record it touched.
+ */
+export function isRecordDatabaseError(error: unknown): boolean {
+  const code = sqlState(error);
+  return code !== undefined && ['22', '23', '54'].includes(code.slice(0, 2));
+}
+
 /** `invalid byte sequence for encoding "UTF8": 0x00 (SQLSTATE 22021, data exception)` */
 export function describeDatabaseError(error: unknown): string {
   const code = sqlState(error);

@@ -5,6 +5,7 @@ import * as pipelineOutcomes from './migrations/0002_pipeline_outcomes.js';
 import * as numberLookups from './migrations/0003_number_lookups.js';
 import * as licences from './migrations/0004_licences.js';
 import * as licenceAssignments from './migrations/0005_licence_assignments.js';
+import * as lifecycle from './migrations/0006_lifecycle.js';
 
 /** Migrations in order; a new one is a new file in migrations/ and a line here. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -13,6 +14,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0003_number_lookups': numberLookups,
   '0004_licences': licences,
   '0005_licence_assignments': licenceAssignments,
+  '0006_lifecycle': lifecycle,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

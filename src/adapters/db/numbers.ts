@@ -110,3 +110,42 @@ export async function releaseNumbersExcept(tx: Tx, customerId: number, userId: s
     returning number`.execute(tx);
   return result.rows.map((r) => r.number).sort();
 }
+
+export interface LineRequest {
+  readonly customerId: number;
+  readonly userId: string;
+  /** The user's site now. */
+  readonly siteId: number | null;
+  /** Where the profile's number comes from; null: the profile gives no line. */
+  readonly pool: 'site' | 'customer' | null;
+  /** `numberAssignmentOnMove: keep-existing`: a number held from another site's pool stays. */
+  readonly keepExisting: boolean;
+  readonly reservedBy: string;
+}
+
+/**
+ * The number the profile gives the user, inside the caller's transaction: the one they hold from
+ * the right pool, else (keep-existing) one they hold from another site's pool, else the lowest
+ * available one reserved now. `exhausted` names nothing: the pool has no number left.
+ */
+export async function allocateLine(tx: Tx, request: LineRequest): Promise<{ number: string | null; exhausted?: true }> {
+  if (request.pool === null) return { number: null };
+  const pool: Pool = { customerId: request.customerId, siteId: request.pool === 'site' ? request.siteId : null };
+  const held = await heldNumber(tx, pool, request.userId);
+  if (held) return { number: held };
+  if (request.keepExisting && request.pool === 'site') {
+    const kept = await tx
+      .selectFrom('number_inventory')
+      .select('number')
+      .where('customer_id', '=', request.customerId)
+      .where('user_id', '=', request.userId)
+      .where('site_id', 'is not', null)
+      .where('status', 'in', ['reserved', 'used'])
+      .orderBy('number')
+      .limit(1)
+      .executeTakeFirst();
+    if (kept) return { number: kept.number };
+  }
+  const number = await reserveNumber(tx, pool, request.userId, request.reservedBy);
+  return number === null ? { number: null, exhausted: true } : { number };
+}

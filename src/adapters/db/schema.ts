@@ -1,7 +1,7 @@
 import type { ColumnType, Generated, Insertable, JSONColumnType, Selectable, Updateable } from 'kysely';
 import type { Condition } from '../../domain/criteria.js';
 import type { ServiceSpec } from '../../domain/services.js';
-import type { UserType } from '../../domain/user.js';
+import type { UserStatus, UserType } from '../../domain/user.js';
 
 /*
  * The typed shape of the database, kept in step with migrations/: test/integration/db-schema.test.ts
@@ -13,16 +13,7 @@ type Json<T extends object | null> = JSONColumnType<T, T, T>;
 /** bigint ids come back from pg as strings; they are passed around as such. */
 type BigId = ColumnType<string, string | number, string | number>;
 
-export type UserStatus =
-  | 'imported'
-  | 'unplaced'
-  | 'moved'
-  | 'unmatched'
-  | 'provisioning'
-  | 'provisioned'
-  | 'blocked'
-  | 'failed'
-  | 'deleted';
+export type { UserStatus };
 export type NumberStatus = 'available' | 'reserved' | 'used' | 'cooling';
 
 export interface ConfigVersionsTable {
@@ -127,6 +118,7 @@ export interface SyncSourcesTable {
   settings: Json<Record<string, unknown>>;
   attribute_map: Json<Record<string, string>>;
   watermark: Json<object> | null;
+  running_sync: string | null;
 }
 
 export interface UsersTable {
@@ -149,6 +141,8 @@ export interface UsersTable {
   deleted_at: Timestamp | null;
   created_at: Generated<Date>;
   updated_at: Generated<Date>;
+  seen_by: string | null;
+  offboard_by: string | null;
 }
 
 export interface UserServicesTable {
@@ -200,7 +194,7 @@ export interface TransactionLogTable {
   kind: 'sync' | 'step' | 'config';
   action: string;
   subject: string | null;
-  status: 'started' | 'succeeded' | 'failed' | 'skipped' | 'blocked';
+  status: 'started' | 'succeeded' | 'failed' | 'skipped' | 'blocked' | 'held';
   started_at: Generated<Date>;
   ended_at: Timestamp | null;
   error: string | null;
@@ -222,6 +216,8 @@ export interface PipelineOutcomesTable {
   number: string | null;
   reason: string | null;
   recorded_at: Generated<Date>;
+  placed: Generated<boolean>;
+  restored: Generated<boolean>;
 }
 
 export interface LicencesTable {
@@ -288,7 +284,7 @@ export const DATABASE_COLUMNS: { [T in keyof Database]: readonly (keyof Database
     'smtp',
     'delete_threshold',
   ],
-  sync_sources: ['id', 'customer_id', 'name', 'type', 'user_type', 'settings', 'attribute_map', 'watermark'],
+  sync_sources: ['id', 'customer_id', 'name', 'type', 'user_type', 'settings', 'attribute_map', 'watermark', 'running_sync'],
   users: [
     'id',
     'customer_id',
@@ -309,6 +305,8 @@ export const DATABASE_COLUMNS: { [T in keyof Database]: readonly (keyof Database
     'deleted_at',
     'created_at',
     'updated_at',
+    'seen_by',
+    'offboard_by',
   ],
   user_services: ['id', 'customer_id', 'user_id', 'service_key', 'kind', 'settings', 'status', 'created_at', 'updated_at'],
   number_inventory: [
@@ -355,7 +353,7 @@ export const DATABASE_COLUMNS: { [T in keyof Database]: readonly (keyof Database
     'run_id',
     'idempotency_key',
   ],
-  pipeline_outcomes: ['sync_id', 'external_id', 'user_id', 'status', 'moved', 'emailed', 'site', 'profile', 'number', 'reason', 'recorded_at'],
+  pipeline_outcomes: ['sync_id', 'external_id', 'user_id', 'status', 'moved', 'emailed', 'site', 'profile', 'number', 'reason', 'recorded_at', 'placed', 'restored'],
   licences: ['customer_id', 'sku_part_number', 'sku_id', 'enabled', 'consumed', 'refreshed_at'],
   licence_assignments: ['customer_id', 'sku_part_number', 'user_id', 'assigned_at'],
 };

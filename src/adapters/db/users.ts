@@ -1,7 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { UserType } from '../../domain/user.js';
 import type { SourceUser } from '../sources/records.js';
-import { describeDatabaseError, isPermanentDatabaseError } from './errors.js';
+import { describeDatabaseError, isRecordDatabaseError } from './errors.js';
 import type { Database } from './schema.js';
 
 export interface ImportBatch {
@@ -11,11 +11,24 @@ export interface ImportBatch {
   /** The sync importing them; a retried page read finds its own imports again by it. */
   readonly syncId: string;
   readonly users: readonly SourceUser[];
+  /**
+   * Which records the sync takes (default both): users not at a site yet — new, unplaced, or
+   * offboarded and back — are an add's; users placed at a site an update's. A record a sync does
+   * not take is left unchanged (its hash too) for the sync whose job it is.
+   */
+  readonly take?: { readonly unplaced: boolean; readonly placed: boolean };
+}
+
+export interface ImportedUser {
+  readonly userId: string;
+  readonly externalId: string;
+  /** At a site (and not offboarded) before this import: an update's user, not an add's. */
+  readonly placed: boolean;
 }
 
 export interface ImportResult {
   /** Users that are new or changed (including any this sync imported in an earlier try). */
-  readonly imported: readonly { userId: string; externalId: string }[];
+  readonly imported: readonly ImportedUser[];
   /** Records the database refused for what they carry: reported by where they are, and skipped. */
   readonly rejected: readonly { at: string; externalId: string; message: string }[];
 }
@@ -34,7 +47,7 @@ export async function importUsers(db: Kysely<Database>, batch: ImportBatch): Pro
   try {
     return { imported: await upsertUsers(db, batch, batch.users), rejected: [] };
   } catch (error) {
-    if (!isPermanentDatabaseError(error)) throw error;
+    if (!isRecordDatabaseError(error)) throw error;
     const { users } = batch;
     if (users.length === 1) return { imported: [], rejected: [{ at: users[0]!.at, externalId: users[0]!.externalId, message: `the database refused it: ${describeDatabaseError(error)}` }] };
     const half = Math.ceil(users.length / 2);
@@ -45,7 +58,8 @@ export async function importUsers(db: Kysely<Database>, batch: ImportBatch): Pro
 }
 
 async function upsertUsers(db: Kysely<Database>, batch: ImportBatch, users: readonly SourceUser[]): Promise<ImportResult['imported']> {
-  const result = await sql<{ id: string; external_id: string }>`
+  const take = batch.take ?? { unplaced: true, placed: true };
+  const result = await sql<{ id: string; external_id: string; placed: boolean }>`
     with incoming as (
       select * from unnest(
         ${users.map((u) => u.externalId)}::text[],
@@ -55,10 +69,17 @@ async function upsertUsers(db: Kysely<Database>, batch: ImportBatch, users: read
         ${users.map((u) => u.hash)}::text[],
         ${users.map((u) => (u.entry ? JSON.stringify(u.entry) : null))}::jsonb[]
       ) as t(external_id, username, email, attributes, source_hash, ldap_entry)
+    ), existing as (
+      select u.id, u.external_id, (u.site_id is not null and u.status <> 'deleted') as placed
+      from users u join incoming i on i.external_id = u.external_id
+      where u.customer_id = ${batch.customerId} and u.source_id = ${batch.sourceId}
+    ), taken as (
+      select i.* from incoming i left join existing e on e.external_id = i.external_id
+      where case when coalesce(e.placed, false) then ${take.placed}::boolean else ${take.unplaced}::boolean end
     ), upserted as (
       insert into users (customer_id, source_id, external_id, user_type, username, email, attributes, source_hash, ldap_entry, imported_by)
       select ${batch.customerId}, ${batch.sourceId}, external_id, ${batch.userType}, username, email, attributes, source_hash, ldap_entry, ${batch.syncId}
-      from incoming
+      from taken
       on conflict (customer_id, source_id, external_id) do update set
         username = excluded.username,
         email = excluded.email,
@@ -67,14 +88,17 @@ async function upsertUsers(db: Kysely<Database>, batch: ImportBatch, users: read
         ldap_entry = excluded.ldap_entry,
         imported_by = excluded.imported_by,
         updated_at = now()
-      where users.source_hash is distinct from excluded.source_hash
+      -- Unchanged records are no-ops; an offboarded user seen again is imported to be restored.
+      where users.source_hash is distinct from excluded.source_hash or users.status = 'deleted'
       returning id, external_id
     )
-    select id, external_id from upserted
+    select up.id, up.external_id, coalesce(e.placed, false) as placed
+    from upserted up left join existing e on e.external_id = up.external_id
     union all
-    select u.id, u.external_id from users u join incoming i on i.external_id = u.external_id
+    select u.id, u.external_id, (u.site_id is not null and u.status <> 'deleted') as placed
+    from users u join taken i on i.external_id = u.external_id
     where u.customer_id = ${batch.customerId} and u.source_id = ${batch.sourceId}
       and u.imported_by = ${batch.syncId} and u.source_hash = i.source_hash
       and u.id not in (select id from upserted)`.execute(db);
-  return result.rows.map((r) => ({ userId: r.id, externalId: r.external_id }));
+  return result.rows.map((r) => ({ userId: r.id, externalId: r.external_id, placed: r.placed }));
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { LIST_OPERATORS, OPERATORS, PRESENCE_OPERATORS, VALUE_OPERATORS, type Condition } from '../criteria.js';
 import { rangeProblems } from '../numbers.js';
+import { cronProblems, DEFAULT_SCHEDULE_MODES, DURATION_HINT, parseDuration, SCHEDULE_MODES, timeZoneProblem } from '../schedule.js';
 import { isServiceKind, SERVICE_KINDS, type ServiceSpec } from '../services.js';
 import { CANONICAL_ATTRIBUTES, isAttributePath, USER_TYPES } from '../user.js';
 
@@ -167,6 +168,45 @@ const attributeMapSchema = z.record(z.string().min(1), z.string().min(1)).superR
   }
 });
 
+const duration = z.string({ error: `expected a duration: ${DURATION_HINT}` }).refine((text) => parseDuration(text) !== null, {
+  error: `expected a duration: ${DURATION_HINT}`,
+});
+
+/** When a source syncs on its own (a Temporal Schedule per source, reconciled by `config apply`). */
+const scheduleSchema = z
+  .strictObject({
+    every: duration.optional(),
+    cron: z.string().min(1).optional(),
+    modes: z
+      .array(z.enum(SCHEDULE_MODES, { error: `a mode is one of ${SCHEDULE_MODES.join(', ')}` }))
+      .min(1, { error: 'a schedule needs at least one mode' })
+      .refine((modes) => new Set(modes).size === modes.length, { error: 'each mode once' })
+      .default([...DEFAULT_SCHEDULE_MODES]),
+    timeZone: z.string().default('UTC'),
+    jitter: duration.optional(),
+    paused: z.boolean().default(false),
+  })
+  // Runs even when a key failed to parse (a typo next to a bad cron hides nothing): values are checked by type first.
+  .superRefine(
+    (schedule, ctx) => {
+      const problem = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: path ? [path] : [], message });
+      const text = (value: unknown) => (typeof value === 'string' ? value : undefined);
+      if ((schedule.every === undefined) === (schedule.cron === undefined)) {
+        problem('', 'a schedule has exactly one of "every" (an interval, e.g. 15m) and "cron" (e.g. "*/15 * * * *")');
+      }
+      const every = text(schedule.every) === undefined ? null : parseDuration(schedule.every!);
+      // Under a minute, runs would queue behind each other and every one would re-read the source.
+      if (every !== null && every < 60_000) problem('every', `a schedule runs at most once a minute; "${schedule.every}" is shorter`);
+      const jitter = text(schedule.jitter) === undefined ? null : parseDuration(schedule.jitter!);
+      if (every !== null && jitter !== null && jitter >= every) problem('jitter', `jitter must be shorter than the interval (${schedule.every})`);
+      const cron = text(schedule.cron);
+      if (cron !== undefined) for (const message of cronProblems(cron)) problem('cron', `cron "${cron}": ${message}`);
+      const zone = text(schedule.timeZone) === undefined ? null : timeZoneProblem(schedule.timeZone);
+      if (zone) problem('timeZone', zone);
+    },
+    { when: (payload) => typeof payload.value === 'object' && payload.value !== null && !Array.isArray(payload.value) },
+  );
+
 const sourceCommon = {
   name,
   userType: z.enum(USER_TYPES),
@@ -175,6 +215,8 @@ const sourceCommon = {
   includeDisabled: z.boolean().default(false),
   /** Which records are inactive, over the mapped user (a CSV/HR export's status column, say); adds to what the adapter detects. */
   disabledWhen: conditionSchema.optional(),
+  /** Sync on a Temporal Schedule: `every` or `cron`, the modes each run does (one read of the source). */
+  schedule: scheduleSchema.optional(),
 };
 
 const sourceSchema = z.discriminatedUnion(
@@ -325,3 +367,4 @@ export type ProfileConfig = CustomerConfig['profiles'][number];
 export type FtpCriteriaConfig = CustomerConfig['ftpCriteria'][number];
 export type SettingsConfig = CustomerConfig['settings'];
 export type SmtpConfig = NonNullable<SettingsConfig['smtp']>;
+export type ScheduleConfig = NonNullable<SourceConfig['schedule']>;

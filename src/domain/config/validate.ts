@@ -2,6 +2,7 @@ import { checkSync } from 'recheck';
 import type { z } from 'zod';
 import { isLeaf, type Condition } from '../criteria.js';
 import { rangesOverlap, rangeProblems, type NumberRange } from '../numbers.js';
+import { cronRestrictsBothDays } from '../schedule.js';
 import { configShell, customerParts, customerShell, type Config, type CustomerConfig, type SiteConfig } from './schema.js';
 
 export type ConfigPath = readonly (string | number)[];
@@ -195,6 +196,22 @@ function lineNumberProblems(customer: CustomerConfig, at: (string | number)[], b
   return problems;
 }
 
+/** A schedule Temporal accepts but that probably does not do what its author meant. */
+function scheduleWarnings(schedule: CustomerConfig['sources'][number]['schedule'], at: (string | number)[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  if (schedule?.cron !== undefined && cronRestrictsBothDays(schedule.cron)) {
+    problems.push({
+      severity: 'warning',
+      path: [...at, 'cron'],
+      message: 'both day of month and day of week are restricted: Temporal runs only on days that match both (classic cron runs on either)',
+    });
+  }
+  if (schedule?.every !== undefined && schedule.timeZone !== 'UTC') {
+    problems.push({ severity: 'warning', path: [...at, 'timeZone'], message: 'an interval ("every") counts from a fixed instant: the time zone changes nothing (it applies to "cron")' });
+  }
+  return problems;
+}
+
 function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlySet<string>): ConfigProblem[] {
   const at: (string | number)[] = ['customers', c];
   const criteria = new Map(customer.criteria.map((k) => [k.name, k]));
@@ -245,6 +262,7 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
     }
     // disabledWhen runs on every record read, as criteria do: the same regex guard.
     if (source.disabledWhen) problems.push(...conditionProblems(source.disabledWhen, [...at, 'sources', s, 'disabledWhen']));
+    problems.push(...scheduleWarnings(source.schedule, [...at, 'sources', s, 'schedule']));
   });
 
   const settings = customer.settings;

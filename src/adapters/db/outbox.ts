@@ -1,0 +1,36 @@
+import type { Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import type { Database, EmailOutboxTable } from './schema.js';
+
+/*
+ * The email outbox: a message is written once, with a stable Message-ID, before it is sent, so a
+ * rerun finds it and never sends a second one; one row per user and event.
+ */
+
+export type OutboxMessage = Selectable<EmailOutboxTable>;
+
+/** Writes the message unless the user already has one for this event; returns the one on record. */
+export async function enqueueEmail(
+  tx: Transaction<Database>,
+  message: Pick<Insertable<EmailOutboxTable>, 'customer_id' | 'user_id' | 'event' | 'message_id' | 'to_address' | 'subject' | 'html' | 'text'>,
+): Promise<OutboxMessage> {
+  await tx.insertInto('email_outbox').values(message).onConflict((oc) => oc.columns(['user_id', 'event']).doNothing()).execute();
+  return tx.selectFrom('email_outbox').selectAll().where('user_id', '=', String(message.user_id)).where('event', '=', message.event).executeTakeFirstOrThrow();
+}
+
+/** A refused or failed send: counted, and for good when the server refused it for good. */
+export async function recordSendFailure(db: Kysely<Database>, id: string, error: string, permanent: boolean): Promise<void> {
+  await db
+    .updateTable('email_outbox')
+    .set((eb) => ({ attempts: eb('attempts', '+', 1), last_error: error, ...(permanent ? { status: 'failed' as const } : {}) }))
+    .where('id', '=', id)
+    .execute();
+}
+
+/** The server accepted it: one statement, so the window for a resend after a crash is one round trip. */
+export async function markSent(tx: Transaction<Database>, id: string): Promise<void> {
+  await tx
+    .updateTable('email_outbox')
+    .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
+    .where('id', '=', id)
+    .execute();
+}

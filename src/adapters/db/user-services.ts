@@ -1,0 +1,64 @@
+import type { Transaction } from 'kysely';
+import type { Database } from './schema.js';
+
+type Tx = Transaction<Database>;
+
+export interface ServiceRow {
+  readonly key: string;
+  readonly kind: string;
+  readonly settings: Readonly<Record<string, unknown>>;
+}
+
+export interface ServiceChanges {
+  readonly added: string[];
+  readonly changed: string[];
+  readonly removed: string[];
+}
+
+const sameSettings = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+
+/**
+ * Brings the user's active services to exactly `wanted`: the difference is applied — new ones
+ * added, changed settings updated, the rest removed — and nothing is rewritten that is already so.
+ */
+export async function applyServices(tx: Tx, customerId: number, userId: string, wanted: readonly ServiceRow[]): Promise<ServiceChanges> {
+  const current = await tx.selectFrom('user_services').select(['service_key', 'settings', 'status']).where('user_id', '=', userId).execute();
+  const byKey = new Map(current.map((row) => [row.service_key, row]));
+  const changes: ServiceChanges = { added: [], changed: [], removed: [] };
+  for (const service of wanted) {
+    const row = byKey.get(service.key);
+    if (row?.status === 'active' && sameSettings(row.settings, service.settings)) continue;
+    const settings = JSON.stringify(service.settings);
+    await tx
+      .insertInto('user_services')
+      .values({ customer_id: customerId, user_id: userId, service_key: service.key, kind: service.kind, settings: settings as never })
+      .onConflict((oc) => oc.columns(['user_id', 'service_key']).doUpdateSet({ kind: service.kind, settings: settings as never, status: 'active', updated_at: new Date() }))
+      .execute();
+    (row?.status === 'active' ? changes.changed : changes.added).push(service.key);
+  }
+  const keep = new Set(wanted.map((s) => s.key));
+  const gone = current.filter((row) => row.status === 'active' && !keep.has(row.service_key)).map((row) => row.service_key);
+  if (gone.length > 0) {
+    await tx.updateTable('user_services').set({ status: 'removed', updated_at: new Date() }).where('user_id', '=', userId).where('service_key', 'in', gone).execute();
+    changes.removed.push(...gone);
+  }
+  return changes;
+}
+
+/** Removes every active service of the user (offboarding, or no profile any more). */
+export async function removeServices(tx: Tx, userId: string): Promise<string[]> {
+  const rows = await tx
+    .updateTable('user_services')
+    .set({ status: 'removed', updated_at: new Date() })
+    .where('user_id', '=', userId)
+    .where('status', '=', 'active')
+    .returning('service_key')
+    .execute();
+  return rows.map((r) => r.service_key).sort();
+}
+
+/** `+phone, ~teams, -group:sales`: what a provisioning changed, for the log. */
+export function describeChanges(changes: ServiceChanges): string {
+  const parts = [...changes.added.map((k) => `+${k}`), ...changes.changed.map((k) => `~${k}`), ...changes.removed.map((k) => `-${k}`)];
+  return parts.length > 0 ? parts.join(', ') : 'services unchanged';
+}
