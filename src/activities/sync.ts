@@ -1,14 +1,14 @@
 import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import { WorkflowNotFoundError, type Client } from '@temporalio/client';
-import type { Insertable, Kysely } from 'kysely';
-import { sql } from 'kysely';
+import type { Kysely } from 'kysely';
 import { PermanentError } from '../adapters/errors.js';
-import type { Database, TransactionLogTable } from '../adapters/db/schema.js';
+import type { Database } from '../adapters/db/schema.js';
+import { writeSyncEntries, writeSyncRunEntry } from '../adapters/db/sync-log.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { refreshLicences } from '../adapters/db/licences.js';
 import { importUsers } from '../adapters/db/users.js';
-import { claimSource, clearMarks, countDeletions, countSourceUsers, markRemoved, markSeen, markUnseen, releaseSource, takeMarked } from '../adapters/db/lifecycle.js';
+import { claimSource, clearMarks, countDeletions, countSourceUsers, markRemoved, markSeen, markUnseen, takeMarked } from '../adapters/db/lifecycle.js';
 import { loadConfigVersion } from '../adapters/db/config-store.js';
 import { decideDeletions } from '../domain/deletions.js';
 import { readSubscribedSkus } from '../adapters/sources/entra.js';
@@ -16,7 +16,8 @@ import { mapRecords, readSourceRecords, type SourceWatermark } from '../adapters
 import { startUserPipeline } from '../adapters/temporal/user-pipeline.js';
 import type { SourceConfig } from '../domain/config/schema.js';
 import { onboardWorkflowId } from '../workflows/config.js';
-import type { SourceProblem, UserOutcome } from '../workflows/messages.js';
+import type { SourceProblem } from '../domain/source.js';
+import type { UserOutcome } from '../workflows/messages.js';
 import type { SourceWatermarkRecord, SyncActivities, SyncRunRecord } from './types.js';
 
 export interface SyncDeps {
@@ -54,66 +55,14 @@ function sourceFingerprint(source: SourceConfig & { readonly id?: number }): str
 }
 
 export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncDeps): SyncActivities {
-  /** Writes a sync's entries to the transaction log, once each (by idempotency key). */
-  async function logSyncEntries(
-    entries: readonly (Pick<Insertable<TransactionLogTable>, 'customer_id' | 'user_id' | 'action' | 'subject' | 'status' | 'error' | 'workflow_id'> & {
-      idempotency_key: string;
-    })[],
-  ): Promise<void> {
-    if (entries.length === 0) return;
-    await db
-      .insertInto('transaction_log')
-      .values(entries.map((e) => ({ ...e, kind: 'sync' as const, ended_at: new Date(), details: null, run_id: null, idempotency_key: e.idempotency_key.slice(0, 500) })))
-      .onConflict((oc) => oc.column('idempotency_key').doNothing())
-      .execute();
-  }
-
   async function loadWatermark(source: SourceConfig & { readonly id: number }): Promise<SourceWatermark | null> {
     const row = await db.selectFrom('sync_sources').select('watermark').where('id', '=', source.id).executeTakeFirst();
     const stored = row?.watermark as StoredWatermark | null | undefined;
     return stored?.fingerprint === sourceFingerprint(source) ? stored.mark : null;
   }
 
-/** The sync's entry in the transaction log (one per sync, updated as it goes); its end releases the source. */
-async function writeSyncRun(input: SyncRunRecord): Promise<void> {
-    const customer = await db.selectFrom('customers').select('id').where('name', '=', input.customer).executeTakeFirst();
-    const key = `sync/${input.workflowId}/${input.runId}`;
-    const details = JSON.stringify({ configVersion: input.configVersion, mode: input.mode, report: input.report ?? null });
-    await db
-      .insertInto('transaction_log')
-      .values({
-        customer_id: customer?.id ?? null,
-        user_id: null,
-        kind: 'sync',
-        action: `sync.${input.mode}`,
-        subject: input.source,
-        status: input.status,
-        ended_at: input.status === 'started' ? null : new Date(),
-        error: input.error ?? null,
-        details: details as never,
-        workflow_id: input.workflowId,
-        run_id: input.runId,
-        idempotency_key: key,
-      })
-      .onConflict((oc) =>
-        oc.column('idempotency_key').doUpdateSet({ status: input.status, error: input.error ?? null, details: details as never, ended_at: input.status === 'started' ? null : sql<Date>`now()` }),
-      )
-      .execute();
-    // Only a sync that succeeded moves the watermark: a failed one is read again in full next time.
-    if (input.status === 'succeeded' && input.watermark && customer) {
-      await db
-        .updateTable('sync_sources')
-        .set({ watermark: JSON.stringify(input.watermark) as never })
-        .where('customer_id', '=', customer.id)
-        .where('name', '=', input.source)
-        .execute();
-    }
-    // The sync has read every outcome it waited for; they are in the report and the log now.
-    if (input.status !== 'started') {
-      await db.deleteFrom('pipeline_outcomes').where('sync_id', '=', `${input.workflowId}/${input.runId}`).execute();
-      if (customer) await releaseSource(db, customer.id, input.source, `${input.workflowId}/${input.runId}`);
-    }
-  }
+  const logSyncEntries = (entries: Parameters<typeof writeSyncEntries>[1]) => writeSyncEntries(db, entries);
+  const writeSyncRun = (input: SyncRunRecord) => writeSyncRunEntry(db, input);
 
   /** Whether the sync `<workflow id>/<first run id>` still runs (a claim it left may be taken over). */
   async function syncRunning(syncId: string): Promise<boolean> {

@@ -1,6 +1,7 @@
 import type { UserStatus } from '../domain/user.js';
 import type { SyncMode } from '../workflows/config.js';
-import type { PipelineTarget, SourceCursor, SourceProblem, SourceWatermarkRecord, SyncReport, UserOutcome } from '../workflows/messages.js';
+import type { SourceCursor, SourceProblem, SourceWatermarkRecord } from '../domain/source.js';
+import type { PipelineTarget, SyncReport, UserOutcome } from '../workflows/messages.js';
 
 export type { SourceWatermarkRecord };
 

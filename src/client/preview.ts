@@ -3,7 +3,7 @@ import type { Database } from '../adapters/db/schema.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { mapRecords, readSourceRecords } from '../adapters/sources/index.js';
 import { explainFtpRule, explainSite, type FtpResolution, type SiteResolution } from '../domain/matching.js';
-import type { SourceCursor, SourceProblem } from '../workflows/messages.js';
+import type { SourceCursor, SourceProblem } from '../domain/source.js';
 
 /** What a sync of the source would do to one user, and why. */
 export interface PreviewUser {

@@ -1,4 +1,5 @@
 import { defineQuery, defineSignal } from '@temporalio/workflow';
+import type { SourceCursor, SourceProblem, SourceWatermarkRecord } from '../domain/source.js';
 import type { UserStatus } from '../domain/user.js';
 import type { SyncMode } from './config.js';
 
@@ -7,8 +8,6 @@ import type { SyncMode } from './config.js';
  * workflows and recorded histories depend on these shapes: add optional fields, never repurpose.
  */
 
-/** Where a source read stopped; opaque to workflows, meaningful to the source adapter. */
-export type SourceCursor = Readonly<Record<string, unknown>>;
 
 export interface SyncCounts {
   seen: number;
@@ -58,17 +57,7 @@ export const emptyCounts = (): SyncCounts => ({
   kept: 0,
 });
 
-export interface SourceProblem {
-  /** Where in the source: `line 12` for a file, a DN or an id for a directory. */
-  readonly at: string;
-  readonly message: string;
-}
 
-/** A source's watermark (opaque to workflows) with the fingerprint of the settings it was read with. */
-export interface SourceWatermarkRecord {
-  readonly fingerprint: string;
-  readonly mark: Readonly<Record<string, unknown>>;
-}
 
 /** Carried across continue-as-new so a long sync keeps its place and its tallies. */
 export interface SyncProgress {
@@ -150,7 +139,7 @@ export interface PipelineTarget {
   readonly mode?: SyncMode;
 }
 
-export type { UserStatus };
+export type { SourceCursor, SourceProblem, SourceWatermarkRecord, UserStatus };
 
 /**
  * How one pass of a user's pipeline ended: the status it left the user in, or `kept` (an update

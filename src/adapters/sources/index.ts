@@ -1,6 +1,6 @@
 import type { SourceConfig } from '../../domain/config/schema.js';
 import { describe, matches } from '../../domain/criteria.js';
-import type { SourceCursor, SourceProblem } from '../../workflows/messages.js';
+import type { SourceCursor, SourceProblem } from '../../domain/source.js';
 import { PermanentError } from '../errors.js';
 import { CsvSourceError, readCsvPage, type CsvCursor } from './csv.js';
 import { entraDefaultAttributeMap, readEntraPage, type EntraCursor, type EntraWatermark } from './entra.js';
