@@ -9,13 +9,31 @@ function config(customer: string, users: number) {
   return oneSiteCustomer(customer, { csvPath: `${h.dir}/${customer}.csv`, smtpPort: h.smtp.port, range: { from: '7000', to: String(7000 + users * 2) } });
 }
 
+/** Two sites by city, update syncs on, cooling on: for moving many users at once. */
+function movers() {
+  const customer = oneSiteCustomer('movers', { csvPath: `${h.dir}/movers.csv`, smtpPort: h.smtp.port, range: { from: '4000', to: '4199' } }) as ReturnType<typeof oneSiteCustomer> & Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  customer.settings.flowThrough = { ...customer.settings.flowThrough, updateSync: true } as never;
+  (customer.settings as Record<string, unknown>).numberCooling = { enabled: true, days: 7 };
+  customer.sources[0]!.attributeMap = { ...customer.sources[0]!.attributeMap, city: 'city' } as never;
+  customer.criteria = [
+    { name: 'in-hq', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'HQ' } } as never,
+    { name: 'in-branch', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Branch' } } as never,
+    customer.criteria[1]!,
+  ];
+  customer.sites = [
+    { name: 'hq', moveCriteria: { csv: 'in-hq' }, numberRanges: [{ from: '4000', to: '4199' }] },
+    { name: 'branch', moveCriteria: { csv: 'in-branch' }, numberRanges: [{ from: '6000', to: '6199' }] },
+  ];
+  return customer;
+}
+
 const people = (n: number, prefix: string) =>
   Array.from({ length: n }, (_, i) => ({ employee_id: `${prefix}${i}`, login: `${prefix}${i}`, mail: `${prefix}${i}@example.com`, given_name: `P${i}` }));
 
 let version: number;
 beforeAll(async () => {
   h = await PipelineHarness.create();
-  version = await h.apply({ version: 1, customers: [config('crash', 150), config('smtpdown', 5), config('stale', 2)] });
+  version = await h.apply({ version: 1, customers: [config('crash', 150), config('smtpdown', 5), config('stale', 2), movers()] });
 });
 afterAll(async () => h?.close());
 
@@ -116,4 +134,42 @@ describe('a pipeline that ends without an outcome', () => {
     expect(report.counts).toMatchObject({ seen: 2, imported: 2, failed: 2, provisioned: 0 });
     await running.stop();
   }, 120_000);
+});
+
+describe('crash safety during moves', () => {
+  it('a worker killed in the middle of a batch of moves holds no number twice, loses none, and sends no email', async () => {
+    const movers = (city: string) => people(120, 'm').map((p) => ({ ...p, city }));
+    h.writeFile('movers.csv', acmeCsv(movers('HQ')));
+    await h.stopWorkers();
+    const placing = await h.startWorker();
+    expect((await h.sync('movers', 'hr', version)).counts).toMatchObject({ placed: 120, provisioned: 120 });
+    await placing.stop();
+    const welcomed = h.smtp.messages.filter((m) => m.to[0]!.startsWith('m')).length;
+
+    h.writeFile('movers.csv', acmeCsv(movers('Branch')));
+    const child = await workerProcess();
+    const handle = await h.startSync('movers', 'hr', version, { mode: 'update', window: 40, pageSize: 40 });
+    const atBranch = async () => Number((await h.db.selectFrom('number_inventory').select((eb) => eb.fn.countAll<string>().as('n')).where('number', 'like', '6%').where('status', '=', 'used').executeTakeFirstOrThrow()).n);
+    await expect.poll(atBranch, { timeout: 60_000, interval: 50 }).toBeGreaterThanOrEqual(15);
+    child.kill('SIGKILL');
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(await atBranch()).toBeLessThan(120);
+
+    await h.startWorker();
+    const report = await handle.result();
+    expect(report.counts).toMatchObject({ seen: 120, imported: 120, moved: 120, provisioned: 120, failed: 0, blocked: 0, emailed: 0 });
+    const customerId = (await h.db.selectFrom('customers').select('id').where('name', '=', 'movers').executeTakeFirstOrThrow()).id;
+    const held = await h.db.selectFrom('number_inventory').select(['number', 'user_id', 'status']).where('customer_id', '=', customerId).where('user_id', 'is not', null).execute();
+    // Everyone holds exactly one number, a Branch one, in use; every HQ number cools.
+    expect(held).toHaveLength(120);
+    expect(new Set(held.map((n) => n.user_id)).size).toBe(120);
+    expect(held.every((n) => n.number.startsWith('6') && n.status === 'used')).toBe(true);
+    const hq = await h.db.selectFrom('number_inventory').select('status').where('customer_id', '=', customerId).where('number', 'like', '4%').execute();
+    expect(hq.filter((n) => n.status === 'cooling')).toHaveLength(120);
+    expect(hq.filter((n) => n.status !== 'cooling' && n.status !== 'available')).toEqual([]);
+    const users = await h.db.selectFrom('users').innerJoin('sites', 'sites.id', 'users.site_id').select(['sites.name', 'users.status']).where('users.customer_id', '=', customerId).execute();
+    expect(users.every((u) => u.name === 'branch' && u.status === 'provisioned')).toBe(true);
+    // A move sends no email, killed or not.
+    expect(h.smtp.messages.filter((m) => m.to[0]!.startsWith('m')).length).toBe(welcomed);
+  }, 180_000);
 });
