@@ -1,6 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import { explainFtpRule, explainSite } from '../domain/matching.js';
-import { licencesOf, serviceKey, type ServiceSpec } from '../domain/services.js';
+import { licencesOf, servicesOnLine, type ServiceSpec } from '../domain/services.js';
 import { releaseLicences, takeLicences } from '../adapters/db/licences.js';
 import type { CanonicalUser } from '../domain/user.js';
 import { PermanentError } from '../adapters/errors.js';
@@ -69,16 +69,7 @@ async function provisionProfileInTx(
     return { blocked: shortage, summary: shortage };
   }
   if (tenant) await releaseLicences(tx, ctx.customerId, user.id, skus);
-  const changes = await applyServices(
-    tx,
-    ctx.customerId,
-    user.id,
-    profile.services.map((service) => ({
-      key: serviceKey(service),
-      kind: service.kind,
-      settings: { ...service.settings, ...(service.kind === 'phone' && number ? { line: number } : {}) },
-    })),
-  );
+  const changes = await applyServices(tx, ctx.customerId, user.id, servicesOnLine(profile.services, number));
   if (number) await useNumber(tx, ctx.customerId, user.id, number);
   // Numbers of an earlier profile or site go back: a user never holds a number their profile does
   // not give them (cooling first when the customer rests released numbers).

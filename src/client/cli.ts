@@ -23,6 +23,7 @@ import { registerUserCommand, whyInBrief } from './commands/user.js';
 import { previewSource } from './preview.js';
 import { describeReconcile, reconcileAfterApply } from './schedules.js';
 import { startSync, SyncBusyError } from './sync.js';
+import { describeChanges } from '../adapters/db/user-services.js';
 import { connectClient } from './temporal.js';
 
 export interface CliIo {
@@ -352,14 +353,15 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .command('preview')
     .argument('<source>', 'the source to preview')
     .option('--customer <name>', 'the customer that owns the source (needed when several have one of that name)')
+    .option('--mode <modes>', 'preview these modes only: add, update, delete, or several (default: all three)', parseModes)
     .option('--json', 'machine-readable output: every user with the criteria explanation')
     .option('--config-version <n>', 'evaluate this configuration version (default: the newest)', (v) => Number.parseInt(v, 10))
     .description('dry run: read the whole source and show what a sync would do to each user, and why; changes nothing')
-    .action(async (source: string, opts: { customer?: string; json?: boolean; configVersion?: number }) => {
+    .action(async (source: string, opts: { customer?: string; mode?: SyncMode[]; json?: boolean; configVersion?: number }) => {
       const report = await withDatabase(async (db) => {
         const target = await resolveSource(db, source, opts.customer, opts.configVersion);
         try {
-          return await previewSource(db, new ConfigSnapshots(db), { customer: target.customer, source, configVersion: target.version });
+          return await previewSource(db, new ConfigSnapshots(db), { customer: target.customer, source, configVersion: target.version, ...(opts.mode ? { modes: opts.mode } : {}) });
         } catch (error) {
           if (error instanceof PermanentError) throw new UserError(error.message);
           throw error;
@@ -371,18 +373,34 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
         io.out(JSON.stringify(report, null, 2));
         return;
       }
+      const updates = report.modes.includes('update');
       table(
         io,
-        report.users.map((u) => ({ ...u, site: u.move ? `${u.currentSite} → ${u.site}` : u.site, pool: u.numberPool })),
-        ['externalId', 'username', 'change', 'site', 'profile', 'pool'],
+        report.users.map((u) => ({
+          ...u,
+          site: u.kept ? `${u.currentSite} (kept: no site matches)` : u.move ? `${u.currentSite} → ${u.site}` : u.site,
+          pool: u.numberPool,
+          number: u.numbers ? `${u.numbers.from.join(' ') || '-'} → ${u.numbers.to ?? '-'}` : null,
+          services: u.services ? describeChanges(u.services) : null,
+        })),
+        updates ? ['externalId', 'username', 'change', 'pass', 'site', 'profile', 'number', 'services'] : ['externalId', 'username', 'change', 'site', 'profile', 'pool'],
       );
       const c = report.counts;
       io.out('');
       io.out(
         `Preview of ${report.customer}/${report.source} (configuration version ${report.configVersion}): ${c.seen} users, ` +
           `${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged; ${c.placed} placed, ${c.unplaced} unplaced, ${c.moves} would move; ` +
-          `${c.matched} matched a profile, ${c.unmatched} none; ${c.deletions} on record but gone from the source.`,
+          `${c.matched} matched a profile, ${c.unmatched} none${updates ? `; ${c.kept} would be kept where they are` : ''}` +
+          `${report.modes.includes('delete') ? `; ${c.deletions} on record but gone from the source` : ''}.`,
       );
+      if (report.threshold && report.threshold.deletions > 0) {
+        const t = report.threshold;
+        io.out(
+          t.held
+            ? `A delete sync would be held, offboarding nobody: ${t.reason}`
+            : `A delete sync would offboard ${counted(t.deletions, 'user')} of ${t.sourceUsers} (the threshold allows ${t.limit}): ${report.deletions.slice(0, 10).join(', ')}${report.deletions.length > 10 ? ', …' : ''}.`,
+        );
+      }
       if (c.disabled > 0) {
         const more = report.disabled.length > 10 ? `, … (${report.disabled.length - 10} more in --json)` : '';
         io.out(`${c.disabled} disabled or locked account${c.disabled === 1 ? '' : 's'} would be skipped (not imported, not deletions): ${report.disabled.slice(0, 10).join(', ')}${more}.`);

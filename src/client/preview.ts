@@ -1,9 +1,15 @@
 import type { Kysely } from 'kysely';
+import { countSourceUsers } from '../adapters/db/lifecycle.js';
+import { nextAvailableNumbers, numbersHeld, type Pool } from '../adapters/db/numbers.js';
 import type { Database } from '../adapters/db/schema.js';
+import { activeServices, diffServices, type ServiceChanges } from '../adapters/db/user-services.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { mapRecords, readSourceRecords } from '../adapters/sources/index.js';
 import { explainFtpRule, explainSite, type FtpResolution, type SiteResolution } from '../domain/matching.js';
+import { decideDeletions } from '../domain/deletions.js';
+import { servicesOnLine } from '../domain/services.js';
 import type { SourceCursor, SourceProblem } from '../domain/source.js';
+import { SYNC_MODES, type SyncMode } from '../workflows/config.js';
 
 /** What a sync of the source would do to one user, and why. */
 export interface PreviewUser {
@@ -21,6 +27,17 @@ export interface PreviewUser {
   readonly profile: string | null;
   /** Where the number would come from: the site's ranges, the customer's, or none. */
   readonly numberPool: 'site' | 'customer' | null;
+  /**
+   * The pass a sync would run for the user: `add` (not at a site: placed, or restored when
+   * offboarded), `update` (placed and changed: moved, kept or re-provisioned), or null (unchanged).
+   */
+  readonly pass: 'add' | 'update' | null;
+  /** An update whose user matches no site any more: they stay where they are. */
+  readonly kept?: boolean;
+  /** An update's line: the numbers held now, and the one held after (predicted: the pool's lowest free ones, in this order). */
+  readonly numbers?: { readonly from: readonly string[]; readonly to: string | null };
+  /** An update's difference in services (service keys). */
+  readonly services?: ServiceChanges;
   readonly why: { readonly site: SiteResolution; readonly profile: FtpResolution | null };
 }
 
@@ -33,8 +50,12 @@ export interface PreviewReport {
   readonly users: PreviewUser[];
   /** Disabled or locked accounts the source holds: a sync skips them (includeDisabled off); not deletions. */
   readonly disabled: string[];
+  /** The modes previewed: which users are listed (add: users not at a site; update: placed users who changed; delete: deletions). */
+  readonly modes: readonly SyncMode[];
   /** Users on record for this source that the source no longer has: a delete sync's candidates. */
   readonly deletions: string[];
+  /** Whether the deletion threshold would let a delete sync offboard them, or hold it. */
+  threshold: { readonly deletions: number; readonly limit: number; readonly sourceUsers: number; readonly held: boolean; readonly reason?: string } | null;
   /**
    * Some records could not be identified (a malformed row, lines an unterminated quote took): a user
    * on record but not seen may be one of them, so `deletions` stays empty and
@@ -50,6 +71,8 @@ export interface PreviewReport {
     placed: number;
     unplaced: number;
     moves: number;
+    /** Placed users who changed and match no site: an update keeps them where they are. */
+    kept: number;
     matched: number;
     unmatched: number;
     deletions: number;
@@ -69,8 +92,9 @@ export interface PreviewReport {
 export async function previewSource(
   db: Kysely<Database>,
   snapshots: ConfigSnapshots,
-  options: { customer: string; source: string; configVersion: number; pageSize?: number },
+  options: { customer: string; source: string; configVersion: number; pageSize?: number; modes?: readonly SyncMode[] },
 ): Promise<PreviewReport> {
+  const modes = SYNC_MODES.filter((m) => (options.modes ?? SYNC_MODES).includes(m));
   const snap = await snapshots.customer(options.configVersion, options.customer);
   const source = snap.sources.get(options.source);
   if (!source) throw new Error(`customer ${options.customer} has no source "${options.source}" in configuration version ${options.configVersion}`);
@@ -81,8 +105,10 @@ export async function previewSource(
     configVersion: options.configVersion,
     flowThrough: flowThrough.enabled && flowThrough.addSync,
     users: [],
+    modes,
     disabled: [],
     deletions: [],
+    threshold: null,
     incomplete: false,
     problems: [],
     counts: {
@@ -93,6 +119,7 @@ export async function previewSource(
       placed: 0,
       unplaced: 0,
       moves: 0,
+      kept: 0,
       matched: 0,
       unmatched: 0,
       deletions: 0,
@@ -102,7 +129,37 @@ export async function previewSource(
       unconfirmedDeletions: 0,
     },
   };
+  // The lowest free numbers of each pool, handed out in the order the preview meets the users.
+  const free = new Map<string, string[]>();
+  async function takeFree(pool: Pool): Promise<string | null> {
+    const key = `${pool.siteId ?? 'customer'}`;
+    if (!free.has(key) || free.get(key)!.length === 0) free.set(key, (await nextAvailableNumbers(db, pool, 200)).filter((n) => !taken.has(`${key}/${n}`)));
+    const number = free.get(key)!.shift() ?? null;
+    if (number) taken.add(`${key}/${number}`);
+    return number;
+  }
+  const taken = new Set<string>();
+
+  /** What an update would do to a placed user's line and services (as provisionProfile does). */
+  async function predictUpdate(userId: string, site: string | null, move: boolean, profile: ReturnType<typeof snap.profiles.get>): Promise<Partial<PreviewUser>> {
+    if (site === null) return { kept: true };
+    const from = (held.get(userId) ?? []).map((h) => h.number);
+    if (!profile) return { numbers: { from, to: null }, services: diffServices(services.get(userId) ?? new Map(), []) };
+    const siteId = snap.siteIds.get(site) ?? null;
+    const pool: Pool | null = !profile.line ? null : { customerId: snap.customerId, siteId: profile.line.numberFrom === 'site' ? siteId : null };
+    let to: string | null = null;
+    if (pool) {
+      const mine = held.get(userId) ?? [];
+      const inPool = mine.find((h) => h.siteId === pool.siteId);
+      const kept = move && snap.config.settings.numberAssignmentOnMove === 'keep-existing' && pool.siteId !== null ? mine.find((h) => h.siteId !== null) : undefined;
+      to = inPool?.number ?? kept?.number ?? (await takeFree(pool));
+    }
+    return { numbers: { from, to }, services: diffServices(services.get(userId) ?? new Map(), servicesOnLine(profile.services, to)) };
+  }
+
   const seen = new Set<string>();
+  let held = new Map<string, { number: string; siteId: number | null }[]>();
+  let services = new Map<string, Map<string, unknown>>();
   let cursor: SourceCursor | null = null;
   do {
     const page = await readSourceRecords(source, cursor, options.pageSize ?? 500, { watermark: null, heartbeat: () => undefined });
@@ -122,7 +179,7 @@ export async function previewSource(
         : (
             await db
               .selectFrom('users')
-              .select(['external_id', 'source_hash', 'site_id'])
+              .select(['id', 'external_id', 'source_hash', 'site_id', 'status'])
               .where('customer_id', '=', snap.customerId)
               .where('source_id', '=', source.id)
               .where(
@@ -133,32 +190,50 @@ export async function previewSource(
               .execute()
           ).map((row) => [row.external_id, row]),
     );
+    // What the users a sync would update hold now: their numbers and services.
+    const updating = users
+      .map((u) => onRecord.get(u.externalId))
+      .filter((e) => e !== undefined && e.site_id !== null && e.status !== 'deleted' && users.some((u) => u.externalId === e.external_id && u.hash !== e.source_hash))
+      .map((e) => String(e!.id));
+    [held, services] = await Promise.all([numbersHeld(db, updating), activeServices(db, updating)]);
     for (const user of users) {
       seen.add(user.externalId);
       const existing = onRecord.get(user.externalId);
       const siteWhy = explainSite(user.user, source.userType, snap.sites);
       const profileWhy = siteWhy.site === null ? null : explainFtpRule(user.user, snap.ftpRules);
-      const profile = profileWhy?.rule ? snap.profiles.get(profileWhy.rule.profile) : undefined;
-      const currentSite = existing?.site_id == null ? null : (snap.siteNames.get(existing.site_id) ?? null);
+      const placedNow = existing !== undefined && existing.site_id !== null && existing.status !== 'deleted';
+      const currentSite = placedNow ? (snap.siteNames.get(existing.site_id!) ?? null) : null;
+      const change = !existing ? 'new' : existing.status === 'deleted' || existing.source_hash !== user.hash ? 'changed' : 'unchanged';
+      const pass = change === 'unchanged' ? null : placedNow ? 'update' : 'add';
+      const move = currentSite !== null && siteWhy.site !== null && currentSite !== siteWhy.site;
+      // After a move an update applies updateSyncProfile when set; otherwise the rules choose.
+      const afterMove = pass === 'update' && move ? snap.config.settings.updateSyncProfile : undefined;
+      const profile = afterMove ? snap.profiles.get(afterMove) : profileWhy?.rule ? snap.profiles.get(profileWhy.rule.profile) : undefined;
+      const update = pass === 'update' && modes.includes('update') ? await predictUpdate(String(existing!.id), siteWhy.site === null ? currentSite : siteWhy.site, move, profile) : {};
+      // Listed: the users a sync of these modes would run a pass for (unchanged ones too, unless only deletions are previewed).
+      const listed = pass === null ? modes.includes('add') || modes.includes('update') : modes.includes(pass);
       const preview: PreviewUser = {
         externalId: user.externalId,
         username: user.user.username ?? null,
         email: user.user.email ?? null,
-        change: !existing ? 'new' : existing.source_hash === user.hash ? 'unchanged' : 'changed',
+        change,
         site: siteWhy.site,
         currentSite,
-        move: currentSite !== null && siteWhy.site !== null && currentSite !== siteWhy.site,
+        move,
         profile: profile?.name ?? null,
         numberPool: profile?.line?.numberFrom ?? null,
+        pass,
+        ...update,
         why: { site: siteWhy, profile: profileWhy },
       };
-      report.users.push(preview);
+      if (listed) report.users.push(preview);
       const c = report.counts;
       c.seen++;
       c[preview.change]++;
       if (preview.site) c.placed++;
       else c.unplaced++;
       if (preview.move) c.moves++;
+      if (preview.kept) c.kept++;
       if (preview.profile) c.matched++;
       else if (preview.site) c.unmatched++;
     }
@@ -178,8 +253,18 @@ export async function previewSource(
   // one of the records it could not read.
   report.incomplete = report.counts.unidentified > 0;
   if (report.incomplete) report.counts.unconfirmedDeletions = notSeen.length;
-  else report.deletions.push(...notSeen);
+  else if (modes.includes('delete')) report.deletions.push(...notSeen);
   report.counts.deletions = report.deletions.length;
+  if (modes.includes('delete')) {
+    // The threshold a delete sync would apply to this read.
+    const sourceUsers = await countSourceUsers(db, { customerId: snap.customerId, sourceId: source.id });
+    const deletions = report.incomplete ? notSeen.length : report.deletions.length;
+    const decision = decideDeletions(
+      { deletions, sourceUsers, seen: report.counts.seen + report.problems.length + report.disabled.length, unidentified: report.counts.unidentified, fullRead: true },
+      snap.config.settings.deleteThreshold,
+    );
+    report.threshold = { deletions, limit: decision.limit, sourceUsers, held: !decision.proceed, ...(decision.proceed ? {} : { reason: decision.reason }) };
+  }
   report.counts.invalid = report.problems.length;
   report.counts.disabled = report.disabled.length;
   return report;

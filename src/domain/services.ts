@@ -53,3 +53,12 @@ export function licencesOf(service: ServiceSpec): string[] {
       return [];
   }
 }
+
+/** A profile's services as a user holds them: keyed, and the phone on the user's line (when they have one). */
+export function servicesOnLine(services: readonly ServiceSpec[], number: string | null): { key: string; kind: ServiceKind; settings: Readonly<Record<string, unknown>> }[] {
+  return services.map((service) => ({
+    key: serviceKey(service),
+    kind: service.kind,
+    settings: { ...service.settings, ...(service.kind === 'phone' && number ? { line: number } : {}) },
+  }));
+}

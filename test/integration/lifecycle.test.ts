@@ -85,6 +85,23 @@ describe('update sync: Jane Murphy moves from Chicago to Dallas (seed 000)', () 
     expect(chicago).toMatch(/^\+1312555010[01]$/);
 
     h.writeFile('acme.csv', acmeCsv([{ ...jane, city: 'Dallas' }, joe, sal]));
+    // Preview first: the move, the numbers and the services, with nothing changed.
+    const preview = JSON.parse((await h.cli('preview', 'hr', '--customer', 'acme', '--mode', 'update', '--json')).out);
+    expect(preview.users.filter((u: { pass: string | null }) => u.pass !== null)).toEqual([
+      expect.objectContaining({
+        externalId: 'E10',
+        pass: 'update',
+        move: true,
+        currentSite: 'chicago',
+        site: 'dallas',
+        profile: 'engineering',
+        numbers: { from: [chicago], to: '+12145550100' },
+        services: { added: [], changed: ['phone'], removed: [] },
+      }),
+    ]);
+    expect(preview).toMatchObject({ modes: ['update'], deletions: [], threshold: null });
+    const text = (await h.cli('preview', 'hr', '--customer', 'acme', '--mode', 'update')).out;
+    expect(text).toMatch(new RegExp(`E10 +jmurphy +changed +update +chicago → dallas +engineering +\\${chicago} → \\+12145550100 +~phone`));
     const report = await update('acme');
     // Only Jane changed: one pipeline, one move, nobody placed, nobody emailed.
     expect(report.counts).toMatchObject({ seen: 3, imported: 1, moved: 1, placed: 0, provisioned: 1, emailed: 0, kept: 0 });
@@ -199,6 +216,7 @@ describe('delete sync', () => {
     const leaver = await userRow('leavers', 'L3');
     const [number] = await numbersOf(leaver.id);
     h.writeFile('leavers.csv', acmeCsv(everyone.filter((p) => p.employee_id !== 'L3')));
+    expect((await h.cli('preview', 'hr', '--customer', 'leavers', '--mode', 'delete')).out).toMatch(/A delete sync would offboard 1 user of 12 \(the threshold allows 10\): L3\./);
     const report = await h.sync('leavers', 'hr', version, { mode: 'delete' });
     expect(report).toMatchObject({ status: 'succeeded', counts: { seen: 11, removed: 1, imported: 0 } });
     const gone = await userRow('leavers', 'L3');
@@ -227,6 +245,10 @@ describe('delete sync', () => {
   it('more deletions than the threshold: held, nothing changed, and the report says how to let them through', async () => {
     const kept = everyone.slice(0, 1);
     h.writeFile('leavers.csv', acmeCsv(kept));
+    const preview = JSON.parse((await h.cli('preview', 'hr', '--customer', 'leavers', '--mode', 'delete', '--json')).out);
+    expect(preview).toMatchObject({ users: [], threshold: { deletions: 11, limit: 10, sourceUsers: 12, held: true } });
+    expect(preview.deletions).toHaveLength(11);
+    expect((await h.cli('preview', 'hr', '--customer', 'leavers', '--mode', 'delete')).out).toMatch(/A delete sync would be held, offboarding nobody: 11 of 12 users would be offboarded/);
     const result = await h.cli('sync', 'hr', '--customer', 'leavers', '--mode', 'delete', '--wait');
     expect(result.code, result.err).toBe(3);
     expect(result.out).toMatch(/deletions held/);

@@ -1,4 +1,4 @@
-import { sql, type Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.js';
 
 type Tx = Transaction<Database>;
@@ -148,4 +148,37 @@ export async function allocateLine(tx: Tx, request: LineRequest): Promise<{ numb
   }
   const number = await reserveNumber(tx, pool, request.userId, request.reservedBy);
   return number === null ? { number: null, exhausted: true } : { number };
+}
+
+/**
+ * The next `limit` numbers a reservation from this pool would hand out, in order, without taking
+ * any: what a preview predicts. Cooling numbers whose time has passed count as available.
+ */
+export async function nextAvailableNumbers(db: Kysely<Database>, pool: Pool, limit: number): Promise<string[]> {
+  const inPool = pool.siteId === null ? sql`n.site_id is null` : sql`n.site_id = ${pool.siteId}`;
+  const result = await sql<{ number: string }>`
+    select n.number from number_inventory n
+    where n.customer_id = ${pool.customerId} and ${inPool}
+      and (n.status = 'available' or (n.status = 'cooling' and n.cooling_until <= now()))
+      and not exists (select 1 from number_inventory h
+                      where h.customer_id = n.customer_id and h.number = n.number and h.user_id is not null)
+    order by length(n.number), n.number
+    limit ${limit}`.execute(db);
+  return result.rows.map((r) => r.number);
+}
+
+/** The numbers each of these users holds (reserved or used), with the pool each belongs to. */
+export async function numbersHeld(db: Kysely<Database>, userIds: readonly string[]): Promise<Map<string, { number: string; siteId: number | null }[]>> {
+  const held = new Map<string, { number: string; siteId: number | null }[]>();
+  if (userIds.length === 0) return held;
+  const rows = await db
+    .selectFrom('number_inventory')
+    .select(['user_id', 'number', 'site_id'])
+    .where('user_id', 'in', [...userIds])
+    .where('status', 'in', ['reserved', 'used'])
+    .orderBy(sql`length(number)`)
+    .orderBy('number')
+    .execute();
+  for (const row of rows) held.set(String(row.user_id), [...(held.get(String(row.user_id)) ?? []), { number: row.number, siteId: row.site_id }]);
+  return held;
 }

@@ -1,4 +1,4 @@
-import type { Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Database } from './schema.js';
 
 type Tx = Transaction<Database>;
@@ -15,7 +15,44 @@ export interface ServiceChanges {
   readonly removed: string[];
 }
 
-const sameSettings = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+/** JSON with sorted keys: PostgreSQL's jsonb hands keys back in its own order, not the one written. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+export const sameSettings = (a: unknown, b: unknown) => canonical(a) === canonical(b);
+
+/** What would change to bring `current` (active services by key) to `wanted`: the difference applyServices applies. */
+export function diffServices(current: ReadonlyMap<string, unknown>, wanted: readonly ServiceRow[]): ServiceChanges {
+  const changes: ServiceChanges = { added: [], changed: [], removed: [] };
+  for (const service of wanted) {
+    if (!current.has(service.key)) changes.added.push(service.key);
+    else if (!sameSettings(current.get(service.key), service.settings)) changes.changed.push(service.key);
+  }
+  const keep = new Set(wanted.map((s) => s.key));
+  changes.removed.push(...[...current.keys()].filter((key) => !keep.has(key)));
+  return changes;
+}
+
+/** The active services of each of these users, by key, with their settings. */
+export async function activeServices(db: Kysely<Database>, userIds: readonly string[]): Promise<Map<string, Map<string, unknown>>> {
+  const byUser = new Map<string, Map<string, unknown>>();
+  if (userIds.length === 0) return byUser;
+  const rows = await db.selectFrom('user_services').select(['user_id', 'service_key', 'settings']).where('user_id', 'in', [...userIds]).where('status', '=', 'active').orderBy('id').execute();
+  for (const row of rows) {
+    const id = String(row.user_id);
+    if (!byUser.has(id)) byUser.set(id, new Map());
+    byUser.get(id)!.set(row.service_key, row.settings);
+  }
+  return byUser;
+}
 
 /**
  * Brings the user's active services to exactly `wanted`: the difference is applied — new ones
