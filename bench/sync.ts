@@ -1,6 +1,7 @@
 /*
  * flowthru benchmark: N generated users through the full add-sync pipeline (numbers and email
- * included, SMTP a local sink), with two references measured in the same run:
+ * included, SMTP a local sink), then an update sync after 100 of them changed (50 moved to another
+ * site), with two references measured in the same run:
  *   - orchestration ceiling: the same workflows with activities that do nothing;
  *   - no durability: the same adapters and activity code called directly, without Temporal.
  *
@@ -49,6 +50,12 @@ async function admin(sql: string): Promise<void> {
   }
 }
 
+/** Pipeline passes run so far: each pass logs exactly one `create` step. */
+async function countPasses(db: ReturnType<typeof createDatabase>): Promise<number> {
+  const row = await db.selectFrom('transaction_log').select((eb) => eb.fn.countAll<string>().as('n')).where('kind', '=', 'step').where('action', '=', 'create').executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
 function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
@@ -70,11 +77,12 @@ function configFor(dir: string, smtpPort: number, customers: string[]) {
     customers: customers.map((name) => ({
       name,
       settings: {
-        flowThrough: { enabled: true, addSync: true, criteria: 'ftp' },
+        flowThrough: { enabled: true, addSync: true, updateSync: true, criteria: 'ftp' },
         welcomeEmail: { enabled: true, from: 'IT <it@bench.example>', subject: 'Welcome {{firstName}}' },
         smtp: { host: '127.0.0.1', port: smtpPort, security: 'none' },
       },
       criteria: [
+        { name: 'in-dallas', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Dallas' } },
         { name: 'everyone', usage: 'move', when: { attribute: 'city', op: 'exists' } },
         { name: 'anyone', usage: 'ftp', when: { not: { attribute: 'department', op: 'isEmpty' } } },
       ],
@@ -90,14 +98,25 @@ function configFor(dir: string, smtpPort: number, customers: string[]) {
           attributeMap: { employee_id: 'employeeId', login: 'username', mail: 'email', given_name: 'firstName', department: 'department', city: 'city' },
         },
       ],
-      sites: [{ name: 'hq', moveCriteria: { csv: 'everyone' }, numberRanges: [{ from: '1000000', to: String(1000000 + users - 1) }] }],
+      sites: [
+        { name: 'branch', moveCriteria: { csv: 'in-dallas' }, numberRanges: [{ from: '2000000', to: String(2000000 + CHANGED) }] },
+        { name: 'hq', moveCriteria: { csv: 'everyone' }, numberRanges: [{ from: '1000000', to: String(1000000 + users - 1) }] },
+      ],
     })),
   };
 }
 
-function directory(count: number): string {
+/** Users changed before the update sync, spread over the file: half move to Dallas, half change department. */
+const CHANGED = 100;
+
+function directory(count: number, changed = 0): string {
   const lines = ['employee_id,login,mail,given_name,department,city'];
-  for (let i = 0; i < count; i++) lines.push(`B${i},user${i},user${i}@bench.example,User${i},Engineering,Chicago`);
+  const step = Math.max(1, Math.floor(count / Math.max(1, changed)));
+  for (let i = 0; i < count; i++) {
+    const nth = i % step === 0 ? i / step : -1;
+    const change = nth >= 0 && nth < changed ? (nth % 2 === 0 ? 'move' : 'department') : null;
+    lines.push(`B${i},user${i},user${i}@bench.example,User${i},${change === 'department' ? 'Research' : 'Engineering'},${change === 'move' ? 'Dallas' : 'Chicago'}`);
+  }
   return `${lines.join('\n')}\n`;
 }
 
@@ -195,7 +214,16 @@ async function main(): Promise<void> {
       .sort((a, b) => a - b);
     const sample = await client.workflow.getHandle('onboard/pipeline/hr/B7').fetchHistory();
     const syncRuns: unknown[] = [];
-    for await (const run of client.workflow.list({ query: `WorkflowId = 'sync/pipeline/hr/add'` })) syncRuns.push(run);
+    for await (const run of client.workflow.list({ query: `WorkflowId = 'sync/pipeline/hr'` })) syncRuns.push(run);
+
+    // 1b. An update sync after 100 users changed: its cost should follow the 100, not the N.
+    writeFileSync(join(dir, 'users.csv'), directory(users, CHANGED));
+    const passesBefore = await countPasses(db);
+    started = performance.now();
+    const updated = await runSync(client, { customer: 'pipeline', source: 'hr', mode: 'update', taskQueue });
+    const updateSeconds = (performance.now() - started) / 1000;
+    const updatePasses = (await countPasses(db)) - passesBefore;
+    writeFileSync(join(dir, 'users.csv'), directory(users));
     worker.shutdown();
     await running;
     await native.close();
@@ -253,6 +281,10 @@ async function main(): Promise<void> {
     say(`  per-user latency, first step to last: p50 ${percentile(latencies, 50)} ms, p95 ${percentile(latencies, 95)} ms`);
     say(`  peak memory of this process (client + worker): ${(pipelinePeak / 1024 / 1024).toFixed(0)} MiB`);
     say(`  events per onboardUser history: ${sample.events?.length ?? '?'}; sync runs (continue-as-new): ${syncRuns.length}`);
+    say(
+      `update sync       ${updateSeconds.toFixed(1).padStart(7)} s         (${CHANGED} of ${users} changed: ${updated.counts.imported} imported, ` +
+        `${updatePasses} pipelines started, ${updated.counts.moved} moved, ${updated.counts.provisioned} provisioned, ${updated.counts.emailed} emailed)`,
+    );
     say(`orchestration     ${rate(ceilingSeconds).toFixed(1).padStart(7)} users/s   (same workflows, no-op activities)`);
     say(`no durability     ${rate(directSeconds).toFixed(1).padStart(7)} users/s   (same adapters, no Temporal, ${concurrency} at a time)`);
     say();
