@@ -96,7 +96,8 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         // An offboarded user seen again by an add is restored: the same user, placed and provisioned anew.
         const restored = user.status === 'deleted' && input.mode === 'add';
         if (restored) await restoreUser(tx, user.id);
-        const enabled = flowThrough.enabled && (input.mode === 'update' ? flowThrough.updateSync : flowThrough.addSync);
+        // An operator's retry runs whatever addSync and updateSync say about syncs; flow-through off stops it too.
+        const enabled = flowThrough.enabled && (input.retry === true || (input.mode === 'update' ? flowThrough.updateSync : flowThrough.addSync));
         const reason = enabled
           ? undefined
           : input.mode === 'update'

@@ -8,7 +8,7 @@ import { writeSyncEntries, writeSyncRunEntry } from '../adapters/db/sync-log.js'
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { refreshLicences } from '../adapters/db/licences.js';
 import { importUsers } from '../adapters/db/users.js';
-import { claimSource, clearMarks, countDeletions, countSourceUsers, markRemoved, markSeen, markUnseen, takeMarked } from '../adapters/db/lifecycle.js';
+import { claimSource, countDeletions, countSourceUsers, markRemoved, markSeen, markUnseen, takeMarked } from '../adapters/db/lifecycle.js';
 import { loadConfigVersion } from '../adapters/db/config-store.js';
 import { decideDeletions } from '../domain/deletions.js';
 import { readSubscribedSkus } from '../adapters/sources/entra.js';
@@ -230,14 +230,15 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       const source = snap.sources.get(input.source)!;
       const ref = { customerId: snap.customerId, sourceId: source.id };
       const deletions = await countDeletions(db, ref, input.syncId, input.fullRead);
-      const sourceUsers = await countSourceUsers(db, ref);
+      // The share is of the users the source had before this sync: users it just added do not widen it.
+      const sourceUsers = await countSourceUsers(db, ref, { before: input.syncId });
       const decision = decideDeletions(
         { deletions, sourceUsers, seen: input.seen, unidentified: input.unidentified, fullRead: input.fullRead },
         snap.config.settings.deleteThreshold,
         input.allowDeletes,
       );
       if (!decision.proceed) {
-        await clearMarks(db, ref, input.syncId);
+        // The marks stay (they name this sync, and no other sync takes them): a retry decides the same.
         return { deletions: 0, held: { deletions, threshold: decision.limit, sourceUsers, reason: decision.reason } };
       }
       if (input.fullRead) await markUnseen(db, ref, input.syncId);

@@ -15,6 +15,8 @@ export interface StepInput {
   readonly runId: string;
   /** Which pass of the pipeline in this run (each change and each retry is a new pass). */
   readonly attempt: number;
+  /** The pass is an operator's retry, not a sync's change. */
+  readonly retry?: boolean;
 }
 
 export interface PipelineActivities {

@@ -317,8 +317,12 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
             taskQueue: settings.taskQueue,
           });
         } catch (error) {
-          if (error instanceof SyncBusyError) throw new UserError(error.message);
-          throw error;
+          if (!(error instanceof SyncBusyError)) throw error;
+          // Did nothing because another sync of the source runs: the same exit status as a skipped run.
+          if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: error.workflowId, mode: opts.mode[0], modes: opts.mode, status: 'skipped', reason: error.message }));
+          else io.err(`flowthru: ${error.message}`);
+          setExit(4);
+          return;
         }
         if (!opts.wait) {
           if (opts.json) io.out(JSON.stringify({ workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, started: true }));

@@ -61,7 +61,8 @@ export async function startSync(client: Client, options: StartSyncOptions): Prom
       workflowId,
       taskQueue: options.taskQueue,
       args: [input],
-      workflowIdConflictPolicy: 'USE_EXISTING',
+      // Joining a running sync would drop --allow-deletes: that permission is for a sync it starts.
+      workflowIdConflictPolicy: options.allowDeletes === undefined ? 'USE_EXISTING' : 'FAIL',
       typedSearchAttributes: [
         { key: searchAttributes.customer, value: options.customer },
         { key: searchAttributes.source, value: options.source },
@@ -69,7 +70,7 @@ export async function startSync(client: Client, options: StartSyncOptions): Prom
       ],
     });
   } catch (error) {
-    if (error instanceof WorkflowExecutionAlreadyStartedError) throw new SyncBusyError(workflowId, 'another');
+    if (error instanceof WorkflowExecutionAlreadyStartedError) throw new SyncBusyError(workflowId, 'running; --allow-deletes applies to a sync it starts');
     throw error;
   }
   // Joined a running sync: it must be doing what was asked, or the caller would wait for another report.

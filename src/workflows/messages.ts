@@ -72,6 +72,8 @@ export interface SyncProgress {
   readonly watermark?: SourceWatermarkRecord;
   /** The offboarding phase: planned or not, held, and where taking the marked users stopped. */
   readonly deletions?: DeletionProgress;
+  /** The run began with beginSync (claimed the source; offboards @removed users): runs of older code did not. */
+  readonly lifecycle?: boolean;
 }
 
 export interface DeletionProgress {
@@ -178,6 +180,8 @@ export interface UserChange {
   readonly mode: SyncMode;
   /** The sync waiting for the outcome, if any (`<sync workflow id>/<its first run id>`). */
   readonly reportTo?: string;
+  /** An operator's `flowthru retry`: runs whatever the sync settings (addSync, updateSync) allow syncs. */
+  readonly retry?: boolean;
 }
 
 export interface OnboardState {

@@ -121,6 +121,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       workflowId: workflowInfo().workflowId,
       runId: workflowInfo().runId,
       attempt: ++attempt,
+      ...(change.retry ? { retry: true } : {}),
     };
     setState({ step: 'create', status: 'running', configVersion: change.configVersion, reason: null });
 
@@ -177,14 +178,33 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       // The line and the difference in services, in one step: a move never leaves two numbers or none.
       for (;;) {
         setState({ step: 'provision' });
-        const done = await db.provisionProfile({ ...ids, attempt, numberFrom: matched.numberFrom });
+        let done: { number: string | null; blocked?: string };
+        try {
+          done = await db.provisionProfile({ ...ids, attempt, numberFrom: matched.numberFrom });
+        } catch (error) {
+          // Nothing of the step was written (one transaction): the user keeps what they held, failed, with the reason.
+          const reason = failureMessage(error);
+          await CancellationScope.nonCancellable(() => db.abandonProvisioning({ ...ids, attempt, number: null, reason }));
+          return outcome('failed', { ...how, reason });
+        }
         if (done.blocked) {
           if (!(await waitWhileBlocked(done.blocked))) return null;
           continue;
         }
         setState({ number: done.number });
-        // No second welcome: the user was welcomed when they were placed.
-        return outcome('provisioned', how);
+        break;
+      }
+      // A user provisioned for the first time by an update (blocked or failed when placed) is
+      // welcomed now; everyone else was welcomed already, and the outbox sends nobody a second one.
+      if (!local.welcomeEmail) return outcome('provisioned', how);
+      setState({ step: 'email' });
+      try {
+        const sent = await quickMail.sendWelcomeEmail(ids);
+        return outcome('provisioned', { ...how, emailed: sent.sent });
+      } catch {
+        await report(audience, outcome('provisioned', { ...how, emailed: false }));
+        await patientMail.sendWelcomeEmail(ids);
+        return outcome('provisioned', { ...how, emailed: true });
       }
     }
 

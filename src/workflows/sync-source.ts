@@ -103,6 +103,8 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   let pages = progress?.pages ?? 0;
   let watermark = progress?.watermark;
   let deletions: DeletionProgress = progress?.deletions ?? { state: 'none' };
+  /** Began with beginSync (update and delete syncs exist): false only for runs started by older code. */
+  let lifecycle = progress?.lifecycle ?? false;
   const inFlight = new Set<string>();
   const modesField = modes.length > 1 ? { modes } : {};
 
@@ -112,7 +114,8 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   const syncRun = () => ({ workflowId: info.workflowId, runId: info.firstExecutionRunId, customer, source: sourceName, mode, configVersion });
 
   if (!progress) {
-    if (patched('begin-sync')) {
+    lifecycle = patched('begin-sync');
+    if (lifecycle) {
       // Resolve the configuration (the newest, when none was given) and claim the source.
       const begun = await log.beginSync({ workflowId: info.workflowId, runId: info.firstExecutionRunId, customer, source: sourceName, mode, modes, ...(input.configVersion === undefined ? {} : { configVersion: input.configVersion }) });
       configVersion = begun.configVersion;
@@ -134,7 +137,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
 
   async function run(): Promise<SyncReport> {
     const deletionsSettled = () => deletions.state === 'done' || deletions.state === 'held' || (deletions.state === 'none' && !needsDeletions());
-    const needsDeletions = () => modes.includes('delete') || (deletions.noticed ?? 0) > 0;
+    const needsDeletions = () => lifecycle && (modes.includes('delete') || (deletions.noticed ?? 0) > 0);
     const finished = () => sourceDone && deletionsSettled() && queue.length === 0 && inFlight.size === 0;
     /** Tallies the outcomes pipelines have recorded; a quarter of the window at a time. */
     async function collect(): Promise<void> {
@@ -153,7 +156,9 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         counts.invalid += page.problems.length;
         counts.disabled += page.disabled ?? 0;
         counts.unidentified += page.unidentified ?? 0;
-        if (page.removed) deletions = { ...deletions, noticed: (deletions.noticed ?? 0) + page.removed };
+        // Users the source reported removed: offboarded by this sync (a run of older code only counted them).
+        if (page.removed && lifecycle) deletions = { ...deletions, noticed: (deletions.noticed ?? 0) + page.removed };
+        else if (page.removed) counts.removed += page.removed;
         problems.push(...page.problems.slice(0, MAX_PROBLEMS_KEPT - problems.length));
         queue.push(...page.targets);
         cursor = page.next;
@@ -195,7 +200,17 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         await continueAsNew<typeof syncSource>({
           ...input,
           configVersion,
-          progress: { cursor, sourceDone, queued: queue, counts, problems, pages, ...(watermark ? { watermark } : {}), ...(deletions.state === 'none' && !deletions.noticed ? {} : { deletions }) },
+          progress: {
+            cursor,
+            sourceDone,
+            queued: queue,
+            counts,
+            problems,
+            pages,
+            ...(watermark ? { watermark } : {}),
+            ...(deletions.state === 'none' && !deletions.noticed ? {} : { deletions }),
+            ...(lifecycle ? { lifecycle } : {}),
+          },
         });
       }
       if (inFlight.size > 0) await collect();
@@ -215,7 +230,10 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         ? { status: 'held' as const, reason: held.reason, held: { deletions: held.deletions, threshold: held.threshold, sourceUsers: held.sourceUsers } }
         : { status: 'succeeded' as const }),
     };
-    await log.recordSyncRun({ ...syncRun(), status: held ? 'held' : 'succeeded', report, ...(watermark ? { watermark } : {}) });
+    // The watermark marks what an update has seen: a run without update skipped placed users' changes
+    // (an add leaves them to the update sync), so it must not move the mark past them.
+    const keepMark = watermark && (!lifecycle || modes.includes('update'));
+    await log.recordSyncRun({ ...syncRun(), status: held ? 'held' : 'succeeded', report, ...(keepMark ? { watermark } : {}) });
     return report;
   }
 }

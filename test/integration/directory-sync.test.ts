@@ -439,7 +439,7 @@ describe('flowthru preview', () => {
     expect(after).toHaveLength(before.length);
 
     const text = await cli('preview', 'directory', '--customer', 'corp');
-    expect(text.out).toMatch(/chicago → dallas\s+engineering\s+site/);
+    expect(text.out).toMatch(/changed +update +chicago → dallas +engineering +\+1312555\d{4} → \+1214555\d{4} +~phone/);
     expect(text.out).toMatch(/Preview of corp\/directory .*: 900 users, 0 new, 1 changed, 899 unchanged/);
   });
 

@@ -7,6 +7,7 @@ import {
   liveLdapSearches,
   presetAttributeMap,
   readLdapPage,
+  RESTARTED_SEARCH,
   type LdapCursor,
   type LdapPage,
   type LdapSourceConfig,
@@ -282,7 +283,10 @@ describe('the LDAP source against OpenLDAP slapd', () => {
     await closeLdapConnections();
     const rest = await readAll(src, 400, { cursor: second.next });
     const all = [...first.records, ...second.records, ...rest.records];
-    expect(all.length + first.problems.length + second.problems.length + rest.problems.length).toBe(TOTAL);
+    // The restart says so, once: such a read is incomplete, and a delete sync offboards nobody on it.
+    const restarts = rest.problems.filter((p) => p.message === RESTARTED_SEARCH);
+    expect(restarts).toEqual([{ at: `search of ${src.baseDn}`, message: RESTARTED_SEARCH }]);
+    expect(all.length + first.problems.length + second.problems.length + rest.problems.length - restarts.length).toBe(TOTAL);
     expect(new Set(ids(all)).size).toBe(all.length);
   });
 
@@ -350,7 +354,10 @@ describe('the LDAP source against OpenLDAP slapd', () => {
     }
     const rest = await readAll(src, 150, { cursor: first.next });
     const all = [...first.records, ...rest.records];
-    expect(all.length + first.problems.length + rest.problems.length).toBe(TOTAL);
+    // The restarted search says so (once), beside the entries it could not identify.
+    const restarts = rest.problems.filter((p) => p.message === RESTARTED_SEARCH).length;
+    expect(restarts).toBe(1);
+    expect(all.length + first.problems.length + rest.problems.length - restarts).toBe(TOTAL);
     expect(new Set(ids(all)).size).toBe(all.length);
   });
 

@@ -174,6 +174,25 @@ describe('update sync: Jane Murphy moves from Chicago to Dallas (seed 000)', () 
     expect(await numbersOf(row.id)).toEqual(['+18005550100:used']);
   });
 
+  it('an update that cannot be provisioned fails the user with the reason, and a later change puts it right', async () => {
+    // updateSyncProfile is sales, whose single number reach needs a mobile number Kim does not have.
+    const kim = { ...jane, employee_id: 'E12', login: 'kim', mail: 'kim@acme.example' };
+    h.writeFile('fixed.csv', acmeCsv([{ ...jane, city: 'Dallas', mobile: '+12145550000' }, kim]));
+    await add('fixed');
+    h.writeFile('fixed.csv', acmeCsv([{ ...jane, city: 'Dallas', mobile: '+12145550000' }, { ...kim, city: 'Dallas' }]));
+    expect((await update('fixed')).counts).toMatchObject({ moved: 1, failed: 1, provisioned: 0 });
+    const failed = await userRow('fixed', 'E12');
+    expect(failed).toMatchObject({ site: 'dallas', status: 'failed', status_reason: "single number reach needs the user's mobile number, and the user has none" });
+    // Nothing of the failed step was written: Kim still holds her Chicago number, and only it.
+    expect(await numbersOf(failed.id)).toEqual([expect.stringMatching(/^\+1312555\d{4}:used$/)]);
+    h.writeFile('fixed.csv', acmeCsv([{ ...jane, city: 'Dallas', mobile: '+12145550000' }, { ...kim, city: 'Dallas', mobile: '+12145550001' }]));
+    expect((await update('fixed')).counts).toMatchObject({ moved: 0, provisioned: 1, failed: 0 });
+    // She is at Dallas already: no move, so the FTP rules choose (engineering, a Dallas number).
+    const fixed = await userRow('fixed', 'E12');
+    expect(fixed).toMatchObject({ status: 'provisioned', site: 'dallas', profile: 'engineering' });
+    expect(await numbersOf(fixed.id)).toEqual(['+12145550100:used']);
+  });
+
   it('updateSync off: the record is updated, nobody moves', async () => {
     h.writeFile('frozen.csv', acmeCsv([jane]));
     await add('frozen');
@@ -291,7 +310,7 @@ describe('one sync of a source at a time', () => {
     const first = await h.startSync('leavers', 'hr', version, { mode: 'add' });
     const second = await h.cli('sync', 'hr', '--customer', 'leavers', '--mode', 'delete');
     await first.result();
-    expect(second).toMatchObject({ code: 1, err: expect.stringMatching(/another sync of this source is running \(sync\/leavers\/hr, add\)/) });
+    expect(second).toMatchObject({ code: 4, err: expect.stringMatching(/another sync of this source is running \(sync\/leavers\/hr, add\)/) });
   });
 });
 

@@ -96,6 +96,26 @@ describe('schedules', () => {
     expect(running.paused).toBe(false);
   });
 
+  it('fires on its own: every minute, a run starts without anyone asking', async () => {
+    const applied = await json<{ schedules: { updated: string[] } }>('config', 'apply', configFile({ every: '1m', modes: ['add', 'update'] }), '--json');
+    expect(applied.schedules).toMatchObject({ updated: ['flowthru/sched/hr'] });
+    const before = new Set((await json<View[]>('schedule', 'list', '--customer', 'sched', '--json'))[0]!.recentRuns.map((r) => r.workflowId));
+    // Intervals are aligned to the minute: the first run comes within a minute (plus the server's tick).
+    let fired: string | undefined;
+    await expect
+      .poll(
+        async () => {
+          const [view] = await json<View[]>('schedule', 'list', '--customer', 'sched', '--json');
+          fired = view!.recentRuns.map((r) => r.workflowId).find((id) => !before.has(id));
+          return fired;
+        },
+        { timeout: 90_000, interval: 1_000 },
+      )
+      .toMatch(/^sync\/sched\/hr\/scheduled-/);
+    const report = (await h.client.workflow.getHandle(fired!).result()) as SyncReport;
+    expect(report).toMatchObject({ modes: ['add', 'update'], status: expect.stringMatching(/^(succeeded|skipped)$/) });
+  }, 120_000);
+
   it('a changed declaration updates the schedule; a source without one loses it', async () => {
     const changed = await json<{ schedules: { updated: string[] } }>('config', 'apply', configFile({ cron: '0 6 * * 1-5', timeZone: 'Europe/Berlin', modes: ['add'] }), '--json');
     expect(changed.schedules).toMatchObject({ updated: ['flowthru/sched/hr'] });

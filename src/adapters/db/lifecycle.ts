@@ -29,9 +29,14 @@ export async function markRemoved(db: Kysely<Database>, ref: SourceRef, syncId: 
   return Number(result.numAffectedRows ?? 0);
 }
 
-/** Users of the source on record, not offboarded. */
-export async function countSourceUsers(db: Kysely<Database>, ref: SourceRef): Promise<number> {
-  const { rows } = await sql<{ n: string }>`select count(*) as n from users where ${ofSource(ref)} and status <> 'deleted'`.execute(db);
+/**
+ * Users of the source on record, not offboarded; with `before`, only those created before that sync
+ * began (the base of a deletion threshold is the source as it was, not widened by the sync's adds).
+ */
+export async function countSourceUsers(db: Kysely<Database>, ref: SourceRef, options: { before?: string } = {}): Promise<number> {
+  // A sync's own log entry (`sync/<workflow id>/<first run id>`) says when it began.
+  const began = options.before ? sql`and created_at < coalesce((select started_at from transaction_log where idempotency_key = ${`sync/${options.before}`}), now())` : sql``;
+  const { rows } = await sql<{ n: string }>`select count(*) as n from users where ${ofSource(ref)} and status <> 'deleted' ${began}`.execute(db);
   return Number(rows[0]?.n ?? 0);
 }
 
@@ -46,11 +51,6 @@ export async function countDeletions(db: Kysely<Database>, ref: SourceRef, syncI
 export async function markUnseen(db: Kysely<Database>, ref: SourceRef, syncId: string): Promise<void> {
   await sql`update users set offboard_by = ${syncId}
     where ${ofSource(ref)} and status <> 'deleted' and seen_by is distinct from ${syncId}`.execute(db);
-}
-
-/** A held sync offboards nobody: its marks go. */
-export async function clearMarks(db: Kysely<Database>, ref: SourceRef, syncId: string): Promise<void> {
-  await sql`update users set offboard_by = null where ${ofSource(ref)} and offboard_by = ${syncId}`.execute(db);
 }
 
 /** The next users this sync marked for offboarding, in id order after `afterId`. */

@@ -132,7 +132,7 @@ export async function findUsers(db: Kysely<Database>, who: string, customer?: st
     .selectFrom('users as u')
     .innerJoin('customers as c', 'c.id', 'u.customer_id')
     .innerJoin('sync_sources as src', 'src.id', 'u.source_id')
-    .select(['u.id', 'u.external_id as externalId', 'u.username', 'u.status', 'c.name as customer', 'src.name as source'])
+    .select(['u.id', 'u.external_id as externalId', 'u.username', 'u.status', 'c.name as customer', 'src.name as source', sql<boolean>`u.site_id is not null`.as('placed')])
     .where((eb) => eb.or([eb('u.username', '=', who), eb('u.external_id', '=', who), eb('u.email', '=', who)]));
   if (customer) query = query.where('c.name', '=', customer);
   return query.orderBy('c.name').orderBy('src.name').orderBy('u.external_id').execute();
@@ -227,7 +227,7 @@ export async function usersInStatus(db: Kysely<Database>, scope: RetryScope) {
     .innerJoin('customers as c', 'c.id', 'u.customer_id')
     .innerJoin('sync_sources as src', 'src.id', 'u.source_id')
     .leftJoin('sites as s', 's.id', 'u.site_id')
-    .select(['u.id', 'c.name as customer', 'src.name as source', 'u.external_id as externalId', 'u.username', 's.name as site', 'u.status', 'u.status_reason as reason'])
+    .select(['u.id', 'c.name as customer', 'src.name as source', 'u.external_id as externalId', 'u.username', 's.name as site', 'u.status', 'u.status_reason as reason', sql<boolean>`u.site_id is not null`.as('placed')])
     .where('u.status', '=', scope.status)
     .orderBy('c.name')
     .orderBy('src.name')

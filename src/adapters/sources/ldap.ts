@@ -286,13 +286,18 @@ function bindPassword(source: LdapSourceConfig, env: NodeJS.ProcessEnv): string 
 // order (OpenLDAP by entry id, AD by its index), but entries added or deleted meanwhile in front of
 // that position shift it: a few entries may then be delivered twice or not at all in this sync.
 // For imports that is harmless: they are idempotent upserts by externalId (a repeat is a no-op),
-// and an entry missed is read by the next sync. (A delete sync reading a restarted search could
-// take a missed entry for a deleted one; its mass-delete threshold bounds the damage.)
+// and an entry missed is read by the next sync. A delete sync could take a missed entry for a
+// deleted one: so a restart is reported as a problem that counts as an unidentified record, which
+// makes the read incomplete, and an incomplete read offboards nobody.
 //
 // ldapts ends a paged search at the first page with no entries even if the server sent a cookie;
 // OpenLDAP and Active Directory fill every page but the last, so this does not cut reads short.
 
 const IDLE_MS = 5 * 60_000;
+
+/** Reported (as a record that could not be identified, making the read incomplete) when a search restarts mid-read. */
+export const RESTARTED_SEARCH =
+  'the search was restarted part-way (its connection or cursor was lost); entries added or deleted meanwhile may have shifted it, so this read cannot tell who left the directory (a delete sync offboards nobody)';
 
 interface LiveSearch {
   readonly fingerprint: string;
@@ -633,6 +638,9 @@ export async function readLdapPage(
         while (search.consumed < delivered) {
           if ((await nextEntry(search, options.heartbeat)) === null) break;
         }
+        // Entries added or deleted meanwhile may have shifted that position: an entry may have been
+        // skipped. Fine for imports; but such a read must not tell a delete sync who left.
+        if (delivered > 0) problems.push({ at: `search of ${source.baseDn}`, message: RESTARTED_SEARCH });
       }
       search.busy = true;
       while (records.length + problems.length < limit) {

@@ -27,6 +27,8 @@ interface RetryTarget {
   readonly username: string | null;
   readonly site: string | null;
   readonly status: string;
+  /** At a site: their retry is an update pass (the line and services brought to their profile); else an add. */
+  readonly placed: boolean;
 }
 
 /** How many pipelines are handed their retry at once. */
@@ -60,7 +62,9 @@ async function handToPipelines(client: Client, taskQueue: string, targets: reado
             source: user.source,
             externalId: user.externalId,
             userId: user.id,
-            change: { configVersion: version, mode: 'add' },
+            // A placed user (blocked or failed at their site) is brought to their profile where they are, as an
+            // update does; keep-existing and updateSyncProfile hold, and a first provisioning still welcomes them.
+            change: { configVersion: version, mode: user.placed ? 'update' : 'add', retry: true },
           }),
         ),
       )),
