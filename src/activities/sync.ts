@@ -7,7 +7,7 @@ import type { Database } from '../adapters/db/schema.js';
 import { writeSyncEntries, writeSyncRunEntry } from '../adapters/db/sync-log.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { refreshLicences } from '../adapters/db/licences.js';
-import { importUsers } from '../adapters/db/users.js';
+import { countDeferred, importUsers } from '../adapters/db/users.js';
 import { claimSource, countDeletions, countSourceUsers, markRemoved, markSeen, markUnseen, takeMarked } from '../adapters/db/lifecycle.js';
 import { loadConfigVersion } from '../adapters/db/config-store.js';
 import { decideDeletions } from '../domain/deletions.js';
@@ -122,6 +122,7 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
           ? await importUsers(db, { customerId: snap.customerId, sourceId: source.id, userType: source.userType, syncId: input.syncId, users: mapped.users, take })
           : { imported: [], rejected: [] };
       problems.push(...rejected.map((r) => ({ at: r.at, message: r.message })));
+      const deferred = await countDeferred(db, { customerId: snap.customerId, sourceId: source.id, users: mapped.users, take });
       // A delete sync offboards whoever its full read did not see: disabled and invalid records are seen.
       if (modes.includes('delete')) {
         await markSeen(db, ref, input.syncId, [...mapped.users.map((u) => u.externalId), ...mapped.disabled.map((d) => d.externalId), ...mapped.unusableIds]);
@@ -146,6 +147,7 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
         seen: page.records.length + page.problems.length,
         imported: imported.length,
         removed,
+        ...(deferred > 0 ? { deferred } : {}),
         disabled: mapped.disabled.length,
         unidentified: page.unidentified + mapped.unidentified,
         targets: imported.map((u) => ({ userId: u.userId, externalId: u.externalId, mode: mode(u.placed) })),

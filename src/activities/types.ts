@@ -78,6 +78,8 @@ export interface SourcePage {
   readonly removed?: number;
   /** Disabled or locked accounts read and skipped (not imported, no pipeline). */
   readonly disabled?: number;
+  /** Changed records this sync's modes do not take (left for another mode): the watermark must not pass them. */
+  readonly deferred?: number;
   /** Records whose external id could not be read: the read is incomplete (SyncCounts.unidentified). */
   readonly unidentified?: number;
   readonly targets: PipelineTarget[];

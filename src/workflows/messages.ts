@@ -74,6 +74,8 @@ export interface SyncProgress {
   readonly deletions?: DeletionProgress;
   /** The run began with beginSync (claimed the source; offboards @removed users): runs of older code did not. */
   readonly lifecycle?: boolean;
+  /** Changed records left for another mode so far: with any, the watermark is not stored. */
+  readonly deferred?: number;
 }
 
 export interface DeletionProgress {

@@ -105,6 +105,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   let deletions: DeletionProgress = progress?.deletions ?? { state: 'none' };
   /** Began with beginSync (update and delete syncs exist): false only for runs started by older code. */
   let lifecycle = progress?.lifecycle ?? false;
+  let deferred = progress?.deferred ?? 0;
   const inFlight = new Set<string>();
   const modesField = modes.length > 1 ? { modes } : {};
 
@@ -156,6 +157,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         counts.invalid += page.problems.length;
         counts.disabled += page.disabled ?? 0;
         counts.unidentified += page.unidentified ?? 0;
+        deferred += page.deferred ?? 0;
         // Users the source reported removed: offboarded by this sync (a run of older code only counted them).
         if (page.removed && lifecycle) deletions = { ...deletions, noticed: (deletions.noticed ?? 0) + page.removed };
         else if (page.removed) counts.removed += page.removed;
@@ -210,6 +212,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
             ...(watermark ? { watermark } : {}),
             ...(deletions.state === 'none' && !deletions.noticed ? {} : { deletions }),
             ...(lifecycle ? { lifecycle } : {}),
+            ...(deferred > 0 ? { deferred } : {}),
           },
         });
       }
@@ -230,9 +233,9 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
         ? { status: 'held' as const, reason: held.reason, held: { deletions: held.deletions, threshold: held.threshold, sourceUsers: held.sourceUsers } }
         : { status: 'succeeded' as const }),
     };
-    // The watermark marks what an update has seen: a run without update skipped placed users' changes
-    // (an add leaves them to the update sync), so it must not move the mark past them.
-    const keepMark = watermark && (!lifecycle || modes.includes('update'));
+    // The watermark marks what the syncs have taken: a run that left changed records to another mode
+    // (an add leaves placed users' changes to the update sync) must not move the mark past them.
+    const keepMark = watermark && deferred === 0;
     await log.recordSyncRun({ ...syncRun(), status: held ? 'held' : 'succeeded', report, ...(keepMark ? { watermark } : {}) });
     return report;
   }

@@ -102,3 +102,20 @@ async function upsertUsers(db: Kysely<Database>, batch: ImportBatch, users: read
       and u.id not in (select id from upserted)`.execute(db);
   return result.rows.map((r) => ({ userId: r.id, externalId: r.external_id, placed: r.placed }));
 }
+
+/**
+ * How many of these records a sync that takes only `take` leaves for another sync: changed (or new)
+ * records of users it does not take. Such a read must not move the source's watermark past them.
+ */
+export async function countDeferred(db: Kysely<Database>, batch: Pick<ImportBatch, 'customerId' | 'sourceId' | 'users'> & { take: { unplaced: boolean; placed: boolean } }): Promise<number> {
+  if (batch.users.length === 0 || (batch.take.placed && batch.take.unplaced)) return 0;
+  const { rows } = await sql<{ n: string }>`
+    with incoming as (
+      select * from unnest(${batch.users.map((u) => u.externalId)}::text[], ${batch.users.map((u) => u.hash)}::text[]) as t(external_id, source_hash)
+    )
+    select count(*) as n from incoming i
+    left join users u on u.customer_id = ${batch.customerId} and u.source_id = ${batch.sourceId} and u.external_id = i.external_id
+    where (u.id is null or u.source_hash is distinct from i.source_hash or u.status = 'deleted')
+      and case when u.site_id is not null and u.status <> 'deleted' then not ${batch.take.placed}::boolean else not ${batch.take.unplaced}::boolean end`.execute(db);
+  return Number(rows[0]?.n ?? 0);
+}
