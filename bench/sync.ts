@@ -136,6 +136,7 @@ function noopActivities(): Activities {
     offboardUser: async () => ({ reason: 'gone' }),
     abandonProvisioning: done,
     sendWelcomeEmail: async () => ({ sent: true }),
+    sendMovedEmail: async () => ({ sent: true }),
     readSourcePage: async (input) => {
       const start = Number((input.cursor as { at?: number } | null)?.at ?? 0);
       const end = Math.min(users, start + input.pageSize);

@@ -12,7 +12,7 @@ import { runStep, type StepContext } from '../adapters/db/steps.js';
 import { applyServices, describeChanges, removeServices } from '../adapters/db/user-services.js';
 import { lockUser, markDeleted, placeAtSite, restoreUser, setProfile, setStatus, type UserRow } from '../adapters/db/user-state.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
-import { renderWelcome } from '../adapters/mail/welcome.js';
+import { renderMoved, renderWelcome } from '../adapters/mail/welcome.js';
 import type { PipelineActivities, StepInput } from './types.js';
 
 export interface PipelineDeps {
@@ -87,6 +87,69 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     };
   }
 
+  /**
+   * Sends the user an email through the outbox: written once (with a stable Message-ID) before it
+   * is sent, so a rerun finds it and never sends a second one. The welcome is one per user; a moved
+   * email one per move (the pass that moved them).
+   */
+  async function sendEmail(input: StepInput, kind: 'welcome' | 'moved', previousSite = ''): Promise<{ sent: boolean; skipped?: string }> {
+    const { snap, ctx } = await context(input);
+    const { welcomeEmail, movedEmail, smtp } = snap.config.settings;
+    const settings = kind === 'welcome' ? welcomeEmail : movedEmail;
+    const from = kind === 'welcome' ? welcomeEmail.from : (movedEmail.from ?? welcomeEmail.from);
+    const step = kind === 'welcome' ? 'email' : 'moved-email';
+    const message = await db.transaction().execute(async (tx) => {
+      const user = await lockUser(tx, ctx.customerId, ctx.userId);
+      if (!settings.enabled || !smtp || !user.email || !from) return null;
+      const attributes = user.attributes as CanonicalUser;
+      const numbers = await tx.selectFrom('number_inventory').select('number').where('user_id', '=', user.id).where('status', '=', 'used').orderBy('number').execute();
+      const site = snap.config.sites.find((s) => snap.siteIds.get(s.name) === user.site_id);
+      const previous = snap.config.sites.find((s) => s.name === previousSite);
+      const vars = {
+        customer: snap.config.displayName ?? snap.config.name,
+        firstName: attributes.firstName ?? attributes.displayName ?? user.username ?? '',
+        lastName: attributes.lastName ?? '',
+        displayName: attributes.displayName ?? '',
+        email: user.email,
+        username: user.username ?? '',
+        site: site?.displayName ?? site?.name ?? '',
+        number: numbers[0]?.number ?? null,
+        profile: user.profile_id === null ? '' : (snap.profileNames.get(user.profile_id) ?? ''),
+        previousSite: previous?.displayName ?? previousSite,
+      };
+      const rendered = kind === 'welcome' ? renderWelcome(snap.welcomeTemplate, welcomeEmail.subject, vars) : renderMoved(snap.movedTemplate, movedEmail.subject, vars);
+      const domain = /@([^>\s]+)>?\s*$/.exec(from)?.[1] ?? 'flowthru.invalid';
+      // One welcome per user; one moved email per move, named by the pass that moved them.
+      const event = kind === 'welcome' ? 'welcome' : `moved/${ctx.runId}/${ctx.attempt}`;
+      const id = kind === 'welcome' ? `welcome.${user.id}` : `moved.${user.id}.${ctx.runId}.${ctx.attempt}`;
+      return enqueueEmail(tx, { customer_id: ctx.customerId, user_id: user.id, event, message_id: `<${id}.${snap.config.name}@${domain}>`, to_address: user.email, ...rendered });
+    });
+    if (!message) return { sent: false, skipped: `${kind} email off, no SMTP server or no email address` };
+    if (message.status === 'sent') {
+      // Sent by this very pass (the activity is being retried after the send was recorded), or
+      // earlier (an earlier sync welcomed the user): only the first counts as emailed now.
+      const mine = await db.selectFrom('transaction_log').select('id').where('idempotency_key', '=', `${ctx.runId}/${ctx.attempt}/${step}`).executeTakeFirst();
+      return mine ? { sent: true } : { sent: false, skipped: `${kind} email already sent (${message.message_id})` };
+    }
+    if (message.status === 'failed') return { sent: false, skipped: message.last_error ?? 'refused earlier' };
+    try {
+      await mailer.send(smtp!, { from: from!, to: message.to_address, subject: message.subject, html: message.html, text: message.text, messageId: message.message_id });
+    } catch (error) {
+      const permanent = error instanceof PermanentError;
+      await recordSendFailure(db, message.id, (error as Error).message, permanent);
+      if (permanent) return { sent: false, skipped: (error as Error).message };
+      throw error;
+    }
+    // Recorded in one transaction the moment the server accepts: the window in which a dying
+    // worker would send this message again (same Message-ID) is one round trip wide. The step's
+    // log entry commits with it, so a retry of this pass knows the message was its own.
+    await runStep(db, ctx, step, async (tx) => {
+      await markSent(tx, message.id);
+      return { status: 'succeeded', result: null, summary: `${kind} email sent (${message.message_id})` };
+    });
+    return { sent: true };
+  }
+
   return {
     async createLocalUser(input) {
       const { snap, ctx } = await context(input);
@@ -106,6 +169,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         const result = {
           flowThrough: enabled,
           welcomeEmail: welcomeEmail.enabled && smtp !== undefined && Boolean(user.email),
+          ...(snap.config.settings.movedEmail.enabled && smtp !== undefined && user.email ? { movedEmail: true } : {}),
           ...(reason ? { reason, status: user.status } : {}),
           ...(restored ? { restored: true } : {}),
         };
@@ -308,68 +372,12 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         .execute();
     },
 
-    async sendWelcomeEmail(input) {
-      const { snap, ctx } = await context(input);
-      const { welcomeEmail, smtp } = snap.config.settings;
-      // The outbox row is written (once) before sending: a rerun finds it and never sends twice.
-      const message = await db.transaction().execute(async (tx) => {
-        const user = await lockUser(tx, ctx.customerId, ctx.userId);
-        if (!welcomeEmail.enabled || !smtp || !user.email) return null;
-        const attributes = user.attributes as CanonicalUser;
-        const numbers = await tx.selectFrom('number_inventory').select('number').where('user_id', '=', user.id).where('status', '=', 'used').orderBy('number').execute();
-        const site = snap.config.sites.find((s) => snap.siteIds.get(s.name) === user.site_id);
-        const rendered = renderWelcome(snap.welcomeTemplate, welcomeEmail.subject, {
-          customer: snap.config.displayName ?? snap.config.name,
-          firstName: attributes.firstName ?? attributes.displayName ?? user.username ?? '',
-          lastName: attributes.lastName ?? '',
-          displayName: attributes.displayName ?? '',
-          email: user.email,
-          username: user.username ?? '',
-          site: site?.displayName ?? site?.name ?? '',
-          number: numbers[0]?.number ?? null,
-          profile: user.profile_id === null ? '' : (snap.profileNames.get(user.profile_id) ?? ''),
-        });
-        const domain = /@([^>\s]+)>?\s*$/.exec(welcomeEmail.from ?? '')?.[1] ?? 'flowthru.invalid';
-        return enqueueEmail(tx, {
-          customer_id: ctx.customerId,
-          user_id: user.id,
-          event: 'welcome',
-          message_id: `<welcome.${user.id}.${snap.config.name}@${domain}>`,
-          to_address: user.email,
-          ...rendered,
-        });
-      });
-      if (!message) return { sent: false, skipped: 'welcome email off, no SMTP server or no email address' };
-      if (message.status === 'sent') {
-        // Sent by this very pass (the activity is being retried after the send was recorded), or
-        // earlier (an earlier sync welcomed the user): only the first counts as emailed now.
-        const mine = await db.selectFrom('transaction_log').select('id').where('idempotency_key', '=', `${ctx.runId}/${ctx.attempt}/email`).executeTakeFirst();
-        return mine ? { sent: true } : { sent: false, skipped: `welcome email already sent (${message.message_id})` };
-      }
-      if (message.status === 'failed') return { sent: false, skipped: message.last_error ?? 'refused earlier' };
-      try {
-        await mailer.send(smtp!, {
-          from: welcomeEmail.from!,
-          to: message.to_address,
-          subject: message.subject,
-          html: message.html,
-          text: message.text,
-          messageId: message.message_id,
-        });
-      } catch (error) {
-        const permanent = error instanceof PermanentError;
-        await recordSendFailure(db, message.id, (error as Error).message, permanent);
-        if (permanent) return { sent: false, skipped: (error as Error).message };
-        throw error;
-      }
-      // Recorded in one transaction the moment the server accepts: the window in which a dying
-      // worker would send this message again (same Message-ID) is one round trip wide. The step's
-      // log entry commits with it, so a retry of this pass knows the message was its own.
-      await runStep(db, ctx, 'email', async (tx) => {
-        await markSent(tx, message.id);
-        return { status: 'succeeded', result: null, summary: `welcome email sent (${message.message_id})` };
-      });
-      return { sent: true };
+    sendWelcomeEmail(input) {
+      return sendEmail(input, 'welcome');
+    },
+
+    sendMovedEmail(input) {
+      return sendEmail(input, 'moved', input.from);
     },
   };
 }

@@ -23,7 +23,7 @@ export interface PipelineActivities {
   /** Step 2: the local user at customer level; says which later steps the settings allow. */
   createLocalUser(
     input: StepInput,
-  ): Promise<{ flowThrough: boolean; welcomeEmail: boolean; reason?: string; restored?: boolean; /** With flowThrough off: the user's status, unchanged. */ status?: UserStatus }>;
+  ): Promise<{ flowThrough: boolean; welcomeEmail: boolean; reason?: string; restored?: boolean; /** With flowThrough off: the user's status, unchanged. */ status?: UserStatus; movedEmail?: boolean }>;
   /**
    * Steps 3 and 4: the first site whose move criteria match, and the site's role. An add places
    * users not at a site (`moved`: placed); an update moves placed users site to site (`moved`,
@@ -54,6 +54,8 @@ export interface PipelineActivities {
   abandonProvisioning(input: StepInput & { number: string | null; reason: string }): Promise<void>;
   /** Step 7: the welcome email, at most once per user (outbox, stable Message-ID). */
   sendWelcomeEmail(input: StepInput): Promise<{ sent: boolean; skipped?: string }>;
+  /** After a move (settings.movedEmail): the user's new site and number, once per move (outbox). */
+  sendMovedEmail(input: StepInput & { from: string }): Promise<{ sent: boolean; skipped?: string }>;
   /** Tells the syncs waiting for this user how the pipeline ended (they collect it in batches). */
   recordOutcome(input: { userId: string; syncIds: readonly string[]; outcome: UserOutcome }): Promise<void>;
 }

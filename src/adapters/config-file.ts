@@ -18,8 +18,8 @@ type CsvSourceConfig = Extract<SourceConfig, { type: 'csv' }>;
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 
 /** The subject and the HTML template must render; the template is read in for the snapshot. */
-async function welcomeProblems(
-  welcome: SettingsConfig['welcomeEmail'],
+async function emailProblems(
+  welcome: Pick<SettingsConfig['welcomeEmail'], 'subject' | 'template'>,
   path: ConfigPath,
   at: (path: string) => string,
 ): Promise<{ problems: ConfigProblem[]; template?: string }> {
@@ -97,11 +97,15 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
   const at = (path: string) => (isAbsolute(path) ? path : resolve(base, path));
   const found: ConfigProblem[] = [...(validated.ok ? [] : validated.problems), ...validated.warnings];
   const templates: Record<string, string> = {};
+  const movedTemplates: Record<string, string> = {};
   for (const [index, customer] of (config?.customers ?? []).entries()) {
     const c = itemIndex(customer, index);
-    const welcome = await welcomeProblems(customer.settings.welcomeEmail, ['customers', c, 'settings', 'welcomeEmail'], at);
+    const welcome = await emailProblems(customer.settings.welcomeEmail, ['customers', c, 'settings', 'welcomeEmail'], at);
     found.push(...welcome.problems);
     if (welcome.template !== undefined) templates[customer.name] = welcome.template;
+    const moved = await emailProblems(customer.settings.movedEmail, ['customers', c, 'settings', 'movedEmail'], at);
+    found.push(...moved.problems);
+    if (moved.template !== undefined) movedTemplates[customer.name] = moved.template;
     for (const [s, source] of customer.sources.entries()) {
       if (source.type === 'csv') found.push(...(await csvProblems(source, ['customers', c, 'sources', itemIndex(source, s)], at(source.path))));
     }
@@ -115,5 +119,5 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
     ...customer,
     sources: customer.sources.map((source) => (source.type === 'csv' ? { ...source, path: at(source.path) } : source)),
   }));
-  return { ok: true, config: { ...validated.config, customers, templates }, warnings };
+  return { ok: true, config: { ...validated.config, customers, templates, movedTemplates }, warnings };
 }

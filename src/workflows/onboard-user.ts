@@ -196,14 +196,21 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       }
       // A user provisioned for the first time by an update (blocked or failed when placed) is
       // welcomed now; everyone else was welcomed already, and the outbox sends nobody a second one.
-      if (!local.welcomeEmail) return outcome('provisioned', how);
+      // A user who moved (and was welcomed before) is told their new site and number, when asked.
+      const welcome = local.welcomeEmail;
+      const moved = placed.moved && placed.from !== undefined && local.movedEmail === true ? placed.from : null;
+      if (!welcome && moved === null) return outcome('provisioned', how);
       setState({ step: 'email' });
+      const send = async (mail: typeof quickMail): Promise<boolean> => {
+        const welcomed = welcome ? (await mail.sendWelcomeEmail(ids)).sent : false;
+        if (welcomed || moved === null) return welcomed;
+        return (await mail.sendMovedEmail({ ...ids, from: moved })).sent;
+      };
       try {
-        const sent = await quickMail.sendWelcomeEmail(ids);
-        return outcome('provisioned', { ...how, emailed: sent.sent });
+        return outcome('provisioned', { ...how, emailed: await send(quickMail) });
       } catch {
         await report(audience, outcome('provisioned', { ...how, emailed: false }));
-        await patientMail.sendWelcomeEmail(ids);
+        await send(patientMail);
         return outcome('provisioned', { ...how, emailed: true });
       }
     }

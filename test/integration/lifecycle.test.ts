@@ -28,6 +28,7 @@ beforeAll(async () => {
       acmeCustomer('keeper', (c) => (c.settings.numberAssignmentOnMove = 'keep-existing')),
       acmeCustomer('frozen', (c) => (c.settings.flowThrough.updateSync = false)),
       acmeCustomer('fixed', (c) => (c.settings.updateSyncProfile = 'sales')),
+      acmeCustomer('told', (c) => (c.settings.movedEmail = { enabled: true, subject: 'You have moved to {{site}}, {{firstName}}' })),
       // One Chicago number: the second engineer there waits, blocked.
       acmeCustomer('tight', (c) => (c.sites[0].numberRanges = [{ from: '+13125550100', to: '+13125550100' }])),
       // The default threshold (more than 10 % and more than 10 users), no cooling.
@@ -191,6 +192,24 @@ describe('update sync: Jane Murphy moves from Chicago to Dallas (seed 000)', () 
     const fixed = await userRow('fixed', 'E12');
     expect(fixed).toMatchObject({ status: 'provisioned', site: 'dallas', profile: 'engineering' });
     expect(await numbersOf(fixed.id)).toEqual(['+12145550100:used']);
+  });
+
+  it('movedEmail: a user who moves is told their new site and number, once per move', async () => {
+    const tia = { ...jane, employee_id: 'E20', login: 'tia', mail: 'tia@acme.example', given_name: 'Tia' };
+    h.writeFile('told.csv', acmeCsv([tia]));
+    await add('told');
+    h.writeFile('told.csv', acmeCsv([{ ...tia, city: 'Dallas' }]));
+    expect((await update('told')).counts).toMatchObject({ moved: 1, emailed: 1 });
+    const mails = h.smtp.to('tia@acme.example');
+    expect(mails.map((m) => m.subject)).toEqual(['Welcome to Acme, Tia', 'You have moved to Dallas, Tia']);
+    expect(mails[1]!.text).toContain('You have moved from the Chicago site to the Dallas site of Acme Corp.');
+    expect(mails[1]!.text).toContain('Your phone number is now +12145550100.');
+    // Another change without a move sends nothing; a move back sends one more.
+    h.writeFile('told.csv', acmeCsv([{ ...tia, city: 'Dallas', title: 'Lead' }]));
+    expect((await update('told')).counts).toMatchObject({ moved: 0, emailed: 0 });
+    h.writeFile('told.csv', acmeCsv([{ ...tia, city: 'Chicago', title: 'Lead' }]));
+    expect((await update('told')).counts).toMatchObject({ moved: 1, emailed: 1 });
+    expect(h.smtp.to('tia@acme.example').map((m) => m.subject)).toEqual(['Welcome to Acme, Tia', 'You have moved to Dallas, Tia', 'You have moved to Chicago, Tia']);
   });
 
   it('updateSync off: the record is updated, nobody moves', async () => {

@@ -12,6 +12,7 @@ export interface CustomerSnapshot {
   readonly customerId: number;
   readonly config: CustomerConfig;
   readonly welcomeTemplate: string | undefined;
+  readonly movedTemplate: string | undefined;
   readonly sites: readonly SiteCandidate[];
   readonly siteIds: ReadonlyMap<string, number>;
   readonly siteNames: ReadonlyMap<number, string>;
@@ -101,6 +102,7 @@ export class ConfigSnapshots {
       customerId: customer.id,
       config,
       welcomeTemplate: resolved.templates[name],
+      movedTemplate: resolved.movedTemplates?.[name],
       sites,
       siteIds,
       siteNames: new Map([...siteIds].map(([n, id]) => [id, n])),

@@ -10,6 +10,8 @@ export interface WelcomeVariables {
   readonly site: string;
   readonly number: string | null;
   readonly profile: string;
+  /** The site a user moved from (a moved email); empty in a welcome. */
+  readonly previousSite: string;
 }
 
 export const DEFAULT_WELCOME_TEMPLATE = `<!doctype html>
@@ -48,6 +50,7 @@ export const SAMPLE_VARIABLES: WelcomeVariables = {
   site: 'Chicago',
   number: '+13125550100',
   profile: 'engineering',
+  previousSite: 'Dallas',
 };
 
 /** What is wrong with a template, on one line, and where in the template (1-based) when known. */
@@ -93,12 +96,34 @@ export interface RenderedEmail {
   readonly text: string;
 }
 
+export const DEFAULT_MOVED_TEMPLATE = `<!doctype html>
+<html><body>
+<p>Hello {{firstName}},</p>
+<p>You have moved from the {{previousSite}} site to the {{site}} site of {{customer}}.</p>
+{{#if number}}<p>Your phone number is now <strong>{{number}}</strong>.</p>{{/if}}
+</body></html>`;
+
+const MOVED_TEXT_TEMPLATE = `Hello {{firstName}},
+
+You have moved from the {{previousSite}} site to the {{site}} site of {{customer}}.
+{{#if number}}Your phone number is now {{number}}.
+{{/if}}`;
+
 /** Renders the welcome email: HTML with every variable HTML-escaped, a plain-text part, a subject. */
 export function renderWelcome(template: string | undefined, subject: string, vars: WelcomeVariables): RenderedEmail {
+  return render(template ?? DEFAULT_WELCOME_TEMPLATE, TEXT_TEMPLATE, subject, vars);
+}
+
+/** Renders the moved email (a user moved site): the same rules as the welcome. */
+export function renderMoved(template: string | undefined, subject: string, vars: WelcomeVariables): RenderedEmail {
+  return render(template ?? DEFAULT_MOVED_TEMPLATE, MOVED_TEXT_TEMPLATE, subject, vars);
+}
+
+function render(html: string, text: string, subject: string, vars: WelcomeVariables): RenderedEmail {
   return {
     // A subject is one header line: no line breaks, whatever the data holds.
     subject: compile(subject, false)(vars).replace(/[\r\n]+/g, ' ').trim(),
-    html: compile(template ?? DEFAULT_WELCOME_TEMPLATE, true)(vars),
-    text: compile(TEXT_TEMPLATE, false)(vars),
+    html: compile(html, true)(vars),
+    text: compile(text, false)(vars),
   };
 }

@@ -7,4 +7,6 @@ import type { Config } from './schema.js';
 export type ResolvedConfig = Config & {
   /** Welcome email HTML per customer name, for customers whose configuration names a template. */
   readonly templates: Readonly<Record<string, string>>;
+  /** Moved email HTML per customer name (absent in configurations applied before moved emails existed). */
+  readonly movedTemplates?: Readonly<Record<string, string>>;
 };

@@ -300,6 +300,16 @@ const settingsSchema = z.strictObject({
       template: z.string().optional(),
     })
     .default({ enabled: false, subject: 'Welcome, {{firstName}}' }),
+  /** Tells a user who moved site their new site and number (once per move; welcomeEmail.from sends it unless it has its own). */
+  movedEmail: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      from: z.string().optional(),
+      subject: z.string().default('You have moved to {{site}}'),
+      /** An HTML template file, relative to the configuration file; a built-in one otherwise. */
+      template: z.string().optional(),
+    })
+    .default({ enabled: false, subject: 'You have moved to {{site}}' }),
   smtp: smtpSchema.optional(),
   deleteThreshold: deleteThresholdSchema.optional(),
 });

@@ -279,6 +279,12 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
   if (settings.welcomeEmail.enabled && settings.smtp === undefined && !broken.has('settings:*')) {
     problems.push({ path: [...settingsAt, 'welcomeEmail', 'enabled'], message: 'a welcome email needs "smtp" settings (the server that sends it); without them none is sent' });
   }
+  if (settings.movedEmail.enabled && !settings.movedEmail.from && !settings.welcomeEmail.from) {
+    problems.push({ path: [...settingsAt, 'movedEmail', 'from'], message: 'a moved email needs a "from" address (its own, or welcomeEmail.from)' });
+  }
+  if (settings.movedEmail.enabled && settings.smtp === undefined && !broken.has('settings:*')) {
+    problems.push({ path: [...settingsAt, 'movedEmail', 'enabled'], message: 'a moved email needs "smtp" settings (the server that sends it); without them none is sent' });
+  }
   if (settings.smtp?.passwordEnv !== undefined && settings.smtp.username === undefined) {
     problems.push({
       severity: 'warning',
