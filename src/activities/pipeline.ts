@@ -10,7 +10,7 @@ import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { runStep, type StepContext } from '../adapters/db/steps.js';
 import { applyServices, describeChanges, removeServices } from '../adapters/db/user-services.js';
-import { lockUser, markDeleted, placeAtSite, restoreUser, setProfile, setStatus, type UserRow } from '../adapters/db/user-state.js';
+import { lockUser, markDeleted, placeAtSite, restoreUser, setProfile, setReason, setStatus, type UserRow } from '../adapters/db/user-state.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
 import { renderMoved, renderWelcome } from '../adapters/mail/welcome.js';
 import type { PipelineActivities, StepInput } from './types.js';
@@ -203,7 +203,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
           if (current !== null) {
             // A placed user who matches no site any more stays where they are, with the reason.
             const kept = `kept at ${current}: ${reason} any more`;
-            await tx.updateTable('users').set({ status_reason: kept, updated_at: new Date() }).where('id', '=', user.id).execute();
+            await setReason(tx, user.id, kept);
             return { status: 'skipped', result: { site: current, moved: false, kept: true, reason: kept }, summary: kept, details: resolution };
           }
           await setStatus(tx, user.id, 'unplaced', reason);

@@ -15,10 +15,10 @@ import { readSubscribedSkus } from '../adapters/sources/entra.js';
 import { mapRecords, readSourceRecords, type SourceWatermark } from '../adapters/sources/index.js';
 import { startUserPipeline } from '../adapters/temporal/user-pipeline.js';
 import type { SourceConfig } from '../domain/config/schema.js';
-import { onboardWorkflowId } from '../workflows/config.js';
+import { onboardWorkflowId, syncModes } from '../workflows/config.js';
 import type { SourceProblem } from '../domain/source.js';
 import type { UserOutcome } from '../workflows/messages.js';
-import type { SourceWatermarkRecord, SyncActivities, SyncRunRecord } from './types.js';
+import type { SourceWatermarkRecord, SyncActivities } from './types.js';
 
 export interface SyncDeps {
   readonly db: Kysely<Database>;
@@ -61,9 +61,6 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
     return stored?.fingerprint === sourceFingerprint(source) ? stored.mark : null;
   }
 
-  const logSyncEntries = (entries: Parameters<typeof writeSyncEntries>[1]) => writeSyncEntries(db, entries);
-  const writeSyncRun = (input: SyncRunRecord) => writeSyncRunEntry(db, input);
-
   /** Whether the sync `<workflow id>/<first run id>` still runs (a claim it left may be taken over). */
   async function syncRunning(syncId: string): Promise<boolean> {
     const cut = syncId.lastIndexOf('/');
@@ -105,7 +102,7 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       if (source.type === 'entra' && input.cursor === null) {
         await refreshLicences(db, snap.customerId, await readSubscribedSkus(source, { heartbeat: () => heartbeat(input.cursor) }));
       }
-      const modes = input.modes ?? [input.mode ?? 'add'];
+      const modes = syncModes({ mode: input.mode ?? 'add', modes: input.modes });
       const ref = { customerId: snap.customerId, sourceId: source.id };
       // An update reads what changed since the last successful sync; an add or delete reads everything.
       const incremental = modes.includes('update') && !modes.includes('delete');
@@ -128,7 +125,8 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
         await markSeen(db, ref, input.syncId, [...mapped.users.map((u) => u.externalId), ...mapped.disabled.map((d) => d.externalId), ...mapped.unusableIds]);
       }
       // A retried page read must not log its problems twice: the keys name the sync and the record.
-      await logSyncEntries(
+      await writeSyncEntries(
+        db,
         problems.map((p) => ({
           customer_id: snap.customerId,
           user_id: null,
@@ -220,10 +218,10 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       const busy = await claimSource(db, source.id, syncId, (holder) => syncRunning(holder));
       const record = { workflowId: input.workflowId, runId: input.runId, customer: input.customer, source: input.source, mode: input.mode, configVersion: found.version };
       if (busy) {
-        await writeSyncRun({ ...record, status: 'skipped', error: `another sync of the source is running (${busy})` });
+        await writeSyncRunEntry(db, { ...record, status: 'skipped', error: `another sync of the source is running (${busy})` });
         return { configVersion: found.version, busy };
       }
-      await writeSyncRun({ ...record, status: 'started' });
+      await writeSyncRunEntry(db, { ...record, status: 'started' });
       return { configVersion: found.version };
     },
 
@@ -255,7 +253,7 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
     },
 
     async recordSyncRun(input) {
-      await writeSyncRun(input);
+      await writeSyncRunEntry(db, input);
     },
   };
 }

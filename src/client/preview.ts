@@ -2,6 +2,7 @@ import type { Kysely } from 'kysely';
 import { countSourceUsers } from '../adapters/db/lifecycle.js';
 import { nextAvailableNumbers, numbersHeld, type Pool } from '../adapters/db/numbers.js';
 import type { Database } from '../adapters/db/schema.js';
+import { keptLine, type HeldNumber } from '../domain/numbers.js';
 import { activeServices, diffServices, type ServiceChanges } from '../adapters/db/user-services.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { mapRecords, readSourceRecords } from '../adapters/sources/index.js';
@@ -9,7 +10,7 @@ import { explainFtpRule, explainSite, type FtpResolution, type SiteResolution } 
 import { decideDeletions } from '../domain/deletions.js';
 import { servicesOnLine } from '../domain/services.js';
 import type { SourceCursor, SourceProblem } from '../domain/source.js';
-import { SYNC_MODES, type SyncMode } from '../workflows/config.js';
+import { SYNC_MODES, syncModes, type SyncMode } from '../workflows/config.js';
 
 /** What a sync of the source would do to one user, and why. */
 export interface PreviewUser {
@@ -94,7 +95,7 @@ export async function previewSource(
   snapshots: ConfigSnapshots,
   options: { customer: string; source: string; configVersion: number; pageSize?: number; modes?: readonly SyncMode[] },
 ): Promise<PreviewReport> {
-  const modes = SYNC_MODES.filter((m) => (options.modes ?? SYNC_MODES).includes(m));
+  const modes = syncModes({ mode: 'add', modes: options.modes ?? SYNC_MODES });
   const snap = await snapshots.customer(options.configVersion, options.customer);
   const source = snap.sources.get(options.source);
   if (!source) throw new Error(`customer ${options.customer} has no source "${options.source}" in configuration version ${options.configVersion}`);
@@ -141,24 +142,20 @@ export async function previewSource(
   const taken = new Set<string>();
 
   /** What an update would do to a placed user's line and services (as provisionProfile does). */
-  async function predictUpdate(userId: string, site: string | null, move: boolean, profile: ReturnType<typeof snap.profiles.get>): Promise<Partial<PreviewUser>> {
+  async function predictUpdate(userId: string, site: string | null, profile: ReturnType<typeof snap.profiles.get>): Promise<Partial<PreviewUser>> {
     if (site === null) return { kept: true };
     const from = (held.get(userId) ?? []).map((h) => h.number);
     if (!profile) return { numbers: { from, to: null }, services: diffServices(services.get(userId) ?? new Map(), []) };
     const siteId = snap.siteIds.get(site) ?? null;
     const pool: Pool | null = !profile.line ? null : { customerId: snap.customerId, siteId: profile.line.numberFrom === 'site' ? siteId : null };
-    let to: string | null = null;
-    if (pool) {
-      const mine = held.get(userId) ?? [];
-      const inPool = mine.find((h) => h.siteId === pool.siteId);
-      const kept = move && snap.config.settings.numberAssignmentOnMove === 'keep-existing' && pool.siteId !== null ? mine.find((h) => h.siteId !== null) : undefined;
-      to = inPool?.number ?? kept?.number ?? (await takeFree(pool));
-    }
+    // As provisionProfile allocates: the line kept, else the pool's next free number.
+    const keepExisting = snap.config.settings.numberAssignmentOnMove === 'keep-existing';
+    const to = pool ? (keptLine(held.get(userId) ?? [], pool.siteId, keepExisting) ?? (await takeFree(pool))) : null;
     return { numbers: { from, to }, services: diffServices(services.get(userId) ?? new Map(), servicesOnLine(profile.services, to)) };
   }
 
   const seen = new Set<string>();
-  let held = new Map<string, { number: string; siteId: number | null }[]>();
+  let held = new Map<string, HeldNumber[]>();
   let services = new Map<string, Map<string, unknown>>();
   let cursor: SourceCursor | null = null;
   do {
@@ -209,7 +206,7 @@ export async function previewSource(
       // After a move an update applies updateSyncProfile when set; otherwise the rules choose.
       const afterMove = pass === 'update' && move ? snap.config.settings.updateSyncProfile : undefined;
       const profile = afterMove ? snap.profiles.get(afterMove) : profileWhy?.rule ? snap.profiles.get(profileWhy.rule.profile) : undefined;
-      const update = pass === 'update' && modes.includes('update') ? await predictUpdate(String(existing!.id), siteWhy.site === null ? currentSite : siteWhy.site, move, profile) : {};
+      const update = pass === 'update' && modes.includes('update') ? await predictUpdate(String(existing!.id), siteWhy.site === null ? currentSite : siteWhy.site, profile) : {};
       // Listed: the users a sync of these modes would run a pass for (unchanged ones too, unless only deletions are previewed).
       const listed = pass === null ? modes.includes('add') || modes.includes('update') : modes.includes(pass);
       const preview: PreviewUser = {

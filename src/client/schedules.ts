@@ -12,10 +12,9 @@ import { TypedSearchAttributes, type SearchAttributePair } from '@temporalio/com
 import type { Config } from '../domain/config/schema.js';
 import { parseDuration, scheduleInWords, type SourceSchedule } from '../domain/schedule.js';
 import type { Settings } from '../settings.js';
-import { SCHEDULE_ID_PREFIX, scheduledSyncWorkflowId, scheduleId, searchAttributes, type SyncMode } from '../workflows/config.js';
+import { SCHEDULE_ID_PREFIX, scheduledSyncWorkflowId, scheduleId, searchAttributes, syncModes, syncSearchAttributes, type SyncMode } from '../workflows/config.js';
 import type { SyncSourceInput } from '../workflows/messages.js';
 import type { syncSource } from '../workflows/sync-source.js';
-import { syncModes } from './sync.js';
 import { connectClient, ensureSearchAttributes } from './temporal.js';
 
 /*
@@ -54,14 +53,6 @@ export function declaredSchedules(config: Pick<Config, 'customers'>): ScheduleDe
 
 const modesOf = (declaration: ScheduleDeclaration): SyncMode[] => syncModes({ mode: declaration.modes[0]!, modes: declaration.modes });
 
-function searchAttributePairs(declaration: ScheduleDeclaration): SearchAttributePair[] {
-  return [
-    { key: searchAttributes.customer, value: declaration.customer },
-    { key: searchAttributes.source, value: declaration.source },
-    { key: searchAttributes.syncMode, value: modesOf(declaration).join('+') },
-  ];
-}
-
 type SyncAction = ScheduleOptionsStartWorkflowAction<typeof syncSource>;
 
 /** The schedule a declaration stands for, as Temporal is asked to hold it. */
@@ -83,11 +74,11 @@ export function scheduleOptions(declaration: ScheduleDeclaration, taskQueue: str
       workflowId: scheduledSyncWorkflowId(declaration.customer, declaration.source),
       taskQueue,
       args: [input],
-      typedSearchAttributes: searchAttributePairs(declaration),
+      typedSearchAttributes: syncSearchAttributes(declaration.customer, declaration.source, modesOf(declaration)),
       memo: { [DECLARATION_MEMO]: declaration },
     },
     policies: { overlap: 'SKIP', catchupWindow: CATCHUP_WINDOW_MS, pauseOnFailure: false },
-    typedSearchAttributes: searchAttributePairs(declaration),
+    typedSearchAttributes: syncSearchAttributes(declaration.customer, declaration.source, modesOf(declaration)),
     memo: { managedBy: 'flowthru', customer: declaration.customer, source: declaration.source },
     state: {
       paused: declaration.paused,

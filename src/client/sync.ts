@@ -1,5 +1,5 @@
 import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { searchAttributes, syncWorkflowId, type SyncMode } from '../workflows/config.js';
+import { searchAttributes, syncModeLabel, syncModes, syncSearchAttributes, syncWorkflowId, type SyncMode } from '../workflows/config.js';
 import type { SyncReport, SyncSourceInput } from '../workflows/messages.js';
 import type { syncSource } from '../workflows/sync-source.js';
 
@@ -28,12 +28,6 @@ export class SyncBusyError extends Error {
   }
 }
 
-/** The modes a sync run does, in the order it does them. */
-export function syncModes(input: Pick<SyncSourceInput, 'mode' | 'modes'>): SyncMode[] {
-  const modes = input.modes && input.modes.length > 0 ? input.modes : [input.mode];
-  return (['add', 'update', 'delete'] as const).filter((m) => modes.includes(m));
-}
-
 /**
  * Starts a sync, or joins the one already running for the same source and modes: a second start
  * never doubles the work (one workflow id per source; USE_EXISTING). A sync of the same source
@@ -54,7 +48,7 @@ export async function startSync(client: Client, options: StartSyncOptions): Prom
     ...(options.maxHistoryEvents ? { maxHistoryEvents: options.maxHistoryEvents } : {}),
   };
   const workflowId = syncWorkflowId(options.customer, options.source);
-  const modeLabel = modes.join('+');
+  const modeLabel = syncModeLabel(modes);
   let handle: WorkflowHandle<typeof syncSource>;
   try {
     handle = await client.workflow.start<typeof syncSource>('syncSource', {
@@ -63,11 +57,7 @@ export async function startSync(client: Client, options: StartSyncOptions): Prom
       args: [input],
       // Joining a running sync would drop --allow-deletes: that permission is for a sync it starts.
       workflowIdConflictPolicy: options.allowDeletes === undefined ? 'USE_EXISTING' : 'FAIL',
-      typedSearchAttributes: [
-        { key: searchAttributes.customer, value: options.customer },
-        { key: searchAttributes.source, value: options.source },
-        { key: searchAttributes.syncMode, value: modeLabel },
-      ],
+      typedSearchAttributes: syncSearchAttributes(options.customer, options.source, modes),
     });
   } catch (error) {
     if (error instanceof WorkflowExecutionAlreadyStartedError) throw new SyncBusyError(workflowId, 'running; --allow-deletes applies to a sync it starts');

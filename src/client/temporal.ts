@@ -8,6 +8,16 @@ export async function connectClient(settings: Settings): Promise<Client> {
   return new Client({ connection, namespace: settings.temporalNamespace });
 }
 
+/** Runs `fn` with a client, and closes its connection afterwards, whatever happens. */
+export async function withClient<T>(settings: Settings, fn: (client: Client) => Promise<T>): Promise<T> {
+  const client = await connectClient(settings);
+  try {
+    return await fn(client);
+  } finally {
+    await client.connection.close();
+  }
+}
+
 /**
  * Registers flowthru's search attributes in the namespace if they are missing, so runs can be
  * filtered in Temporal UI. Idempotent; the worker runs it at start.

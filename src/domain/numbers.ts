@@ -60,3 +60,21 @@ export function rangesOverlap(a: NumberRange, b: NumberRange): boolean {
 export function compareNumbers(a: string, b: string): number {
   return a.length - b.length || (a < b ? -1 : a > b ? 1 : 0);
 }
+
+/** A number a user holds, and the pool it belongs to (a site's, or null: the customer's). */
+export interface HeldNumber {
+  readonly number: string;
+  readonly siteId: number | null;
+}
+
+/**
+ * The line a user keeps when their profile draws from the pool of `poolSiteId` (null: the
+ * customer's): the one they hold from that pool, else, with keep-existing and a site pool, the one
+ * they hold from another site's pool; null when a new one must be taken. `held` in dialling order.
+ */
+export function keptLine(held: readonly HeldNumber[], poolSiteId: number | null, keepExisting: boolean): string | null {
+  const inPool = held.find((h) => h.siteId === poolSiteId);
+  if (inPool) return inPool.number;
+  if (keepExisting && poolSiteId !== null) return held.find((h) => h.siteId !== null)?.number ?? null;
+  return null;
+}

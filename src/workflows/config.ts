@@ -1,4 +1,4 @@
-import { defineSearchAttributeKey, SearchAttributeType } from '@temporalio/common';
+import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair } from '@temporalio/common';
 
 /*
  * The one place that names things in Temporal: task queue, workflow ids, search attributes.
@@ -10,6 +10,12 @@ export const DEFAULT_TASK_QUEUE = 'flowthru';
 export type SyncMode = 'add' | 'update' | 'delete';
 
 export const SYNC_MODES = ['add', 'update', 'delete'] as const satisfies readonly SyncMode[];
+
+/** The modes a sync run does, each once, in the order it does them: `modes`, else just `mode`. */
+export function syncModes(input: { readonly mode: SyncMode; readonly modes?: readonly SyncMode[] | undefined }): SyncMode[] {
+  const modes = input.modes && input.modes.length > 0 ? input.modes : [input.mode];
+  return SYNC_MODES.filter((m) => modes.includes(m));
+}
 
 /**
  * One sync of a source at a time, whatever its modes: starting it again while it runs joins the
@@ -50,3 +56,15 @@ export const searchAttributes = {
 } as const;
 
 export const SEARCH_ATTRIBUTE_NAMES = Object.values(searchAttributes).map((key) => key.name);
+
+/** The modes of a sync as its FlowthruSyncMode search attribute holds them: `add+update`. */
+export const syncModeLabel = (modes: readonly SyncMode[]) => modes.join('+');
+
+/** The search attributes of a sync run, manual or scheduled. */
+export function syncSearchAttributes(customer: string, source: string, modes: readonly SyncMode[]): SearchAttributePair[] {
+  return [
+    { key: searchAttributes.customer, value: customer },
+    { key: searchAttributes.source, value: source },
+    { key: searchAttributes.syncMode, value: syncModeLabel(modes) },
+  ];
+}

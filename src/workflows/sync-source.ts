@@ -10,7 +10,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { SyncActivities } from '../activities/types.js';
-import { SYNC_MODES, type SyncMode } from './config.js';
+import { syncModes } from './config.js';
 import {
   emptyCounts,
   syncProgressQuery,
@@ -74,12 +74,6 @@ function tally(counts: SyncCounts, outcome: UserOutcome): void {
   }
 }
 
-/** The modes a run does, in the order it does them. */
-function orderedModes(input: SyncSourceInput): SyncMode[] {
-  const modes = input.modes && input.modes.length > 0 ? input.modes : [input.mode];
-  return SYNC_MODES.filter((m) => modes.includes(m));
-}
-
 /**
  * Syncs one source: reads it page by page, imports each page, and runs the pipeline of every new
  * or changed user, at most `window` at a time; with `delete` among its modes (or when the source
@@ -88,7 +82,7 @@ function orderedModes(input: SyncSourceInput): SyncMode[] {
  */
 export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
   const { customer, source: sourceName, mode } = input;
-  const modes = orderedModes(input);
+  const modes = syncModes(input);
   let configVersion = input.configVersion ?? 0;
   const pageSize = input.pageSize ?? DEFAULT_PAGE_SIZE;
   const window = input.window ?? DEFAULT_WINDOW;

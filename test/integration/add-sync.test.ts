@@ -40,21 +40,8 @@ beforeAll(async () => {
 });
 afterAll(async () => h?.close());
 
-async function userRow(customer: string, externalId: string) {
-  return h.db
-    .selectFrom('users')
-    .innerJoin('customers', 'customers.id', 'users.customer_id')
-    .leftJoin('sites', 'sites.id', 'users.site_id')
-    .leftJoin('user_profiles', 'user_profiles.id', 'users.profile_id')
-    .select(['users.id', 'users.status', 'users.role', 'users.status_reason', 'sites.name as site', 'user_profiles.name as profile'])
-    .where('customers.name', '=', customer)
-    .where('users.external_id', '=', externalId)
-    .executeTakeFirstOrThrow();
-}
-
-async function numbersOf(userId: string) {
-  return (await h.db.selectFrom('number_inventory').select(['number', 'status']).where('user_id', '=', userId).execute()).map((n) => `${n.number}:${n.status}`);
-}
+const userRow = (customer: string, externalId: string) => h.userRow(customer, externalId);
+const numbersOf = (userId: string) => h.numbersOf(userId);
 
 const cli = (...args: string[]) => h.cli(...args);
 

@@ -104,6 +104,24 @@ export class PipelineHarness {
     return customer;
   }
 
+  /** One user of a customer as a test looks at them: status, reason, where they are, what profile. */
+  userRow(customer: string, externalId: string) {
+    return this.db
+      .selectFrom('users')
+      .innerJoin('customers', 'customers.id', 'users.customer_id')
+      .leftJoin('sites', 'sites.id', 'users.site_id')
+      .leftJoin('user_profiles', 'user_profiles.id', 'users.profile_id')
+      .select(['users.id', 'users.status', 'users.role', 'users.status_reason', 'users.attributes', 'sites.name as site', 'user_profiles.name as profile'])
+      .where('customers.name', '=', customer)
+      .where('users.external_id', '=', externalId)
+      .executeTakeFirstOrThrow();
+  }
+
+  /** The numbers a user holds, as `number:status`, in order. */
+  async numbersOf(userId: string): Promise<string[]> {
+    return (await this.db.selectFrom('number_inventory').select(['number', 'status']).where('user_id', '=', userId).orderBy('number').execute()).map((n) => `${n.number}:${n.status}`);
+  }
+
   writeFile(name: string, content: string): string {
     const path = join(this.dir, name);
     writeFileSync(path, content);

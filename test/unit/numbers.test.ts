@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareNumbers, expandRange, rangeProblems, rangesOverlap, MAX_RANGE_SIZE } from '../../src/domain/numbers.js';
+import { compareNumbers, expandRange, keptLine, rangeProblems, rangesOverlap, MAX_RANGE_SIZE } from '../../src/domain/numbers.js';
 
 describe('number ranges', () => {
   it('expands E.164 and extension ranges, keeping prefixes and leading zeros', () => {
@@ -28,5 +28,22 @@ describe('number ranges', () => {
   });
   it('orders numbers shortest first, then by digits', () => {
     expect(['1000', '999', '+1312', '1001'].sort(compareNumbers)).toEqual(['999', '1000', '1001', '+1312']);
+  });
+});
+
+describe('the line a user keeps when their profile is provisioned again', () => {
+  const held = [
+    { number: '+13125550100', siteId: 1 },
+    { number: '+18005550100', siteId: null },
+  ];
+  it('is the one they hold from the pool the profile draws from', () => {
+    expect(keptLine(held, 1, false)).toBe('+13125550100');
+    expect(keptLine(held, null, false)).toBe('+18005550100');
+  });
+  it('after a move: a new one (assign-new), or their other site number (keep-existing), never a customer number', () => {
+    expect(keptLine(held, 2, false)).toBeNull();
+    expect(keptLine(held, 2, true)).toBe('+13125550100');
+    expect(keptLine([{ number: '+18005550100', siteId: null }], 2, true)).toBeNull();
+    expect(keptLine([], null, true)).toBeNull();
   });
 });

@@ -1,4 +1,5 @@
 import { sql, type Kysely, type Transaction } from 'kysely';
+import { keptLine, type HeldNumber } from '../../domain/numbers.js';
 import type { Database } from './schema.js';
 
 type Tx = Transaction<Database>;
@@ -131,21 +132,8 @@ export interface LineRequest {
 export async function allocateLine(tx: Tx, request: LineRequest): Promise<{ number: string | null; exhausted?: true }> {
   if (request.pool === null) return { number: null };
   const pool: Pool = { customerId: request.customerId, siteId: request.pool === 'site' ? request.siteId : null };
-  const held = await heldNumber(tx, pool, request.userId);
-  if (held) return { number: held };
-  if (request.keepExisting && request.pool === 'site') {
-    const kept = await tx
-      .selectFrom('number_inventory')
-      .select('number')
-      .where('customer_id', '=', request.customerId)
-      .where('user_id', '=', request.userId)
-      .where('site_id', 'is not', null)
-      .where('status', 'in', ['reserved', 'used'])
-      .orderBy('number')
-      .limit(1)
-      .executeTakeFirst();
-    if (kept) return { number: kept.number };
-  }
+  const kept = keptLine((await numbersHeld(tx, [request.userId])).get(request.userId) ?? [], pool.siteId, request.keepExisting);
+  if (kept) return { number: kept };
   const number = await reserveNumber(tx, pool, request.userId, request.reservedBy);
   return number === null ? { number: null, exhausted: true } : { number };
 }
@@ -167,9 +155,9 @@ export async function nextAvailableNumbers(db: Kysely<Database>, pool: Pool, lim
   return result.rows.map((r) => r.number);
 }
 
-/** The numbers each of these users holds (reserved or used), with the pool each belongs to. */
-export async function numbersHeld(db: Kysely<Database>, userIds: readonly string[]): Promise<Map<string, { number: string; siteId: number | null }[]>> {
-  const held = new Map<string, { number: string; siteId: number | null }[]>();
+/** The numbers each of these users holds (reserved or used), with the pool each belongs to, in dialling order. */
+export async function numbersHeld(db: Kysely<Database>, userIds: readonly string[]): Promise<Map<string, HeldNumber[]>> {
+  const held = new Map<string, HeldNumber[]>();
   if (userIds.length === 0) return held;
   const rows = await db
     .selectFrom('number_inventory')

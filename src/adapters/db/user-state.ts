@@ -22,6 +22,11 @@ export async function setStatus(tx: Tx, userId: string, status: UserStatus, reas
   await tx.updateTable('users').set({ status, status_reason: reason, updated_at: new Date() }).where('id', '=', userId).execute();
 }
 
+/** A reason beside the status the user keeps (kept where they are by an update). */
+export async function setReason(tx: Tx, userId: string, reason: string): Promise<void> {
+  await tx.updateTable('users').set({ status_reason: reason, updated_at: new Date() }).where('id', '=', userId).execute();
+}
+
 /** At a site, with the site's role; the profile is chosen next. */
 export async function placeAtSite(tx: Tx, userId: string, siteId: number, role: string | null): Promise<void> {
   await tx.updateTable('users').set({ site_id: siteId, role, status: 'moved', status_reason: null, updated_at: new Date() }).where('id', '=', userId).execute();

@@ -1,8 +1,14 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { UserType } from '../../domain/user.js';
 import type { SourceUser } from '../sources/records.js';
 import { describeDatabaseError, isRecordDatabaseError } from './errors.js';
 import type { Database } from './schema.js';
+
+/** Which records a sync takes: those of users not at a site (an add's), those of placed users (an update's). */
+export interface Take {
+  readonly unplaced: boolean;
+  readonly placed: boolean;
+}
 
 export interface ImportBatch {
   readonly customerId: number;
@@ -16,7 +22,7 @@ export interface ImportBatch {
    * offboarded and back — are an add's; users placed at a site an update's. A record a sync does
    * not take is left unchanged (its hash too) for the sync whose job it is.
    */
-  readonly take?: { readonly unplaced: boolean; readonly placed: boolean };
+  readonly take?: Take;
 }
 
 export interface ImportedUser {
@@ -57,6 +63,12 @@ export async function importUsers(db: Kysely<Database>, batch: ImportBatch): Pro
   }
 }
 
+/** Whether a user row (by table alias) counts as placed: at a site and not offboarded. */
+const placedIn = (alias: string) => sql<boolean>`(${sql.ref(`${alias}.site_id`)} is not null and ${sql.ref(`${alias}.status`)} <> 'deleted')`;
+
+/** Whether a sync taking `take` takes a record whose user is placed (or not) as `placed` says. */
+const takes = (take: Take, placed: RawBuilder<boolean>) => sql<boolean>`case when ${placed} then ${take.placed}::boolean else ${take.unplaced}::boolean end`;
+
 async function upsertUsers(db: Kysely<Database>, batch: ImportBatch, users: readonly SourceUser[]): Promise<ImportResult['imported']> {
   const take = batch.take ?? { unplaced: true, placed: true };
   const result = await sql<{ id: string; external_id: string; placed: boolean }>`
@@ -70,12 +82,12 @@ async function upsertUsers(db: Kysely<Database>, batch: ImportBatch, users: read
         ${users.map((u) => (u.entry ? JSON.stringify(u.entry) : null))}::jsonb[]
       ) as t(external_id, username, email, attributes, source_hash, ldap_entry)
     ), existing as (
-      select u.id, u.external_id, (u.site_id is not null and u.status <> 'deleted') as placed
+      select u.id, u.external_id, ${placedIn('u')} as placed
       from users u join incoming i on i.external_id = u.external_id
       where u.customer_id = ${batch.customerId} and u.source_id = ${batch.sourceId}
     ), taken as (
       select i.* from incoming i left join existing e on e.external_id = i.external_id
-      where case when coalesce(e.placed, false) then ${take.placed}::boolean else ${take.unplaced}::boolean end
+      where ${takes(take, sql<boolean>`coalesce(e.placed, false)`)}
     ), upserted as (
       insert into users (customer_id, source_id, external_id, user_type, username, email, attributes, source_hash, ldap_entry, imported_by)
       select ${batch.customerId}, ${batch.sourceId}, external_id, ${batch.userType}, username, email, attributes, source_hash, ldap_entry, ${batch.syncId}
@@ -95,7 +107,7 @@ async function upsertUsers(db: Kysely<Database>, batch: ImportBatch, users: read
     select up.id, up.external_id, coalesce(e.placed, false) as placed
     from upserted up left join existing e on e.external_id = up.external_id
     union all
-    select u.id, u.external_id, (u.site_id is not null and u.status <> 'deleted') as placed
+    select u.id, u.external_id, ${placedIn('u')} as placed
     from users u join taken i on i.external_id = u.external_id
     where u.customer_id = ${batch.customerId} and u.source_id = ${batch.sourceId}
       and u.imported_by = ${batch.syncId} and u.source_hash = i.source_hash
@@ -107,7 +119,7 @@ async function upsertUsers(db: Kysely<Database>, batch: ImportBatch, users: read
  * How many of these records a sync that takes only `take` leaves for another sync: changed (or new)
  * records of users it does not take. Such a read must not move the source's watermark past them.
  */
-export async function countDeferred(db: Kysely<Database>, batch: Pick<ImportBatch, 'customerId' | 'sourceId' | 'users'> & { take: { unplaced: boolean; placed: boolean } }): Promise<number> {
+export async function countDeferred(db: Kysely<Database>, batch: Pick<ImportBatch, 'customerId' | 'sourceId' | 'users'> & { take: Take }): Promise<number> {
   if (batch.users.length === 0 || (batch.take.placed && batch.take.unplaced)) return 0;
   const { rows } = await sql<{ n: string }>`
     with incoming as (
@@ -116,6 +128,6 @@ export async function countDeferred(db: Kysely<Database>, batch: Pick<ImportBatc
     select count(*) as n from incoming i
     left join users u on u.customer_id = ${batch.customerId} and u.source_id = ${batch.sourceId} and u.external_id = i.external_id
     where (u.id is null or u.source_hash is distinct from i.source_hash or u.status = 'deleted')
-      and case when u.site_id is not null and u.status <> 'deleted' then not ${batch.take.placed}::boolean else not ${batch.take.unplaced}::boolean end`.execute(db);
+      and not ${takes(batch.take, placedIn('u'))}`.execute(db);
   return Number(rows[0]?.n ?? 0);
 }

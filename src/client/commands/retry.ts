@@ -6,7 +6,7 @@ import { startUserPipeline } from '../../adapters/temporal/user-pipeline.js';
 import type { UserStatus } from '../../domain/user.js';
 import { readSettings } from '../../settings.js';
 import { table, temporalUiUrl, UserError, withDatabase, type CliIo } from '../cli.js';
-import { connectClient } from '../temporal.js';
+import { withClient } from '../temporal.js';
 import { findOneUser } from './user.js';
 
 export const RETRYABLE_STATUSES = ['blocked', 'failed'] as const satisfies readonly UserStatus[];
@@ -90,13 +90,7 @@ export async function retryUsers(io: CliIo, who: string | undefined, opts: Retry
     else io.out(`No ${opts.status} users${describeScope(opts)}: nothing to retry.`);
     return;
   }
-  const client = await connectClient(settings);
-  let workflowIds: string[];
-  try {
-    workflowIds = await handToPipelines(client, settings.taskQueue, targets, version);
-  } finally {
-    await client.connection.close();
-  }
+  const workflowIds = await withClient(settings, (client) => handToPipelines(client, settings.taskQueue, targets, version));
   const retried = targets.map((user, i) => ({
     customer: user.customer,
     source: user.source,

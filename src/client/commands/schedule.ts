@@ -2,26 +2,17 @@ import type { Command } from 'commander';
 import type { Client, ScheduleDescription, ScheduleHandle } from '@temporalio/client';
 import { ScheduleNotFoundError } from '@temporalio/client';
 import { loadConfigVersion } from '../../adapters/db/config-store.js';
-import { readSettings, type Settings } from '../../settings.js';
+import { readSettings } from '../../settings.js';
 import { scheduleId } from '../../workflows/config.js';
 import { resolveSource, table, temporalUiUrl, UserError, withDatabase, type CliIo } from '../cli.js';
 import { declaredSchedules, listSchedules, scheduleView, type ScheduleDeclaration, type ScheduleView } from '../schedules.js';
-import { connectClient } from '../temporal.js';
+import { withClient } from '../temporal.js';
 
 /*
  * `flowthru schedule list|trigger|pause|unpause`: the schedules themselves are declared in the
  * configuration (`schedule:` on a source) and reconciled by `config apply`; these look at them and
  * steer them between applies.
  */
-
-async function withClient<T>(settings: Settings, fn: (client: Client) => Promise<T>): Promise<T> {
-  const client = await connectClient(settings);
-  try {
-    return await fn(client);
-  } finally {
-    await client.connection.close();
-  }
-}
 
 /** The schedule of SOURCE: the source must exist and declare one, and Temporal must have it. */
 async function scheduleOfSource(client: Client, source: string, customer: string | undefined): Promise<{ handle: ScheduleHandle; description: ScheduleDescription }> {

@@ -267,6 +267,18 @@ const smtpSchema = z.strictObject({
   passwordEnv: envName.optional(),
 });
 
+/** An email the pipeline sends: off by default; the subject a template; the HTML a template file, else a built-in one. */
+const emailSchema = (subject: string) =>
+  z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      from: z.string().optional(),
+      subject: z.string().default(subject),
+      /** An HTML template file, relative to the configuration file; a built-in one otherwise. */
+      template: z.string().optional(),
+    })
+    .default({ enabled: false, subject });
+
 const deleteThresholdSchema = z
   .union([z.number().int().min(0), z.string().regex(/^\d{1,3}(\.\d+)?%$/)], {
     error: 'deleteThreshold is a count (50) or a percentage of the source\'s users ("10%")',
@@ -291,25 +303,9 @@ const settingsSchema = z.strictObject({
   numberCooling: z
     .strictObject({ enabled: z.boolean().default(false), days: z.number().int().min(0).max(3650).default(30) })
     .default({ enabled: false, days: 30 }),
-  welcomeEmail: z
-    .strictObject({
-      enabled: z.boolean().default(false),
-      from: z.string().optional(),
-      subject: z.string().default('Welcome, {{firstName}}'),
-      /** An HTML template file, relative to the configuration file; a built-in one otherwise. */
-      template: z.string().optional(),
-    })
-    .default({ enabled: false, subject: 'Welcome, {{firstName}}' }),
+  welcomeEmail: emailSchema('Welcome, {{firstName}}'),
   /** Tells a user who moved site their new site and number (once per move; welcomeEmail.from sends it unless it has its own). */
-  movedEmail: z
-    .strictObject({
-      enabled: z.boolean().default(false),
-      from: z.string().optional(),
-      subject: z.string().default('You have moved to {{site}}'),
-      /** An HTML template file, relative to the configuration file; a built-in one otherwise. */
-      template: z.string().optional(),
-    })
-    .default({ enabled: false, subject: 'You have moved to {{site}}' }),
+  movedEmail: emailSchema('You have moved to {{site}}'),
   smtp: smtpSchema.optional(),
   deleteThreshold: deleteThresholdSchema.optional(),
 });
