@@ -194,68 +194,57 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         setState({ number: done.number });
         break;
       }
-      // A user provisioned for the first time by an update (blocked or failed when placed) is
-      // welcomed now; everyone else was welcomed already, and the outbox sends nobody a second one.
-      // A user who moved (and was welcomed before) is told their new site and number, when asked.
-      const welcome = local.welcomeEmail;
-      const moved = placed.moved && placed.from !== undefined && local.movedEmail === true ? placed.from : null;
-      if (!welcome && moved === null) return outcome('provisioned', how);
-      setState({ step: 'email' });
-      const send = async (mail: typeof quickMail): Promise<boolean> => {
-        const welcomed = welcome ? (await mail.sendWelcomeEmail(ids)).sent : false;
-        if (welcomed || moved === null) return welcomed;
-        return (await mail.sendMovedEmail({ ...ids, from: moved })).sent;
-      };
-      try {
-        return outcome('provisioned', { ...how, emailed: await send(quickMail) });
-      } catch {
-        await report(audience, outcome('provisioned', { ...how, emailed: false }));
-        await send(patientMail);
-        return outcome('provisioned', { ...how, emailed: true });
-      }
-    }
-
-    for (;;) {
-      setState({ step: 'number' });
-      let number: string | null = null;
-      if (matched.numberFrom) {
-        const reservation = await db.reserveNumber({ ...ids, attempt, pool: matched.numberFrom });
-        if (reservation.number === null) {
-          if (!(await waitWhileBlocked(reservation.reason ?? 'no available number'))) return null;
+    } else {
+      for (;;) {
+        setState({ step: 'number' });
+        let number: string | null = null;
+        if (matched.numberFrom) {
+          const reservation = await db.reserveNumber({ ...ids, attempt, pool: matched.numberFrom });
+          if (reservation.number === null) {
+            if (!(await waitWhileBlocked(reservation.reason ?? 'no available number'))) return null;
+            continue;
+          }
+          number = reservation.number;
+          setState({ number });
+        }
+        setState({ step: 'provision' });
+        let provisioned: { blocked?: string } | undefined;
+        try {
+          provisioned = await db.provisionServices({ ...ids, attempt, number });
+        } catch (error) {
+          const reason = failureMessage(error);
+          // Compensate what this run did, even if the workflow is being cancelled.
+          await CancellationScope.nonCancellable(() => db.abandonProvisioning({ ...ids, attempt, number, reason }));
+          setState({ number: null, reason });
+          return outcome('failed', { ...how, reason });
+        }
+        // A licence is short: the step gave the reserved number back; a retry reserves one again.
+        if (provisioned?.blocked) {
+          setState({ number: null });
+          if (!(await waitWhileBlocked(provisioned.blocked))) return null;
           continue;
         }
-        number = reservation.number;
-        setState({ number });
+        break;
       }
-      setState({ step: 'provision' });
-      let provisioned: { blocked?: string } | undefined;
-      try {
-        provisioned = await db.provisionServices({ ...ids, attempt, number });
-      } catch (error) {
-        const reason = failureMessage(error);
-        // Compensate what this run did, even if the workflow is being cancelled.
-        await CancellationScope.nonCancellable(() => db.abandonProvisioning({ ...ids, attempt, number, reason }));
-        setState({ number: null, reason });
-        return outcome('failed', { ...how, reason });
-      }
-      // A licence is short: the step gave the reserved number back; a retry reserves one again.
-      if (provisioned?.blocked) {
-        setState({ number: null });
-        if (!(await waitWhileBlocked(provisioned.blocked))) return null;
-        continue;
-      }
-      break;
     }
 
-    if (!local.welcomeEmail) return outcome('provisioned', how);
+    // The welcome, once per user: an add's, or an update's that provisioned a user for the first
+    // time (blocked or failed when placed); the outbox sends nobody a second one. A user an update
+    // moved, and welcomed before, is told their new site and number when the customer asks for it.
+    const moved = update && placed.moved && placed.from !== undefined && local.movedEmail === true ? placed.from : null;
+    if (!local.welcomeEmail && moved === null) return outcome('provisioned', how);
     setState({ step: 'email' });
+    const send = async (mail: typeof quickMail): Promise<boolean> => {
+      const welcomed = local.welcomeEmail ? (await mail.sendWelcomeEmail(ids)).sent : false;
+      if (welcomed || moved === null) return welcomed;
+      return (await mail.sendMovedEmail({ ...ids, from: moved })).sent;
+    };
     try {
-      const sent = await quickMail.sendWelcomeEmail(ids);
-      return outcome('provisioned', { ...how, emailed: sent.sent });
+      return outcome('provisioned', { ...how, emailed: await send(quickMail) });
     } catch {
       // SMTP is down: report the user as provisioned now, and keep trying the email after.
       await report(audience, outcome('provisioned', { ...how, emailed: false }));
-      await patientMail.sendWelcomeEmail(ids);
+      await send(patientMail);
       return outcome('provisioned', { ...how, emailed: true });
     }
   }
