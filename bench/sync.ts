@@ -135,6 +135,12 @@ function noopActivities(): Activities {
     provisionProfile: async (input) => ({ number: `n${input.userId}` }),
     offboardUser: async () => ({ reason: 'gone' }),
     abandonProvisioning: done,
+    finishTargets: done,
+    pushToTarget: async () => ({ outcome: 'pushed', summary: 'nothing' }),
+    enqueueTargetJob: async () => ({ workflowId: 'none' }),
+    recordTargetFailure: async () => ({ notified: false }),
+    listTargetSubjects: async () => [],
+    markTargetCancelled: done,
     sendWelcomeEmail: async () => ({ sent: true }),
     sendMovedEmail: async () => ({ sent: true }),
     readSourcePage: async (input) => {

@@ -4,9 +4,10 @@ import { PermanentError } from '../adapters/errors.js';
 import { GraphUnavailableError } from '../adapters/sources/graph-client.js';
 import { createPipelineActivities, type PipelineDeps } from './pipeline.js';
 import { createSyncActivities, type SyncDeps } from './sync.js';
+import { createTargetActivities, type TargetDeps } from './targets.js';
 import type { Activities } from './types.js';
 
-export type ActivityDeps = PipelineDeps & SyncDeps;
+export type ActivityDeps = PipelineDeps & SyncDeps & Pick<TargetDeps, 'plugins'>;
 
 /**
  * Permanent errors (and statements the database refuses for their data) become non-retryable
@@ -36,5 +37,5 @@ export function withErrorKinds<T extends object>(activities: T): T {
 
 /** Every activity, closed over its dependencies (no globals): the worker registers these. */
 export function createActivities(deps: ActivityDeps): Activities {
-  return withErrorKinds({ ...createPipelineActivities(deps), ...createSyncActivities(deps) });
+  return withErrorKinds({ ...createPipelineActivities(deps), ...createSyncActivities(deps), ...createTargetActivities(deps) });
 }

@@ -13,7 +13,8 @@ import { applyServices, describeChanges, removeServices } from '../adapters/db/u
 import { lockUser, markDeleted, placeAtSite, restoreUser, setProfile, setReason, setStatus, type UserRow } from '../adapters/db/user-state.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
 import { renderMoved, renderWelcome } from '../adapters/mail/welcome.js';
-import type { PipelineActivities, StepInput } from './types.js';
+import { planTargetPushes } from './targets.js';
+import type { PipelineActivities, StepInput, TargetPushPlan } from './types.js';
 
 export interface PipelineDeps {
   readonly db: Kysely<Database>;
@@ -23,6 +24,20 @@ export interface PipelineDeps {
 
 type Tx = Transaction<Database>;
 type Result<K extends keyof PipelineActivities> = Awaited<ReturnType<PipelineActivities[K]>>;
+
+/** Targets whose push the user waits for (the pipeline hands them over before the user counts as provisioned). */
+const INLINE_MODES: ReadonlySet<TargetPushPlan['mode']> = new Set(['automatic', 'enrollment', 'queue-on-error']);
+
+/**
+ * The targets the user is handed to after provisioning. While an inline one has not got them, the
+ * user is `provisioning`: not provisioned until the target has it (finishTargets settles it).
+ */
+async function awaitTargets(tx: Tx, snap: CustomerSnapshot, userId: string): Promise<TargetPushPlan[]> {
+  const targets = await planTargetPushes(tx, snap, userId, 'provision');
+  const inline = targets.filter((t) => INLINE_MODES.has(t.mode));
+  if (inline.length > 0) await setStatus(tx, userId, 'provisioning', `waiting for target ${inline.map((t) => t.target).join(', ')}`);
+  return targets;
+}
 
 /** What each service needs from the user or the line before it can be provisioned. */
 function serviceProblem(service: ServiceSpec, user: CanonicalUser, number: string | null): string | null {
@@ -244,7 +259,14 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
           const gone = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
           await removeServices(tx, user.id);
           await releaseLicences(tx, ctx.customerId, user.id, []);
-          return { status: 'succeeded', result: { profile: null, numberFrom: null, reason }, summary: `${reason}${released(gone)}`, details: resolution };
+          // Provisioned before, the targets let them go (an add's new user was never pushed: nothing to plan).
+          const targets = input.mode === 'update' ? await planTargetPushes(tx, snap, user.id, 'deprovision') : [];
+          return {
+            status: 'succeeded',
+            result: { profile: null, numberFrom: null, reason, ...(targets.length > 0 ? { targets } : {}) },
+            summary: `${reason}${released(gone)}`,
+            details: resolution,
+          };
         }
         const profile = snap.profiles.get(resolution.rule.profile)!;
         const role = resolution.rule.role ?? profile.role ?? site?.defaultRole ?? null;
@@ -282,7 +304,8 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         if ('blocked' in done) {
           return { status: 'blocked', result: { blocked: done.blocked }, summary: input.number ? `${done.summary}; ${input.number} released` : done.summary };
         }
-        return { status: 'succeeded', result: {}, summary: done.summary };
+        const targets = await awaitTargets(tx, snap, user.id);
+        return { status: 'succeeded', result: targets.length > 0 ? { targets } : {}, summary: done.summary };
       });
     },
 
@@ -310,7 +333,23 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         }
         const done = await provisionProfileInTx(tx, snap, ctx, user, line.number);
         if ('blocked' in done) return { status: 'blocked', result: { number: null, blocked: done.blocked }, summary: done.summary };
-        return { status: 'succeeded', result: { number: line.number }, summary: done.summary };
+        const targets = await awaitTargets(tx, snap, user.id);
+        return { status: 'succeeded', result: { number: line.number, ...(targets.length > 0 ? { targets } : {}) }, summary: done.summary };
+      });
+    },
+
+    async finishTargets(input) {
+      const { ctx } = await context(input);
+      await runStep(db, ctx, 'targets', async (tx) => {
+        const user = await lockUser(tx, ctx.customerId, ctx.userId);
+        if (input.failed) {
+          const reason = input.failed.reason;
+          await setStatus(tx, user.id, 'failed', reason);
+          return { status: 'failed', result: null, error: reason, summary: reason };
+        }
+        // Still the pass's user: an operator's change meanwhile would have its own pass.
+        if (user.status === 'provisioning') await setStatus(tx, user.id, 'provisioned');
+        return { status: 'succeeded', result: null, summary: 'the targets have the user' };
       });
     },
 
@@ -340,9 +379,10 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         const numbers = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
         await markDeleted(tx, user.id, reason);
         const cooling = snap.config.settings.numberCooling.enabled ? ` (cooling ${snap.config.settings.numberCooling.days} days)` : '';
+        const targets = await planTargetPushes(tx, snap, user.id, 'deprovision');
         return {
           status: 'succeeded',
-          result: { reason },
+          result: { reason, ...(targets.length > 0 ? { targets } : {}) },
           summary: `offboarded: ${reason}; ${services.length > 0 ? `removed ${services.join(', ')}` : 'no services'}${numbers.length > 0 ? `; ${numbers.join(', ')} released${cooling}` : ''}`,
         };
       });

@@ -1,7 +1,7 @@
 import type { UserStatus } from '../domain/user.js';
 import type { SyncMode } from '../workflows/config.js';
 import type { SourceCursor, SourceProblem, SourceWatermarkRecord } from '../domain/source.js';
-import type { PipelineTarget, SyncReport, UserOutcome } from '../workflows/messages.js';
+import type { PipelineTarget, SyncReport, TargetPushPlan, UserOutcome } from '../workflows/messages.js';
 
 export type { SourceWatermarkRecord };
 
@@ -34,7 +34,9 @@ export interface PipelineActivities {
    * Step 5: the first FTP rule whose criteria match chooses the profile (and maybe the role); after
    * an update's move (`moved`), the customer's updateSyncProfile when set.
    */
-  matchProfile(input: StepInput & { moved?: boolean }): Promise<{ profile: string | null; numberFrom: 'site' | 'customer' | null; reason?: string }>;
+  matchProfile(
+    input: StepInput & { moved?: boolean },
+  ): Promise<{ profile: string | null; numberFrom: 'site' | 'customer' | null; reason?: string; /** A user who lost their profile: the targets that must let them go. */ targets?: TargetPushPlan[] }>;
   /** Step 6a: the lowest available number of the pool, or null (blocked) with the reason. */
   reserveNumber(input: StepInput & { pool: 'site' | 'customer' }): Promise<{ number: string | null; reason?: string }>;
   /**
@@ -42,14 +44,19 @@ export interface PipelineActivities {
    * licence the services need is short, nothing, and the reason the user is blocked.
    * (Runs recorded before licences returned nothing: read the result as optional.)
    */
-  provisionServices(input: StepInput & { number: string | null }): Promise<{ blocked?: string } | undefined>;
+  provisionServices(input: StepInput & { number: string | null }): Promise<{ blocked?: string; targets?: TargetPushPlan[] } | undefined>;
   /**
    * An update's step 6, whole: the line (kept, or the lowest of the new pool; the old one released,
    * cooling) and the difference in services and licences, in one transaction. Blocked: the reason.
    */
-  provisionProfile(input: StepInput & { numberFrom: 'site' | 'customer' | null }): Promise<{ number: string | null; blocked?: string }>;
+  provisionProfile(input: StepInput & { numberFrom: 'site' | 'customer' | null }): Promise<{ number: string | null; blocked?: string; targets?: TargetPushPlan[] }>;
   /** Offboards the user: services removed, licences given back, numbers released (cooling), status deleted. */
-  offboardUser(input: StepInput & { reason?: string }): Promise<{ reason: string }>;
+  offboardUser(input: StepInput & { reason?: string }): Promise<{ reason: string; targets?: TargetPushPlan[] }>;
+  /**
+   * After the targets the user waited for (automatic, enrollment, queue-on-error tried inline):
+   * provisioned, or failed with the target's reason.
+   */
+  finishTargets(input: StepInput & { failed?: { target: string; reason: string } }): Promise<void>;
   /** Compensation for a provisioning that failed for good: the reserved number goes back. */
   abandonProvisioning(input: StepInput & { number: string | null; reason: string }): Promise<void>;
   /** Step 7: the welcome email, at most once per user (outbox, stable Message-ID). */
@@ -166,4 +173,37 @@ export interface SyncActivities {
   }): Promise<UserOutcome[]>;
 }
 
-export type Activities = PipelineActivities & SyncActivities;
+export interface TargetPushInput {
+  readonly customer: string;
+  /** The pipeline pass's configuration version; jobs and reprovision use the newest. */
+  readonly configVersion?: number;
+  readonly target: string;
+  readonly userId: string;
+  readonly workflowId: string;
+  readonly runId: string;
+  /** The push's key in the transaction log (one entry per push, whatever the retries). */
+  readonly key: string;
+  /** An operator's push: runs in manual mode too, and calls the target even when nothing changed. */
+  readonly force?: boolean;
+}
+
+export interface TargetActivities {
+  /**
+   * Brings one target to what it should hold for one user (their fields, or nothing), comparing
+   * before it writes. A regular activity: it talks to the outside world. Failures refused for good
+   * are non-retryable; a throttled target's Retry-After becomes the next retry's delay.
+   */
+  pushToTarget(input: TargetPushInput): Promise<{ outcome: 'pushed' | 'unchanged' | 'skipped'; event?: string; summary: string }>;
+  /** Hands the push to the (target, user) job workflow: started, or told again (signal-with-start). */
+  enqueueTargetJob(input: { customer: string; configVersion?: number; target: string; userId: string; force?: boolean }): Promise<{ workflowId: string }>;
+  /** A push failed for good: the state says so with the reason, and the administrators hear once per episode. */
+  recordTargetFailure(input: { customer: string; configVersion?: number; target: string; userId: string; reason: string; workflowId: string; runId: string }): Promise<{ notified: boolean }>;
+  /** "Reprovision all": the next users after `after`, in id order. */
+  listTargetSubjects(input: { customer: string; configVersion?: number; target: string; after: string | null; limit: number }): Promise<string[]>;
+  /** An operator ended the job. */
+  markTargetCancelled(input: { customer: string; target: string; userId: string; reason: string }): Promise<void>;
+}
+
+export type { TargetPushPlan };
+
+export type Activities = PipelineActivities & SyncActivities & TargetActivities;

@@ -30,6 +30,17 @@ export function secretReferences(config: Config): SecretReference[] {
         },
       ];
     });
+    customer.targets.forEach((target, t) => {
+      const setting = target.kind === 'ldap' ? 'passwordEnv' : target.kind === 'scim' ? 'tokenEnv' : 'secretEnv';
+      const variable = target.kind === 'ldap' ? target.passwordEnv : target.kind === 'scim' ? target.tokenEnv : target.secretEnv;
+      // A disabled target is never called: its secret is not needed where the worker runs.
+      if (variable === undefined || target.mode === 'disabled') return;
+      refs.push({
+        variable,
+        path: ['customers', c, 'targets', itemIndex(target, t), setting],
+        needer: `customer ${customer.name}, target ${target.name}, ${setting}`,
+      });
+    });
     const smtp = customer.settings.smtp;
     // The mailer reads the password only to log in, which it does only with a username.
     if (smtp?.passwordEnv !== undefined && smtp.username !== undefined) {

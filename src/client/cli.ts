@@ -19,6 +19,7 @@ import { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { closeLdapConnections } from '../adapters/sources/ldap.js';
 import { registerRetryCommand } from './commands/retry.js';
 import { registerScheduleCommand } from './commands/schedule.js';
+import { registerTargetCommand } from './commands/target.js';
 import { registerUserCommand, whyInBrief } from './commands/user.js';
 import { previewSource } from './preview.js';
 import { describeReconcile, reconcileAfterApply } from './schedules.js';
@@ -477,6 +478,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   registerUserCommand(program, io);
   registerRetryCommand(program, io);
   registerScheduleCommand(program, io);
+  registerTargetCommand(program, io);
   return program;
 }
 

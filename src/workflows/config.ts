@@ -41,6 +41,16 @@ export function onboardWorkflowId(customer: string, source: string, externalId: 
   return `onboard/${customer}/${source}/${externalId}`;
 }
 
+/** One queued job per (customer, target, user): repeated pushes collapse into it. */
+export function targetJobWorkflowId(customer: string, target: string, userId: string): string {
+  return `target/${customer}/${target}/${userId}`;
+}
+
+/** One "reprovision all" per target at a time. */
+export function reprovisionWorkflowId(customer: string, target: string): string {
+  return `reprovision/${customer}/${target}`;
+}
+
 /** One schedule per source; it runs every mode it lists in one read of the source. */
 export function scheduleId(customer: string, source: string): string {
   return `${SCHEDULE_ID_PREFIX}${customer}/${source}`;

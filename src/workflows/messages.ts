@@ -207,3 +207,62 @@ export const onboardStateQuery = defineQuery<OnboardState>('state');
 export const syncProgressQuery = defineQuery<{ counts: SyncCounts; inFlight: number; queued: number; sourceDone: boolean }>(
   'progress',
 );
+
+/** A planned push of one user to one target, as the pipeline's steps hand it to the workflow. */
+export interface TargetPushPlan {
+  readonly target: string;
+  readonly mode: 'automatic' | 'enrollment' | 'queue' | 'queue-on-error';
+  readonly retryIntervalMs: number;
+  readonly maxRetries: number;
+  readonly timeoutMs: number;
+}
+
+/** A queued target job: one workflow per (customer, target, user); pushes for it collapse into the newest. */
+export interface TargetJobInput {
+  readonly customer: string;
+  readonly target: string;
+  readonly userId: string;
+}
+
+/** Asks the job to push (again): the newest signal's settings win; `force` pushes even an unchanged user. */
+export interface TargetPushRequest {
+  readonly retryIntervalMs: number;
+  readonly maxRetries: number;
+  readonly timeoutMs: number;
+  readonly force?: boolean;
+}
+
+export interface TargetJobResult {
+  readonly status: 'succeeded' | 'failed' | 'cancelled';
+  /** Pushes run (collapsed requests count once). */
+  readonly runs: number;
+  readonly summary: string;
+}
+
+export const targetPushSignal = defineSignal<[TargetPushRequest]>('targetPush');
+export const targetJobStateQuery = defineQuery<{ status: 'waiting' | 'pushing' | 'retrying' | 'done'; runs: number; lastError: string | null }>('targetJobState');
+
+export interface ReprovisionInput {
+  readonly customer: string;
+  readonly target: string;
+  /** Pushes in flight at once (a sliding window). */
+  readonly window?: number;
+  /** Carried over continue-as-new: where the walk over users stands, and the counts so far. */
+  readonly after?: string | null;
+  readonly counts?: ReprovisionCounts;
+}
+
+export interface ReprovisionCounts {
+  succeeded: number;
+  unchanged: number;
+  failed: number;
+}
+
+export interface ReprovisionProgress {
+  readonly counts: ReprovisionCounts;
+  readonly inFlight: number;
+  readonly after: string | null;
+  readonly done: boolean;
+}
+
+export const reprovisionProgressQuery = defineQuery<ReprovisionProgress>('reprovisionProgress');

@@ -9,8 +9,9 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { PipelineActivities } from '../activities/types.js';
+import type { PipelineActivities, TargetActivities, TargetPushPlan } from '../activities/types.js';
 import { searchAttributes } from './config.js';
+import { pushActivity } from './target-push.js';
 import {
   onboardStateQuery,
   retrySignal,
@@ -44,6 +45,12 @@ const quickMail = proxyLocalActivities<PipelineActivities>({
 const patientMail = proxyActivities<PipelineActivities>({
   startToCloseTimeout: '20 seconds',
   retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes' },
+});
+
+/** Hand-overs to a target's queued job and failure records: short, and retried patiently (Temporal or the database may be restarting). */
+const targetBookkeeping = proxyActivities<TargetActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
 });
 
 function failureMessage(error: unknown): string {
@@ -111,6 +118,45 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     ...extra,
   });
 
+  /**
+   * Hands the user to the targets a step planned, in its order (reversed for a deprovision).
+   * automatic and enrollment: pushed here, retried by the target's policy; the first that fails for
+   * good stops the provisioning pushes (a later target may rely on an earlier one) and is returned.
+   * queue: handed to the target's job. queue-on-error: tried once here, handed to the job on a
+   * transient failure. A deprovision goes on past a failure: every target lets the user go.
+   */
+  async function pushToTargets(
+    ids: { customer: string; configVersion: number; workflowId: string; runId: string; attempt: number },
+    plan: readonly TargetPushPlan[],
+    direction: 'provision' | 'deprovision',
+  ): Promise<{ target: string; reason: string } | undefined> {
+    let failed: { target: string; reason: string } | undefined;
+    for (const push of plan) {
+      setState({ step: `target ${push.target}` });
+      const input = { customer: ids.customer, configVersion: ids.configVersion, target: push.target, userId, workflowId: ids.workflowId, runId: ids.runId };
+      if (push.mode === 'queue') {
+        await targetBookkeeping.enqueueTargetJob(input);
+        continue;
+      }
+      try {
+        await pushActivity(push, push.mode === 'queue-on-error' ? 'once' : 'policy').pushToTarget({ ...input, key: `${ids.runId}/${ids.attempt}/target:${push.target}` });
+      } catch (error) {
+        const cause = error instanceof ActivityFailure ? error.cause : error;
+        const transient = !(cause instanceof ApplicationFailure && cause.nonRetryable);
+        if (push.mode === 'queue-on-error' && transient) {
+          await targetBookkeeping.enqueueTargetJob(input);
+          continue;
+        }
+        const reason = failureMessage(error);
+        await targetBookkeeping.recordTargetFailure({ ...input, reason });
+        if (push.mode === 'queue-on-error') continue;
+        failed ??= { target: push.target, reason };
+        if (direction === 'provision') break;
+      }
+    }
+    return failed;
+  }
+
   /** Runs the pipeline for one change; null when a newer change interrupted a blocked wait. */
   async function pipeline(change: UserChange, audience: Set<string>): Promise<UserOutcome | null> {
     const ids = {
@@ -130,6 +176,8 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       setState({ step: 'offboard' });
       const gone = await db.offboardUser(ids);
       setState({ site: null, profile: null, number: null });
+      // Offboarded whatever a target says: a target that could not let the user go is failed, with the reason, on its own.
+      if (gone.targets) await pushToTargets(ids, gone.targets, 'deprovision');
       return outcome('deleted', { reason: gone.reason });
     }
 
@@ -153,7 +201,11 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     setState({ step: 'profile' });
     const matched = await db.matchProfile(update ? { ...ids, moved: placed.moved } : ids);
     setState({ profile: matched.profile });
-    if (!matched.profile) return outcome('unmatched', { ...how, reason: matched.reason, ...(update ? { number: null } : {}) });
+    if (!matched.profile) {
+      if (matched.targets) await pushToTargets(ids, matched.targets, 'deprovision');
+      return outcome('unmatched', { ...how, reason: matched.reason, ...(update ? { number: null } : {}) });
+    }
+    let targets: readonly TargetPushPlan[];
 
     /**
      * An exhausted inventory or a short licence is not a retry loop: the user waits, blocked, for an
@@ -178,7 +230,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       // The line and the difference in services, in one step: a move never leaves two numbers or none.
       for (;;) {
         setState({ step: 'provision' });
-        let done: { number: string | null; blocked?: string };
+        let done: { number: string | null; blocked?: string; targets?: TargetPushPlan[] };
         try {
           done = await db.provisionProfile({ ...ids, attempt, numberFrom: matched.numberFrom });
         } catch (error) {
@@ -192,6 +244,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
           continue;
         }
         setState({ number: done.number });
+        targets = done.targets ?? [];
         break;
       }
     } else {
@@ -208,7 +261,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
           setState({ number });
         }
         setState({ step: 'provision' });
-        let provisioned: { blocked?: string } | undefined;
+        let provisioned: { blocked?: string; targets?: TargetPushPlan[] } | undefined;
         try {
           provisioned = await db.provisionServices({ ...ids, attempt, number });
         } catch (error) {
@@ -224,8 +277,19 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
           if (!(await waitWhileBlocked(provisioned.blocked))) return null;
           continue;
         }
+        targets = provisioned?.targets ?? [];
         break;
       }
+    }
+
+    // The targets have the user before the user counts as provisioned (or fails, with the target's reason).
+    if (targets.length > 0) {
+      const failed = await pushToTargets(ids, targets, 'provision');
+      if (targets.some((t) => t.mode !== 'queue')) {
+        setState({ step: 'targets' });
+        await db.finishTargets({ ...ids, attempt, ...(failed ? { failed } : {}) });
+      }
+      if (failed) return outcome('failed', { ...how, reason: failed.reason });
     }
 
     // The welcome, once per user: an add's, or an update's that provisioned a user for the first

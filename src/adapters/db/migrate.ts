@@ -6,6 +6,7 @@ import * as numberLookups from './migrations/0003_number_lookups.js';
 import * as licences from './migrations/0004_licences.js';
 import * as licenceAssignments from './migrations/0005_licence_assignments.js';
 import * as lifecycle from './migrations/0006_lifecycle.js';
+import * as targets from './migrations/0007_targets.js';
 
 /** Migrations in order; a new one is a new file in migrations/ and a line here. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -15,6 +16,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004_licences': licences,
   '0005_licence_assignments': licenceAssignments,
   '0006_lifecycle': lifecycle,
+  '0007_targets': targets,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

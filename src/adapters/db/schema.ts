@@ -170,6 +170,25 @@ export interface NumberInventoryTable {
   updated_at: Generated<Date>;
 }
 
+export type TargetStateStatus = 'pending' | 'provisioned' | 'deprovisioned' | 'failed' | 'cancelled';
+
+export interface TargetStateTable {
+  customer_id: number;
+  target: string;
+  user_id: BigId;
+  status: TargetStateStatus;
+  remote_id: string | null;
+  pushed: Json<Record<string, string | null>> | null;
+  site: string | null;
+  last_event: string | null;
+  last_error: string | null;
+  attempts: Generated<number>;
+  failure_episode: Generated<number>;
+  job_workflow_id: string | null;
+  pushed_at: Timestamp | null;
+  updated_at: Generated<Date>;
+}
+
 export interface EmailOutboxTable {
   id: Generated<string>;
   customer_id: number;
@@ -256,6 +275,7 @@ export interface Database {
   pipeline_outcomes: PipelineOutcomesTable;
   licences: LicencesTable;
   licence_assignments: LicenceAssignmentsTable;
+  target_state: TargetStateTable;
 }
 
 /** Column names per table, as the type declares them: the schema test checks migrations against it. */
@@ -356,6 +376,22 @@ export const DATABASE_COLUMNS: { [T in keyof Database]: readonly (keyof Database
   pipeline_outcomes: ['sync_id', 'external_id', 'user_id', 'status', 'moved', 'emailed', 'site', 'profile', 'number', 'reason', 'recorded_at', 'placed', 'restored'],
   licences: ['customer_id', 'sku_part_number', 'sku_id', 'enabled', 'consumed', 'refreshed_at'],
   licence_assignments: ['customer_id', 'sku_part_number', 'user_id', 'assigned_at'],
+  target_state: [
+    'customer_id',
+    'target',
+    'user_id',
+    'status',
+    'remote_id',
+    'pushed',
+    'site',
+    'last_event',
+    'last_error',
+    'attempts',
+    'failure_episode',
+    'job_workflow_id',
+    'pushed_at',
+    'updated_at',
+  ],
 };
 
 export type User = Selectable<UsersTable>;

@@ -46,6 +46,19 @@ export function formatObjectGuid(bytes: Uint8Array): string {
   return [hex([3, 2, 1, 0]), hex([5, 4]), hex([7, 6]), hex([8, 9]), hex([10, 11, 12, 13, 14, 15])].join('-');
 }
 
+/**
+ * The inverse of formatObjectGuid: the 16 bytes, in the order Active Directory stores and compares
+ * them, of a GUID string (braces and case do not matter). Null when the text is not a GUID. A filter
+ * matches an objectGUID by these bytes (in filter text, `\33\22\11\00…`).
+ */
+export function parseObjectGuid(guid: string): Buffer | null {
+  const m = /^\{?([0-9a-f]{8})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{4})-([0-9a-f]{12})\}?$/i.exec(guid.trim());
+  if (!m) return null;
+  const bytes = (hex: string) => Buffer.from(hex, 'hex');
+  const [, data1, data2, data3, data4, data5] = m;
+  return Buffer.concat([bytes(data1!).reverse(), bytes(data2!).reverse(), bytes(data3!).reverse(), bytes(data4!), bytes(data5!)]);
+}
+
 const GENERALIZED_TIME = /^(\d{4})(\d{2})(\d{2})(\d{2})(\d{2})?(\d{2})?(?:[.,](\d+))?(Z|[+-]\d{2}(?:\d{2})?)$/;
 
 /**

@@ -308,7 +308,86 @@ const settingsSchema = z.strictObject({
   movedEmail: emailSchema('You have moved to {{site}}'),
   smtp: smtpSchema.optional(),
   deleteThreshold: deleteThresholdSchema.optional(),
+  /** Who hears when something needs a person: a target push that failed for good (one email per failure episode). */
+  notifications: z
+    .strictObject({
+      to: z.array(z.email({ error: 'expected an email address' })).min(1, { error: 'notifications need at least one address in "to"' }),
+      from: z.string().min(1),
+    })
+    .optional(),
 });
+
+/** How a target takes part in a user's pipeline (SPEC §4, COmanage Registry's provisioning modes). */
+export const TARGET_MODES = ['automatic', 'enrollment', 'manual', 'queue', 'queue-on-error', 'disabled'] as const;
+export type TargetMode = (typeof TARGET_MODES)[number];
+
+/** A field's name: what the target calls it (an LDAP attribute, a SCIM field, a JSON key). */
+const fieldName = z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]{0,62}$/, { error: 'a field name is letters, digits, ".", "_" or "-", starting with a letter' });
+
+/** What every target kind shares: its place in the pipeline, who it applies to, retries and the data filter. */
+const targetCommon = {
+  name,
+  description: z.string().optional(),
+  mode: z.enum(TARGET_MODES, { error: `mode is one of ${TARGET_MODES.join(', ')}` }).default('automatic'),
+  /** The provisioning group: only users matching it are provisioned; a user who stops matching is deprovisioned here. */
+  group: conditionSchema.optional(),
+  /** Between tries of a failed push (a queued job's, or an automatic push's); "0s": never retry. */
+  retryInterval: duration.default('15m'),
+  /** Retries after the first try before the push fails for good; 0: retry forever. */
+  maxRetries: z.number().int().min(0).max(1000).default(3),
+  /** Data filter: field → template over the user (`{{number}}`, `{{site}}`, `{{firstName}} {{lastName}}`); replaces the kind's defaults. */
+  fields: z.record(fieldName, z.string()).optional(),
+  /** Data filter: only these fields (of the kind's defaults or `fields`). */
+  include: z.array(fieldName).min(1).optional(),
+  /** Data filter: never these fields. */
+  exclude: z.array(fieldName).optional(),
+  /** How the user's number is written: E.164 as in the inventory (`+13125550100`; an extension as it is), its digits only, or its last `extensionDigits` digits. */
+  numberFormat: z.enum(['e164', 'digits', 'extension']).default('e164'),
+  extensionDigits: z.number().int().min(1).max(15).default(4),
+  timeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+};
+
+const targetSchema = z.discriminatedUnion(
+  'kind',
+  [
+    z.strictObject({
+      ...targetCommon,
+      kind: z.literal('ldap'),
+      url: z.string().regex(/^ldaps?:\/\//, { error: 'expected an ldap:// or ldaps:// URL' }),
+      bindDn: z.string().min(1),
+      passwordEnv: envName,
+      startTls: z.boolean().default(false),
+      caFile: z.string().optional(),
+      /** `user`: write to each user's own entry, found by its stable id; `managed`: entries of flowthru's own under baseDn. */
+      entry: z.enum(['user', 'managed']).default('user'),
+      /** Where users' entries are searched (user), or where flowthru creates its entries (managed). */
+      baseDn: z.string().min(1),
+      /** entry user: the attribute holding the user's stable id, matched against their external id (AD: objectGUID). */
+      idAttribute: z.string().min(1).default('entryUUID'),
+      /** entry managed: the naming attribute of created entries (its value is the field of the same name). */
+      rdnAttribute: z.string().min(1).default('uid'),
+      /** entry managed: object classes of created entries. */
+      objectClasses: z.array(z.string().min(1)).min(1).default(['inetOrgPerson']),
+    }),
+    z.strictObject({
+      ...targetCommon,
+      kind: z.literal('scim'),
+      /** The SCIM service's base URL, e.g. https://scim.example.com/scim/v2 (POST {url}/Users). */
+      url: z.url(),
+      tokenEnv: envName.optional(),
+      /** What a deprovision does: DELETE the resource, or PATCH it to active: false. */
+      deprovision: z.enum(['delete', 'deactivate']).default('delete'),
+    }),
+    z.strictObject({
+      ...targetCommon,
+      kind: z.literal('webhook'),
+      url: z.url(),
+      /** The Standard Webhooks signing secret (whsec_…), from the environment. */
+      secretEnv: envName,
+    }),
+  ],
+  { error: 'target kind is one of ldap, scim, webhook' },
+);
 
 /** The parts of a customer, each validated on its own so one bad item does not hide the rest. */
 export const customerParts = {
@@ -319,6 +398,7 @@ export const customerParts = {
   ftpCriteria: ftpCriteriaSchema,
   sources: sourceSchema,
   sites: siteSchema,
+  targets: targetSchema,
 } as const;
 
 const list = z.array(z.unknown(), { error: 'expected a list' }).default([]);
@@ -337,6 +417,7 @@ export const customerShell = {
   ftpCriteria: list,
   sources: list,
   sites: list,
+  targets: list,
 };
 
 /** The document's top-level keys, parsed one by one like a customer's. */
@@ -356,6 +437,7 @@ const customerSchema = z.strictObject({
   ftpCriteria: z.array(ftpCriteriaSchema),
   sources: z.array(sourceSchema),
   sites: z.array(siteSchema),
+  targets: z.array(targetSchema).default([]),
 });
 
 export const configSchema = z.strictObject({
@@ -373,4 +455,8 @@ export type ProfileConfig = CustomerConfig['profiles'][number];
 export type FtpCriteriaConfig = CustomerConfig['ftpCriteria'][number];
 export type SettingsConfig = CustomerConfig['settings'];
 export type SmtpConfig = NonNullable<SettingsConfig['smtp']>;
+export type TargetConfig = CustomerConfig['targets'][number];
+export type LdapTargetConfig = Extract<TargetConfig, { kind: 'ldap' }>;
+export type ScimTargetConfig = Extract<TargetConfig, { kind: 'scim' }>;
+export type WebhookTargetConfig = Extract<TargetConfig, { kind: 'webhook' }>;
 export type ScheduleConfig = NonNullable<SourceConfig['schedule']>;

@@ -3,7 +3,8 @@ import type { z } from 'zod';
 import { isLeaf, type Condition } from '../criteria.js';
 import { rangesOverlap, rangeProblems, type NumberRange } from '../numbers.js';
 import { cronRestrictsBothDays } from '../schedule.js';
-import { configShell, customerParts, customerShell, type Config, type CustomerConfig, type SiteConfig } from './schema.js';
+import { SCIM_FIELDS, defaultFields, fieldNames, templateProblem } from '../targets.js';
+import { configShell, customerParts, customerShell, type Config, type CustomerConfig, type SiteConfig, type TargetConfig } from './schema.js';
 
 export type ConfigPath = readonly (string | number)[];
 
@@ -292,12 +293,60 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
       message: 'passwordEnv is used only with "username": without one, mail is sent without logging in',
     });
   }
+  if (settings.notifications && settings.smtp === undefined && !broken.has('settings:*')) {
+    problems.push({ path: [...settingsAt, 'notifications'], message: 'notifications need "smtp" settings (the server that sends them); without them none is sent' });
+  }
   problems.push(...lineNumberProblems(customer, at, broken));
+  problems.push(...duplicateNames(customer.targets, [...at, 'targets'], 'target'));
+  customer.targets.forEach((target, index) => problems.push(...targetProblems(target, [...at, 'targets', pos(target, index)])));
+  const pushed = customer.targets.filter((t) => t.mode !== 'disabled');
+  if (pushed.length > 0 && !settings.notifications && !broken.has('settings:*')) {
+    problems.push({
+      severity: 'warning',
+      path: [...settingsAt],
+      message: 'targets are configured but settings.notifications is not: a push that fails for good is shown in `flowthru target jobs` and told to nobody',
+    });
+  }
+  return problems;
+}
+
+/** What the schema cannot see in a target: its templates, its field names for the kind, its group's regexes. */
+function targetProblems(target: TargetConfig, at: (string | number)[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const templates = target.fields ?? defaultFields(target);
+  for (const [field, template] of Object.entries(target.fields ?? {})) {
+    const problem = templateProblem(template);
+    if (problem) problems.push({ path: [...at, 'fields', field], message: problem });
+  }
+  const known = new Set(Object.keys(templates));
+  for (const key of ['include', 'exclude'] as const) {
+    (target[key] ?? []).forEach((field, i) => {
+      if (!known.has(field)) {
+        problems.push({ path: [...at, key, i], message: `unknown field "${field}" (the target's fields are ${[...known].join(', ')})` });
+      }
+    });
+  }
+  const written = fieldNames(target);
+  if (written.length === 0) problems.push({ path: [...at, 'include'], message: 'the data filter leaves the target no field to write' });
+  if (target.group) problems.push(...conditionProblems(target.group, [...at, 'group']));
+  if (target.kind === 'scim') {
+    const scim = new Set<string>(SCIM_FIELDS);
+    for (const field of Object.keys(target.fields ?? {})) {
+      if (!scim.has(field)) problems.push({ path: [...at, 'fields', field], message: `a SCIM target has no field "${field}" (one of ${SCIM_FIELDS.join(', ')})` });
+    }
+    if (!written.includes('userName')) problems.push({ path: [...at, 'fields'], message: 'a SCIM target needs the field "userName"' });
+  }
+  if (target.kind === 'ldap' && target.entry === 'managed' && !written.includes(target.rdnAttribute)) {
+    problems.push({
+      path: [...at, 'rdnAttribute'],
+      message: `entries flowthru manages are named by "${target.rdnAttribute}": the target's fields need one of that name`,
+    });
+  }
   return problems;
 }
 
 type PartName = Exclude<keyof typeof customerParts, 'settings'>;
-const LISTS: readonly PartName[] = ['numberRanges', 'criteria', 'profiles', 'ftpCriteria', 'sources', 'sites'];
+const LISTS: readonly PartName[] = ['numberRanges', 'criteria', 'profiles', 'ftpCriteria', 'sources', 'sites', 'targets'];
 
 type Shape = Record<string, z.ZodType>;
 type Shell<S extends Shape> = { -readonly [K in keyof S]?: z.output<S[K]> };

@@ -1,0 +1,263 @@
+import { createHash } from 'node:crypto';
+import { Context } from '@temporalio/activity';
+import type { Client } from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
+import { sql, type Kysely } from 'kysely';
+import type { TargetConfig } from '../domain/config/schema.js';
+import { parseDuration } from '../domain/schedule.js';
+import { desiredAction, fieldsKey, planPushes, targetEvent, targetFields, type PlannedPush } from '../domain/targets.js';
+import { PermanentError } from '../adapters/errors.js';
+import { enqueueEmail, markSent, recordSendFailure } from '../adapters/db/outbox.js';
+import type { Database } from '../adapters/db/schema.js';
+import type { ConfigSnapshots, CustomerSnapshot } from '../adapters/db/snapshots.js';
+import {
+  loadTargetView,
+  readTargetState,
+  recordTargetAttempt,
+  recordTargetFailed,
+  targetsThatHeld,
+  targetSubjects,
+  writeTargetState,
+} from '../adapters/db/targets.js';
+import type { Mailer } from '../adapters/mail/smtp.js';
+import { TargetError, TargetPlugins, type TargetPush } from '../adapters/targets/index.js';
+import { targetJobWorkflowId } from '../workflows/config.js';
+import { handToTargetJob } from '../adapters/temporal/target-jobs.js';
+import type { TargetActivities } from './types.js';
+
+export interface TargetDeps {
+  readonly db: Kysely<Database>;
+  readonly snapshots: ConfigSnapshots;
+  readonly mailer: Mailer;
+  readonly client: Client;
+  readonly taskQueue: string;
+  readonly plugins?: TargetPlugins;
+}
+
+/** A push's retry policy from the target's settings: interval in ms ("0s": never retry). */
+export const retryIntervalMs = (target: TargetConfig): number => parseDuration(target.retryInterval) ?? 900_000;
+
+/** The targets a pass hands the user to, in order (reversed to deprovision); enrollment targets only the first time. */
+export async function planTargetPushes(db: Kysely<Database>, snap: CustomerSnapshot, userId: string, direction: 'provision' | 'deprovision'): Promise<PlannedPush[]> {
+  if (snap.config.targets.length === 0) return [];
+  const held = snap.config.targets.some((t) => t.mode === 'enrollment') ? await targetsThatHeld(db, snap.customerId, userId) : new Set<string>();
+  return planPushes(snap.config.targets, direction, held, retryIntervalMs);
+}
+
+/** Heartbeats when running as an activity; a no-op when called directly. */
+function currentContext(): Context | undefined {
+  try {
+    return Context.current();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Stable per event: the same push of the same content to the same target has the same id (webhook-id). */
+function eventIdOf(parts: readonly string[]): string {
+  return `evt_${createHash('sha256').update(parts.join('\u0000')).digest('base64url').slice(0, 27)}`;
+}
+
+export function createTargetActivities(deps: TargetDeps): TargetActivities {
+  const { db, snapshots, mailer, client, taskQueue } = deps;
+  const plugins = deps.plugins ?? new TargetPlugins();
+
+  async function snapshotOf(customer: string, configVersion: number | undefined): Promise<CustomerSnapshot> {
+    return snapshots.customer(configVersion ?? (await snapshots.latestVersion()), customer);
+  }
+
+  function targetOf(snap: CustomerSnapshot, name: string): TargetConfig {
+    const target = snap.config.targets.find((t) => t.name === name);
+    if (!target) throw new PermanentError('UnknownTarget', `customer ${snap.config.name} has no target "${name}" in configuration version ${snap.version}`);
+    return target;
+  }
+
+  async function log(entry: {
+    customerId: number;
+    userId: string;
+    target: string;
+    status: 'succeeded' | 'failed' | 'skipped';
+    summary: string;
+    error?: string;
+    workflowId: string;
+    runId: string;
+    key: string | null;
+    details?: object;
+  }): Promise<void> {
+    await db
+      .insertInto('transaction_log')
+      .values({
+        customer_id: entry.customerId,
+        user_id: entry.userId,
+        kind: 'step',
+        action: `target ${entry.target}`,
+        subject: entry.summary,
+        status: entry.status,
+        ended_at: sql<Date>`now()`,
+        error: entry.error ?? null,
+        details: entry.details ? (JSON.stringify(entry.details) as never) : null,
+        workflow_id: entry.workflowId,
+        run_id: entry.runId,
+        idempotency_key: entry.key,
+      })
+      .onConflict((oc) => oc.column('idempotency_key').doNothing())
+      .execute();
+  }
+
+  return {
+    async pushToTarget(input) {
+      const snap = await snapshotOf(input.customer, input.configVersion);
+      const target = targetOf(snap, input.target);
+      const key = { customerId: snap.customerId, target: target.name, userId: input.userId };
+      const logged = { customerId: snap.customerId, userId: input.userId, target: target.name, workflowId: input.workflowId, runId: input.runId, key: input.key };
+      if ((target.mode === 'manual' || target.mode === 'disabled') && !input.force) {
+        return { outcome: 'skipped', summary: `target ${target.name} is ${target.mode}` };
+      }
+      if (target.mode === 'disabled') return { outcome: 'skipped', summary: `target ${target.name} is disabled` };
+      const view = await loadTargetView(db, { id: snap.customerId, name: snap.config.name }, input.userId);
+      if (!view) throw new PermanentError('UnknownUser', `user ${input.userId} does not exist for customer ${snap.config.name}`);
+      const state = await readTargetState(db, snap.customerId, target.name, input.userId);
+      const action = desiredAction(target, view);
+      // What the target holds: the fields of the last successful push (a later failed try keeps them).
+      const held = state?.pushed != null;
+      if (action === 'none') {
+        const summary = `left as it is: the user is ${view.status}`;
+        await log({ ...logged, status: 'skipped', summary });
+        return { outcome: 'unchanged', summary };
+      }
+      const fields = action === 'provision' ? targetFields(target, view) : ((state?.pushed as Record<string, string | null> | null) ?? {});
+      // Nothing new for the target: no call at all, unless an operator asks for one (reprovision, provision).
+      const same =
+        action === 'provision'
+          ? state?.status === 'provisioned' && fieldsKey(state.pushed as Record<string, string | null> | null) === fieldsKey(fields) && state.site === view.site
+          : !held;
+      if (same && !input.force) {
+        if (state && state.status !== 'provisioned' && state.status !== 'deprovisioned') {
+          await writeTargetState(db, key, { status: action === 'provision' ? 'provisioned' : 'deprovisioned', last_error: null, attempts: 0 });
+        }
+        const summary = action === 'provision' ? 'unchanged: the target holds this already' : 'unchanged: the target holds nothing of the user';
+        await log({ ...logged, status: 'skipped', summary });
+        return { outcome: 'unchanged', summary };
+      }
+      const event = targetEvent(action, { site: state?.site ?? null, held }, view.site);
+      const push: TargetPush = {
+        event,
+        eventId: eventIdOf([snap.config.name, target.name, input.userId, event, fieldsKey(fields), view.site ?? '']),
+        target: target.name,
+        subject: { userId: input.userId, externalId: view.externalId, customer: snap.config.name, fields },
+        memory: { remoteId: state?.remote_id ?? null, pushed: (state?.pushed as Record<string, string | null> | null) ?? null },
+        signal: currentContext()?.cancellationSignal,
+        heartbeat: () => currentContext()?.heartbeat(),
+      };
+      const plugin = plugins.get(snap.version, snap.config.name, target);
+      let result;
+      try {
+        result = action === 'provision' ? await plugin.provision(push) : await plugin.deprovision(push);
+      } catch (error) {
+        const message = error instanceof Error ? error.message : String(error);
+        const reason = `target ${target.name}: ${message}`;
+        if (error instanceof TargetError && !error.retryable) {
+          throw ApplicationFailure.create({ message: reason, type: `Target${error.kind}`, nonRetryable: true });
+        }
+        // A try that will be retried: visible in `flowthru target jobs` while it is.
+        await recordTargetAttempt(db, key, reason).catch(() => undefined);
+        if (error instanceof TargetError) {
+          throw ApplicationFailure.create({ message: reason, type: `Target${error.kind}`, ...(error.retryAfterMs === undefined ? {} : { nextRetryDelay: error.retryAfterMs }) });
+        }
+        throw ApplicationFailure.create({ message: reason, type: 'TargetUnavailable' });
+      }
+      await writeTargetState(db, key, {
+        status: action === 'provision' ? 'provisioned' : 'deprovisioned',
+        remote_id: result.remoteId,
+        pushed: action === 'provision' ? fields : null,
+        site: action === 'provision' ? view.site : null,
+        last_event: event,
+        last_error: null,
+        attempts: 0,
+        pushed_at: new Date(),
+      });
+      const summary = `${event}: ${result.summary}`;
+      await log({ ...logged, status: 'succeeded', summary, details: { event, eventId: push.eventId, changed: result.changed, fields: Object.keys(fields) } });
+      return { outcome: result.changed ? 'pushed' : 'unchanged', event, summary };
+    },
+
+    async enqueueTargetJob(input) {
+      const snap = await snapshotOf(input.customer, input.configVersion);
+      const target = targetOf(snap, input.target);
+      await handToTargetJob(
+        client,
+        taskQueue,
+        { customer: snap.config.name, target: target.name, userId: input.userId },
+        { retryIntervalMs: retryIntervalMs(target), maxRetries: target.maxRetries, timeoutMs: target.timeoutMs, ...(input.force ? { force: true } : {}) },
+      );
+      const workflowId = targetJobWorkflowId(snap.config.name, target.name, input.userId);
+      await writeTargetState(db, { customerId: snap.customerId, target: target.name, userId: input.userId }, { status: 'pending', job_workflow_id: workflowId });
+      return { workflowId };
+    },
+
+    async recordTargetFailure(input) {
+      const snap = await snapshotOf(input.customer, input.configVersion);
+      const key = { customerId: snap.customerId, target: input.target, userId: input.userId };
+      const episode = await recordTargetFailed(db, key, input.reason);
+      await log({
+        customerId: snap.customerId,
+        userId: input.userId,
+        target: input.target,
+        status: 'failed',
+        summary: `failed for good (failure ${episode}): ${input.reason}`,
+        error: input.reason,
+        workflowId: input.workflowId,
+        runId: input.runId,
+        key: `${input.runId}/target-failed/${input.target}/${episode}`,
+      });
+      const { notifications, smtp } = snap.config.settings;
+      if (!notifications || !smtp) return { notified: false };
+      const user = await db.selectFrom('users').select(['id', 'username', 'external_id']).where('id', '=', input.userId).executeTakeFirstOrThrow();
+      const who = user.username ?? user.external_id;
+      const domain = notifications.from.split('@')[1] ?? 'flowthru.local';
+      const subject = `flowthru: target ${input.target} failed for ${who}`;
+      const text = [
+        `A push to target ${input.target} of customer ${snap.config.name} failed for good for user ${who}.`,
+        '',
+        `Reason: ${input.reason}`,
+        '',
+        `See it with: flowthru target jobs --customer ${snap.config.name} --status failed`,
+        `Retry it with: flowthru target provision ${input.target} ${who} --customer ${snap.config.name}`,
+      ].join('\n');
+      const message = await db.transaction().execute((tx) =>
+        enqueueEmail(tx, {
+          customer_id: snap.customerId,
+          user_id: user.id,
+          event: `target-failed/${input.target}/${episode}`,
+          message_id: `<target-failed.${input.target}.${user.id}.${episode}.${snap.config.name}@${domain}>`,
+          to_address: notifications.to.join(', '),
+          subject,
+          html: `<pre>${text.replace(/&/g, '&amp;').replace(/</g, '&lt;')}</pre>`,
+          text,
+        }),
+      );
+      if (message.status !== 'pending') return { notified: message.status === 'sent' };
+      try {
+        await mailer.send(smtp, { from: notifications.from, to: message.to_address, subject: message.subject, html: message.html, text: message.text, messageId: message.message_id });
+      } catch (error) {
+        const permanent = error instanceof PermanentError;
+        await recordSendFailure(db, message.id, (error as Error).message, permanent);
+        if (permanent) return { notified: false };
+        throw error;
+      }
+      await db.transaction().execute((tx) => markSent(tx, message.id));
+      return { notified: true };
+    },
+
+    async listTargetSubjects(input) {
+      const snap = await snapshotOf(input.customer, input.configVersion);
+      targetOf(snap, input.target);
+      return targetSubjects(db, { customerId: snap.customerId, target: input.target, after: input.after, limit: input.limit });
+    },
+
+    async markTargetCancelled(input) {
+      const snap = await snapshotOf(input.customer, undefined);
+      await writeTargetState(db, { customerId: snap.customerId, target: input.target, userId: input.userId }, { status: 'cancelled', last_error: input.reason });
+    },
+  };
+}

@@ -1,0 +1,91 @@
+import {
+  ActivityFailure,
+  CancellationScope,
+  condition,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { TargetActivities } from '../activities/types.js';
+import { pushActivity } from './target-push.js';
+import { targetJobStateQuery, targetPushSignal, type TargetJobInput, type TargetJobResult, type TargetPushRequest } from './messages.js';
+
+const bookkeeping = proxyActivities<TargetActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
+});
+
+/** Pushes asked for within this window of each other collapse into one (the newest data wins). */
+const COLLAPSE_WINDOW = '2 seconds';
+
+function failureMessage(error: unknown): string {
+  const cause = error instanceof ActivityFailure ? error.cause : error;
+  return cause instanceof Error ? cause.message : String(cause);
+}
+
+/**
+ * A queued push of one user to one target (modes queue and queue-on-error, and an operator's
+ * `flowthru target provision`). One workflow per (target, user), its id deterministic: requests
+ * that arrive while it waits or pushes collapse into one more push, so five rapid changes make one
+ * push (or two, when one arrives mid-push) with the newest data, never five. The push reads the
+ * user when it runs, so it always carries the latest state. It retries by the target's policy
+ * (retry interval, maximum retries); exhausted or refused for good, the job fails visibly with the
+ * reason and the administrators hear once. `flowthru target cancel` ends it.
+ */
+export async function targetJob(input: TargetJobInput): Promise<TargetJobResult> {
+  let pending: TargetPushRequest | null = null;
+  let status: 'waiting' | 'pushing' | 'retrying' | 'done' = 'waiting';
+  let runs = 0;
+  let lastError: string | null = null;
+  setHandler(targetPushSignal, (request) => {
+    // The newest request's policy wins; force sticks until a push has run.
+    pending = { ...request, ...(pending?.force ? { force: true } : {}) };
+  });
+  setHandler(targetJobStateQuery, () => ({ status, runs, lastError }));
+
+  const { workflowId, runId } = workflowInfo();
+  try {
+    let last: TargetJobResult = { status: 'succeeded', runs: 0, summary: 'nothing to push' };
+    for (;;) {
+      // Started by signal-with-start: the request arrives as the first signal.
+      if (pending === null && !(await condition(() => pending !== null, '1 minute'))) break;
+      // Collapse requests that keep coming, for a while.
+      for (let seen = pending; await condition(() => pending !== seen, COLLAPSE_WINDOW); seen = pending);
+      const request: TargetPushRequest = pending!;
+      pending = null;
+      status = 'pushing';
+      runs++;
+      try {
+        const done = await pushActivity(request, 'policy').pushToTarget({
+          customer: input.customer,
+          target: input.target,
+          userId: input.userId,
+          workflowId,
+          runId,
+          key: `${runId}/${runs}/target:${input.target}`,
+          ...(request.force ? { force: true } : {}),
+        });
+        lastError = null;
+        last = { status: 'succeeded', runs, summary: done.summary };
+      } catch (error) {
+        if (isCancellation(error)) throw error;
+        lastError = failureMessage(error);
+        await bookkeeping.recordTargetFailure({ customer: input.customer, target: input.target, userId: input.userId, reason: lastError, workflowId, runId });
+        last = { status: 'failed', runs, summary: lastError };
+      }
+      status = 'waiting';
+      if (pending === null) break;
+    }
+    status = 'done';
+    return last;
+  } catch (error) {
+    if (!isCancellation(error)) throw error;
+    // An operator ended the job: say so where `target jobs` looks, whatever the cancellation.
+    await CancellationScope.nonCancellable(() =>
+      bookkeeping.markTargetCancelled({ customer: input.customer, target: input.target, userId: input.userId, reason: 'cancelled by an operator' }),
+    );
+    status = 'done';
+    return { status: 'cancelled', runs, summary: 'cancelled by an operator' };
+  }
+}
