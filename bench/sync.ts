@@ -1,7 +1,8 @@
 /*
  * flowthru benchmark: N generated users through the full add-sync pipeline (numbers and email
  * included, SMTP a local sink), then an update sync after 100 of them changed (50 moved to another
- * site), with two references measured in the same run:
+ * site), the add sync again with two automatic provisioning targets (entries in a real slapd and users in a
+ * SCIM server built on scimmy), with two references measured in the same run:
  *   - orchestration ceiling: the same workflows with activities that do nothing;
  *   - no durability: the same adapters and activity code called directly, without Temporal.
  *
@@ -32,6 +33,8 @@ import { runSync } from '../src/client/sync.js';
 import { startTemporalDevServer } from '../src/demo/temporal-dev-server.js';
 import { createWorker, WORKER_TUNING, workflowSource } from '../src/worker/index.js';
 import { DEFAULT_WINDOW } from '../src/workflows/sync-source.js';
+import { startSlapd } from '../src/demo/slapd.js';
+import { startScimServer } from '../test/support/scim-server.js';
 
 const args = process.argv.slice(2);
 const users = Number(args.find((a) => /^\d+$/.test(a)) ?? 2000);
@@ -71,11 +74,25 @@ function memorySampler() {
   };
 }
 
-function configFor(dir: string, smtpPort: number, customers: string[]) {
+interface BenchTargets {
+  readonly slapd: { url: string; adminDn: string };
+  readonly scimUrl: string;
+}
+
+/** Two automatic targets for the customer `targeted`: entries in slapd, users in a SCIM service. */
+function targetsFor(targets: BenchTargets) {
+  return [
+    { name: 'phones', kind: 'ldap', url: targets.slapd.url, bindDn: targets.slapd.adminDn, passwordEnv: 'BENCH_LDAP_PASSWORD', entry: 'managed', baseDn: 'ou=phones,dc=flowthru,dc=test', retryInterval: '1s' },
+    { name: 'saas', kind: 'scim', url: targets.scimUrl, tokenEnv: 'BENCH_SCIM_TOKEN', retryInterval: '1s' },
+  ];
+}
+
+function configFor(dir: string, smtpPort: number, customers: string[], targets?: BenchTargets) {
   return {
     version: 1,
     customers: customers.map((name) => ({
       name,
+      ...(name === 'targeted' && targets ? { targets: targetsFor(targets) } : {}),
       settings: {
         flowThrough: { enabled: true, addSync: true, updateSync: true, criteria: 'ftp' },
         welcomeEmail: { enabled: true, from: 'IT <it@bench.example>', subject: 'Welcome {{firstName}}' },
@@ -231,6 +248,23 @@ async function main(): Promise<void> {
     const updateSeconds = (performance.now() - started) / 1000;
     const updatePasses = (await countPasses(db)) - passesBefore;
     writeFileSync(join(dir, 'users.csv'), directory(users));
+
+    // 1c. The same add sync with two automatic targets (slapd entries and a SCIM service): what pushing costs.
+    const slapd = await startSlapd({ entries: [{ dn: 'ou=phones,dc=flowthru,dc=test', attributes: { objectClass: ['top', 'organizationalUnit'], ou: 'phones' } }], sizeLimit: users + 10 });
+    const scim = await startScimServer({ token: 'bench-token' });
+    Object.assign(process.env, { BENCH_LDAP_PASSWORD: slapd.adminPassword, BENCH_SCIM_TOKEN: 'bench-token' });
+    writeFileSync(configFile, stringify(configFor(dir, sink.port, ['pipeline', 'direct', 'targeted'], { slapd, scimUrl: scim.url })));
+    const withTargets = await loadConfigFile(configFile);
+    if (!withTargets.ok) throw new Error(JSON.stringify(withTargets.problems));
+    const targetedVersion = (await applyConfig(db, withTargets.config)).version;
+    started = performance.now();
+    const targeted = await runSync(client, { customer: 'targeted', source: 'hr', mode: 'add', configVersion: targetedVersion, taskQueue });
+    const targetedSeconds = (performance.now() - started) / 1000;
+    const pushes = await db.selectFrom('target_state').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'provisioned').executeTakeFirstOrThrow();
+    const scimUsers = scim.users().length;
+    const targetedSample = await client.workflow.getHandle('onboard/targeted/hr/B7').fetchHistory();
+    await scim.close();
+    await slapd.close();
     worker.shutdown();
     await running;
     await native.close();
@@ -291,6 +325,11 @@ async function main(): Promise<void> {
     say(
       `update sync       ${updateSeconds.toFixed(1).padStart(7)} s         (${CHANGED} of ${users} changed: ${updated.counts.imported} imported, ` +
         `${updatePasses} pipelines started, ${updated.counts.moved} moved, ${updated.counts.provisioned} provisioned, ${updated.counts.emailed} emailed)`,
+    );
+    say(
+      `with 2 targets    ${rate(targetedSeconds).toFixed(1).padStart(7)} users/s   (${targetedSeconds.toFixed(1)} s; ${targeted.counts.provisioned} provisioned; ` +
+        `LDAP write-back to slapd + SCIM, automatic: ${pushes.n} pushes, ${scimUsers} SCIM users; ${((rate(targetedSeconds) / pipelineRate) * 100).toFixed(0)} % of the run without; ` +
+        `${targetedSample.events?.length ?? '?'} events per onboardUser history)`,
     );
     say(`orchestration     ${rate(ceilingSeconds).toFixed(1).padStart(7)} users/s   (same workflows, no-op activities)`);
     say(`no durability     ${rate(directSeconds).toFixed(1).padStart(7)} users/s   (same adapters, no Temporal, ${concurrency} at a time)`);

@@ -9,9 +9,10 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DEFAULT_TEMPORAL_BIN } from '../src/demo/temporal-dev-server.js';
-import { onboardWorkflowId, syncWorkflowId } from '../src/workflows/config.js';
+import { onboardWorkflowId, reprovisionWorkflowId, syncWorkflowId, targetJobWorkflowId } from '../src/workflows/config.js';
 import { retrySignal } from '../src/workflows/messages.js';
 import { startFakeGraph } from './support/fake-graph.js';
+import { makeWebhookSecret, startWebhookReceiver } from './support/webhook-receiver.js';
 import { acmeCsv, PipelineHarness } from './support/pipeline.js';
 
 const RECORD = Boolean(process.env.FLOWTHRU_RECORD_HISTORIES);
@@ -169,5 +170,41 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
     h.writeFile('life.csv', acmeCsv([row('M1', 'Dallas'), row('M2', 'Chicago')]));
     expect((await h.sync('life', 'hr', version)).counts).toMatchObject({ restored: 1, provisioned: 1 });
     await save('onboardUser-restored', onboardWorkflowId('life', 'hr', 'M2'));
+  }, 120_000);
+
+  it('records targets: a user pushed to an automatic and a queued target, moved and offboarded; the queued job; reprovision all', async () => {
+    const secret = makeWebhookSecret();
+    const hooks = await startWebhookReceiver({ secret });
+    process.env.REC_WEBHOOK_SECRET = secret;
+    try {
+      const base = config(5);
+      const customer = { ...base.customers[0]!, name: 'pushed' } as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      customer.settings = { ...customer.settings, flowThrough: { ...customer.settings.flowThrough, updateSync: true } };
+      customer.criteria = [...customer.criteria, { name: 'dallas', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Dallas' } }];
+      customer.sources = [{ ...customer.sources[0]!, path: `${h.dir}/pushed.csv` }];
+      customer.sites = [...customer.sites, { name: 'branch', moveCriteria: { csv: 'dallas' }, numberRanges: [{ from: '8000', to: '8004' }] }];
+      customer.targets = [
+        { name: 'inline', kind: 'webhook', url: hooks.url, secretEnv: 'REC_WEBHOOK_SECRET', retryInterval: '1s' },
+        { name: 'later', kind: 'webhook', mode: 'queue', url: hooks.url, secretEnv: 'REC_WEBHOOK_SECRET', retryInterval: '1s' },
+      ];
+      const version = await h.apply({ version: 1, customers: [base.customers[0]!, customer] });
+      const row = (id: string, city: string) => ({ employee_id: id, login: id.toLowerCase(), mail: `${id.toLowerCase()}@example.com`, given_name: id, department: 'Engineering', city });
+      h.writeFile('pushed.csv', acmeCsv([row('T1', 'Chicago'), row('T2', 'Chicago')]));
+      expect((await h.sync('pushed', 'hr', version)).counts).toMatchObject({ provisioned: 2 });
+      const t1 = await h.userRow('pushed', 'T1');
+      await h.client.workflow.getHandle(targetJobWorkflowId('pushed', 'later', t1.id)).result();
+      await save('targetJob-delivered', targetJobWorkflowId('pushed', 'later', t1.id));
+      h.writeFile('pushed.csv', acmeCsv([row('T1', 'Dallas'), row('T2', 'Chicago')]));
+      expect((await h.sync('pushed', 'hr', version, { mode: 'update' })).counts).toMatchObject({ moved: 1, provisioned: 1 });
+      h.writeFile('pushed.csv', acmeCsv([row('T1', 'Dallas')]));
+      expect((await h.sync('pushed', 'hr', version, { mode: 'delete', allowDeletes: 1 })).counts).toMatchObject({ removed: 1 });
+      await save('onboardUser-targets-provisioned-moved', onboardWorkflowId('pushed', 'hr', 'T1'));
+      await save('onboardUser-targets-offboarded', onboardWorkflowId('pushed', 'hr', 'T2'));
+      expect((await h.cli('target', 'reprovision', 'inline', '--customer', 'pushed', '--wait', '--json')).code).toBe(0);
+      await save('reprovisionTarget-done', reprovisionWorkflowId('pushed', 'inline'));
+      expect(hooks.events().length).toBeGreaterThanOrEqual(5);
+    } finally {
+      await hooks.close();
+    }
   }, 120_000);
 });

@@ -11,7 +11,7 @@ const files = readdirSync(DIR).filter((f) => f.endsWith('.json')).sort();
 
 describe('replay of recorded histories', () => {
   it('covers every workflow type', () => {
-    expect(new Set(files.map((f) => f.split('-')[0]))).toEqual(new Set(['syncSource', 'onboardUser']));
+    expect(new Set(files.map((f) => f.split('-')[0]))).toEqual(new Set(['syncSource', 'onboardUser', 'targetJob', 'reprovisionTarget']));
   });
 
   it('replays every history deterministically', async () => {

@@ -104,13 +104,56 @@ export function fieldNames(target: TargetConfig): string[] {
   return names.filter((n) => (target.include === undefined || target.include.includes(n)) && !(target.exclude ?? []).includes(n));
 }
 
-/** Problems with a template, for `config validate` (Handlebars parses, helpers known). */
+/** The variables a target's templates may name (besides `attributes.<source attribute>`). */
+export const TARGET_TEMPLATE_VARIABLES = [
+  ...CANONICAL_ATTRIBUTES,
+  'userId',
+  'externalId',
+  'customer',
+  'source',
+  'userType',
+  'status',
+  'site',
+  'siteDisplayName',
+  'profile',
+  'role',
+  'number',
+  'e164',
+  'extension',
+  'services',
+] as const;
+
+/** The source attributes a template names (`attributes.costCentre`): any may be, since what a source has varies by record. */
+function namedAttributes(node: unknown, into: Record<string, string> = {}): Record<string, string> {
+  if (Array.isArray(node)) for (const child of node) namedAttributes(child, into);
+  else if (typeof node === 'object' && node !== null) {
+    const path = node as { type?: string; parts?: unknown[] };
+    if (path.type === 'PathExpression' && path.parts?.[0] === 'attributes' && typeof path.parts[1] === 'string') into[path.parts[1]] = 'x';
+    for (const value of Object.values(node)) if (typeof value === 'object') namedAttributes(value, into);
+  }
+  return into;
+}
+
+/**
+ * What is wrong with a target's template, for `config validate`: it must parse, and name only
+ * known variables and Handlebars' built-in helpers (a misspelt `{{nuber}}` would otherwise write
+ * nothing, silently, to every user).
+ */
 export function templateProblem(template: string): string | null {
   try {
-    Handlebars.precompile(template, { noEscape: true, strict: false });
+    const strict = Handlebars.compile(template, { noEscape: true, strict: true, knownHelpersOnly: true });
+    const attributes = namedAttributes(Handlebars.parse(template));
+    strict({ ...Object.fromEntries(TARGET_TEMPLATE_VARIABLES.map((v) => [v, 'x'])), attributes });
     return null;
   } catch (error) {
-    return `template does not parse: ${(error as Error).message.split('\n')[0]}`;
+    const message = (error as Error).message;
+    const unknown = /^"([^"]+)" not defined in/.exec(message);
+    const helper = /unknown helper (\S+)/.exec(message);
+    if (helper) return `unknown helper "${helper[1]}" (only Handlebars' built-in helpers: if, unless, each, with, lookup)`;
+    if (unknown) return `"${unknown[1]}" is not a template variable (one of ${TARGET_TEMPLATE_VARIABLES.join(', ')}, or attributes.<source attribute>)`;
+    // Handlebars says where on one line and what it expected on the last: both, without its ASCII-art pointer.
+    const lines = message.split('\n').filter((l) => l.trim() !== '' && !/^-*\^$/.test(l));
+    return `template does not parse: ${(lines.length > 1 ? `${lines[0]} ${lines.at(-1)}` : lines[0]!).replace(/ - \d+:\d+$/, '')}`;
   }
 }
 

@@ -10,7 +10,7 @@ export function pushActivity(plan: Pick<TargetPushPlan, 'retryIntervalMs' | 'max
   const never = retries === 'once' || plan.retryIntervalMs === 0;
   return proxyActivities<TargetActivities>({
     // The target's own timeout bounds each call; several calls (a find, then a write) make one push.
-    startToCloseTimeout: Math.max(30_000, plan.timeoutMs * 4),
+    startToCloseTimeout: Math.max(10_000, plan.timeoutMs * 4),
     retry: {
       initialInterval: Math.max(1, plan.retryIntervalMs),
       backoffCoefficient: 1,
