@@ -33,7 +33,7 @@ const INLINE_MODES: ReadonlySet<TargetPushPlan['mode']> = new Set(['automatic', 
  * user is `provisioning`: not provisioned until the target has it (finishTargets settles it).
  */
 async function awaitTargets(tx: Tx, snap: CustomerSnapshot, userId: string): Promise<TargetPushPlan[]> {
-  const targets = await planTargetPushes(tx, snap, userId, 'provision');
+  const targets = planTargetPushes(snap, 'provision');
   const inline = targets.filter((t) => INLINE_MODES.has(t.mode));
   if (inline.length > 0) await setStatus(tx, userId, 'provisioning', `waiting for target ${inline.map((t) => t.target).join(', ')}`);
   return targets;
@@ -219,7 +219,13 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
             // A placed user who matches no site any more stays where they are, with the reason.
             const kept = `kept at ${current}: ${reason} any more`;
             await setReason(tx, user.id, kept);
-            return { status: 'skipped', result: { site: current, moved: false, kept: true, reason: kept }, summary: kept, details: resolution };
+            const targets = planTargetPushes(snap, 'provision');
+            return {
+              status: 'skipped',
+              result: { site: current, moved: false, kept: true, reason: kept, ...(targets.length > 0 ? { targets } : {}) },
+              summary: kept,
+              details: resolution,
+            };
           }
           await setStatus(tx, user.id, 'unplaced', reason);
           return { status: 'succeeded', result: { site: null, moved: false, reason }, summary: reason, details: resolution };
@@ -260,7 +266,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
           await removeServices(tx, user.id);
           await releaseLicences(tx, ctx.customerId, user.id, []);
           // Provisioned before, the targets let them go (an add's new user was never pushed: nothing to plan).
-          const targets = input.mode === 'update' ? await planTargetPushes(tx, snap, user.id, 'deprovision') : [];
+          const targets = input.mode === 'update' ? planTargetPushes(snap, 'deprovision') : [];
           return {
             status: 'succeeded',
             result: { profile: null, numberFrom: null, reason, ...(targets.length > 0 ? { targets } : {}) },
@@ -379,7 +385,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         const numbers = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
         await markDeleted(tx, user.id, reason);
         const cooling = snap.config.settings.numberCooling.enabled ? ` (cooling ${snap.config.settings.numberCooling.days} days)` : '';
-        const targets = await planTargetPushes(tx, snap, user.id, 'deprovision');
+        const targets = planTargetPushes(snap, 'deprovision');
         return {
           status: 'succeeded',
           result: { reason, ...(targets.length > 0 ? { targets } : {}) },

@@ -15,7 +15,6 @@ import {
   readTargetState,
   recordTargetAttempt,
   recordTargetFailed,
-  targetsThatHeld,
   targetSubjects,
   writeTargetState,
 } from '../adapters/db/targets.js';
@@ -23,7 +22,7 @@ import type { Mailer } from '../adapters/mail/smtp.js';
 import { TargetError, TargetPlugins, type TargetPush } from '../adapters/targets/index.js';
 import { targetJobWorkflowId } from '../workflows/config.js';
 import { handToTargetJob } from '../adapters/temporal/target-jobs.js';
-import type { TargetActivities } from './types.js';
+import type { TargetActivities, TargetPushInput } from './types.js';
 
 export interface TargetDeps {
   readonly db: Kysely<Database>;
@@ -37,11 +36,9 @@ export interface TargetDeps {
 /** A push's retry policy from the target's settings: interval in ms ("0s": never retry). */
 export const retryIntervalMs = (target: TargetConfig): number => parseDuration(target.retryInterval) ?? 900_000;
 
-/** The targets a pass hands the user to, in order (reversed to deprovision); enrollment targets only the first time. */
-export async function planTargetPushes(db: Kysely<Database>, snap: CustomerSnapshot, userId: string, direction: 'provision' | 'deprovision'): Promise<PlannedPush[]> {
-  if (snap.config.targets.length === 0) return [];
-  const held = snap.config.targets.some((t) => t.mode === 'enrollment') ? await targetsThatHeld(db, snap.customerId, userId) : new Set<string>();
-  return planPushes(snap.config.targets, direction, held, retryIntervalMs);
+/** The targets a pass hands the user to, in order (reversed to deprovision). */
+export function planTargetPushes(snap: CustomerSnapshot, direction: 'provision' | 'deprovision'): PlannedPush[] {
+  return planPushes(snap.config.targets, direction, retryIntervalMs);
 }
 
 /** Heartbeats when running as an activity; a no-op when called directly. */
@@ -104,81 +101,132 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
       .execute();
   }
 
+  /** A pending state with no push behind it any more goes back to what the target holds. */
+  async function settlePending(customerId: number, target: string, userId: string): Promise<void> {
+    const state = await readTargetState(db, customerId, target, userId);
+    if (state?.status === 'pending') await writeTargetState(db, { customerId, target, userId }, { status: state.pushed != null ? 'provisioned' : 'deprovisioned' });
+  }
+
+  type PushOutcome = Awaited<ReturnType<TargetActivities['pushToTarget']>>;
+
+  /**
+   * One push: what the target should hold for the user now (their fields, or nothing), compared
+   * with what it was last given; the plugin is called when they differ (or when an operator
+   * forces it). `quiet`: a re-check after a push, logged only when it pushes.
+   */
+  async function pushOnce(snap: CustomerSnapshot, target: TargetConfig, input: TargetPushInput, logKey: string, quiet: boolean): Promise<PushOutcome> {
+    const key = { customerId: snap.customerId, target: target.name, userId: input.userId };
+    const logged = { customerId: snap.customerId, userId: input.userId, target: target.name, workflowId: input.workflowId, runId: input.runId, key: logKey };
+    const view = await loadTargetView(db, { id: snap.customerId, name: snap.config.name }, input.userId);
+    if (!view) throw new PermanentError('UnknownUser', `user ${input.userId} does not exist for customer ${snap.config.name}`);
+    const state = await readTargetState(db, snap.customerId, target.name, input.userId);
+    // What the target holds: the fields of the last successful push (a later failed try keeps them).
+    const pushed = (state?.pushed as Record<string, string | null> | null | undefined) ?? null;
+    const held = pushed !== null;
+    // A user failed by a target is pushed when an operator asks (`target provision`, reprovision): that is their retry.
+    const failedByTarget = view.status === 'failed' && input.force === true && (view.reason ?? '').startsWith('target ');
+    const action = failedByTarget ? 'provision' : desiredAction(target, view);
+    const quietly = async (summary: string): Promise<PushOutcome> => {
+      if (!quiet) await log({ ...logged, status: 'skipped', summary });
+      return { outcome: 'unchanged', summary };
+    };
+    if (action === 'none') {
+      await settlePending(snap.customerId, target.name, input.userId);
+      return quietly(`left as it is: the user is ${view.status}`);
+    }
+    // An enrollment target hears the first provision, and the deprovision; nothing in between.
+    if (target.mode === 'enrollment' && action === 'provision' && state?.pushed_at != null && !input.force) {
+      await settlePending(snap.customerId, target.name, input.userId);
+      return quietly('unchanged: an enrollment target hears only the first provision');
+    }
+    const fields = action === 'provision' ? targetFields(target, view) : (pushed ?? {});
+    const same =
+      action === 'provision'
+        ? state?.status === 'provisioned' && fieldsKey(pushed) === fieldsKey(fields) && state.site === view.site
+        : !held;
+    // Nothing new for the target: no call at all, unless an operator asks for one (reprovision,
+    // provision); a deprovision of a user the target never held is never a call.
+    if (same && (!input.force || action === 'deprovision')) {
+      if (state && state.status !== 'provisioned' && state.status !== 'deprovisioned') {
+        await writeTargetState(db, key, { status: action === 'provision' ? 'provisioned' : 'deprovisioned', last_error: null, attempts: 0, failing_since: null });
+      }
+      return quietly(action === 'provision' ? 'unchanged: the target holds this already' : 'unchanged: the target holds nothing of the user');
+    }
+    const event = targetEvent(action, { site: state?.site ?? null, held }, view.site);
+    const count = state?.push_count ?? 0;
+    const push: TargetPush = {
+      event,
+      // The same for every try of this push (the count moves only when a push succeeds), new for the next.
+      eventId: eventIdOf([snap.config.name, target.name, input.userId, String(count), event, fieldsKey(fields), view.site ?? '']),
+      target: target.name,
+      subject: { userId: input.userId, externalId: view.externalId, customer: snap.config.name, fields },
+      memory: { remoteId: state?.remote_id ?? null, pushed },
+      signal: currentContext()?.cancellationSignal,
+      heartbeat: () => currentContext()?.heartbeat(),
+    };
+    const plugin = plugins.get(snap.version, snap.config.name, target);
+    let result;
+    try {
+      result = action === 'provision' ? await plugin.provision(push) : await plugin.deprovision(push);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      const reason = `target ${target.name}: ${message}`;
+      if (error instanceof TargetError && !error.retryable) {
+        throw ApplicationFailure.create({ message: reason, type: `Target${error.kind}`, nonRetryable: true });
+      }
+      // A try that will be retried: visible in `flowthru target jobs` while it is.
+      await recordTargetAttempt(db, key, reason).catch(() => undefined);
+      if (error instanceof TargetError) {
+        throw ApplicationFailure.create({ message: reason, type: `Target${error.kind}`, ...(error.retryAfterMs === undefined ? {} : { nextRetryDelay: error.retryAfterMs }) });
+      }
+      throw ApplicationFailure.create({ message: reason, type: 'TargetUnavailable' });
+    }
+    await writeTargetState(db, key, {
+      status: action === 'provision' ? 'provisioned' : 'deprovisioned',
+      remote_id: result.remoteId,
+      pushed: action === 'provision' ? fields : null,
+      site: action === 'provision' ? view.site : null,
+      last_event: event,
+      last_error: null,
+      attempts: 0,
+      failing_since: null,
+      push_count: count + 1,
+      pushed_at: new Date(),
+    });
+    // The user was failed by this target: provisioned again now that it has them.
+    if (failedByTarget && (view.reason ?? '').startsWith(`target ${target.name}:`)) {
+      await db
+        .updateTable('users')
+        .set({ status: 'provisioned', status_reason: null, updated_at: new Date() })
+        .where('id', '=', input.userId)
+        .where('status', '=', 'failed')
+        .execute();
+    }
+    const summary = `${event}: ${result.summary}`;
+    await log({ ...logged, status: 'succeeded', summary, details: { event, eventId: push.eventId, changed: result.changed, fields: Object.keys(fields) } });
+    return { outcome: result.changed ? 'pushed' : 'unchanged', event, summary };
+  }
+
   return {
     async pushToTarget(input) {
       const snap = await snapshotOf(input.customer, input.configVersion);
       const target = targetOf(snap, input.target);
-      const key = { customerId: snap.customerId, target: target.name, userId: input.userId };
-      const logged = { customerId: snap.customerId, userId: input.userId, target: target.name, workflowId: input.workflowId, runId: input.runId, key: input.key };
       if ((target.mode === 'manual' || target.mode === 'disabled') && !input.force) {
+        await settlePending(snap.customerId, target.name, input.userId);
         return { outcome: 'skipped', summary: `target ${target.name} is ${target.mode}` };
       }
       if (target.mode === 'disabled') return { outcome: 'skipped', summary: `target ${target.name} is disabled` };
-      const view = await loadTargetView(db, { id: snap.customerId, name: snap.config.name }, input.userId);
-      if (!view) throw new PermanentError('UnknownUser', `user ${input.userId} does not exist for customer ${snap.config.name}`);
-      const state = await readTargetState(db, snap.customerId, target.name, input.userId);
-      const action = desiredAction(target, view);
-      // What the target holds: the fields of the last successful push (a later failed try keeps them).
-      const held = state?.pushed != null;
-      if (action === 'none') {
-        const summary = `left as it is: the user is ${view.status}`;
-        await log({ ...logged, status: 'skipped', summary });
-        return { outcome: 'unchanged', summary };
+      const first = await pushOnce(snap, target, input, input.key, false);
+      if (first.outcome !== 'pushed') return first;
+      // Another push of the same user to the same target may have run meanwhile (a queued job, a
+      // reprovision, the next pass) with older data, and finished after this one read the user:
+      // whoever finishes last reads the user again and pushes what is current, so the target ends
+      // holding the newest data whatever the interleaving.
+      for (let round = 1; round <= 2; round++) {
+        const again = await pushOnce(snap, target, { ...input, force: false }, `${input.key}/${round}`, true);
+        if (again.outcome !== 'pushed') break;
       }
-      const fields = action === 'provision' ? targetFields(target, view) : ((state?.pushed as Record<string, string | null> | null) ?? {});
-      // Nothing new for the target: no call at all, unless an operator asks for one (reprovision, provision).
-      const same =
-        action === 'provision'
-          ? state?.status === 'provisioned' && fieldsKey(state.pushed as Record<string, string | null> | null) === fieldsKey(fields) && state.site === view.site
-          : !held;
-      if (same && !input.force) {
-        if (state && state.status !== 'provisioned' && state.status !== 'deprovisioned') {
-          await writeTargetState(db, key, { status: action === 'provision' ? 'provisioned' : 'deprovisioned', last_error: null, attempts: 0 });
-        }
-        const summary = action === 'provision' ? 'unchanged: the target holds this already' : 'unchanged: the target holds nothing of the user';
-        await log({ ...logged, status: 'skipped', summary });
-        return { outcome: 'unchanged', summary };
-      }
-      const event = targetEvent(action, { site: state?.site ?? null, held }, view.site);
-      const push: TargetPush = {
-        event,
-        eventId: eventIdOf([snap.config.name, target.name, input.userId, event, fieldsKey(fields), view.site ?? '']),
-        target: target.name,
-        subject: { userId: input.userId, externalId: view.externalId, customer: snap.config.name, fields },
-        memory: { remoteId: state?.remote_id ?? null, pushed: (state?.pushed as Record<string, string | null> | null) ?? null },
-        signal: currentContext()?.cancellationSignal,
-        heartbeat: () => currentContext()?.heartbeat(),
-      };
-      const plugin = plugins.get(snap.version, snap.config.name, target);
-      let result;
-      try {
-        result = action === 'provision' ? await plugin.provision(push) : await plugin.deprovision(push);
-      } catch (error) {
-        const message = error instanceof Error ? error.message : String(error);
-        const reason = `target ${target.name}: ${message}`;
-        if (error instanceof TargetError && !error.retryable) {
-          throw ApplicationFailure.create({ message: reason, type: `Target${error.kind}`, nonRetryable: true });
-        }
-        // A try that will be retried: visible in `flowthru target jobs` while it is.
-        await recordTargetAttempt(db, key, reason).catch(() => undefined);
-        if (error instanceof TargetError) {
-          throw ApplicationFailure.create({ message: reason, type: `Target${error.kind}`, ...(error.retryAfterMs === undefined ? {} : { nextRetryDelay: error.retryAfterMs }) });
-        }
-        throw ApplicationFailure.create({ message: reason, type: 'TargetUnavailable' });
-      }
-      await writeTargetState(db, key, {
-        status: action === 'provision' ? 'provisioned' : 'deprovisioned',
-        remote_id: result.remoteId,
-        pushed: action === 'provision' ? fields : null,
-        site: action === 'provision' ? view.site : null,
-        last_event: event,
-        last_error: null,
-        attempts: 0,
-        pushed_at: new Date(),
-      });
-      const summary = `${event}: ${result.summary}`;
-      await log({ ...logged, status: 'succeeded', summary, details: { event, eventId: push.eventId, changed: result.changed, fields: Object.keys(fields) } });
-      return { outcome: result.changed ? 'pushed' : 'unchanged', event, summary };
+      return first;
     },
 
     async enqueueTargetJob(input) {
@@ -198,7 +246,7 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
     async recordTargetFailure(input) {
       const snap = await snapshotOf(input.customer, input.configVersion);
       const key = { customerId: snap.customerId, target: input.target, userId: input.userId };
-      const episode = await recordTargetFailed(db, key, input.reason);
+      const { episode } = await recordTargetFailed(db, key, input.reason);
       await log({
         customerId: snap.customerId,
         userId: input.userId,
@@ -214,7 +262,7 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
       if (!notifications || !smtp) return { notified: false };
       const user = await db.selectFrom('users').select(['id', 'username', 'external_id']).where('id', '=', input.userId).executeTakeFirstOrThrow();
       const who = user.username ?? user.external_id;
-      const domain = notifications.from.split('@')[1] ?? 'flowthru.local';
+      const domain = /@([^>\s]+)>?\s*$/.exec(notifications.from)?.[1] ?? 'flowthru.invalid';
       const subject = `flowthru: target ${input.target} failed for ${who}`;
       const text = [
         `A push to target ${input.target} of customer ${snap.config.name} failed for good for user ${who}.`,
@@ -223,6 +271,7 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
         '',
         `See it with: flowthru target jobs --customer ${snap.config.name} --status failed`,
         `Retry it with: flowthru target provision ${input.target} ${who} --customer ${snap.config.name}`,
+        '(or flowthru retry, which runs the user\'s whole pipeline again)',
       ].join('\n');
       const message = await db.transaction().execute((tx) =>
         enqueueEmail(tx, {
@@ -240,10 +289,10 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
       try {
         await mailer.send(smtp, { from: notifications.from, to: message.to_address, subject: message.subject, html: message.html, text: message.text, messageId: message.message_id });
       } catch (error) {
-        const permanent = error instanceof PermanentError;
-        await recordSendFailure(db, message.id, (error as Error).message, permanent);
-        if (permanent) return { notified: false };
-        throw error;
+        // Best effort: the failure is recorded and visible whatever the mail server does; a pipeline
+        // never waits on SMTP for it (the message stays in the outbox, with its error).
+        await recordSendFailure(db, message.id, (error as Error).message, error instanceof PermanentError).catch(() => undefined);
+        return { notified: false };
       }
       await db.transaction().execute((tx) => markSent(tx, message.id));
       return { notified: true };

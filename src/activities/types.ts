@@ -29,7 +29,7 @@ export interface PipelineActivities {
    * users not at a site (`moved`: placed); an update moves placed users site to site (`moved`,
    * `from`), or keeps one matching no site where they are (`kept`, with the reason).
    */
-  moveUser(input: StepInput): Promise<{ site: string | null; moved: boolean; reason?: string; kept?: boolean; from?: string }>;
+  moveUser(input: StepInput): Promise<{ site: string | null; moved: boolean; reason?: string; kept?: boolean; from?: string; /** Kept: the targets that hear of their change. */ targets?: TargetPushPlan[] }>;
   /**
    * Step 5: the first FTP rule whose criteria match chooses the profile (and maybe the role); after
    * an update's move (`moved`), the customer's updateSyncProfile when set.

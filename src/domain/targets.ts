@@ -16,6 +16,8 @@ export interface TargetUserView {
   readonly source: string | null;
   readonly userType: string;
   readonly status: UserStatus;
+  /** Why the user is in that status (blocked, failed, …), else null. */
+  readonly reason: string | null;
   readonly site: string | null;
   readonly siteDisplayName: string | null;
   readonly profile: string | null;
@@ -257,18 +259,12 @@ export interface PlannedPush {
 /**
  * The targets a pipeline pass hands the user to, in order: configured order on provision and
  * change, reversed on deprovision (the last system given a user is the first to lose them).
- * `enrolled` names the targets that already had the user once (an enrollment target hears only
- * the first provision).
+ * Enrollment targets are in every plan: the push itself knows whether the target has had the user
+ * (it then hears nothing more until the user leaves).
  */
-export function planPushes(
-  targets: readonly TargetConfig[],
-  direction: 'provision' | 'deprovision',
-  enrolled: ReadonlySet<string>,
-  retryIntervalMs: (target: TargetConfig) => number,
-): PlannedPush[] {
+export function planPushes(targets: readonly TargetConfig[], direction: 'provision' | 'deprovision', retryIntervalMs: (target: TargetConfig) => number): PlannedPush[] {
   const planned = targets
     .filter((t) => PIPELINE_MODES.has(t.mode))
-    .filter((t) => t.mode !== 'enrollment' || (direction === 'provision' && !enrolled.has(t.name)))
     .map((t) => ({
       target: t.name,
       mode: t.mode as PlannedPush['mode'],

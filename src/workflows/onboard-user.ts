@@ -134,8 +134,20 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     for (const push of plan) {
       setState({ step: `target ${push.target}` });
       const input = { customer: ids.customer, configVersion: ids.configVersion, target: push.target, userId, workflowId: ids.workflowId, runId: ids.runId };
+      // Bookkeeping that cannot be done (Temporal or the database away for long) must not fail the
+      // user's pipeline: the push is then failed for this pass, with the reason, and the next pass
+      // or an operator's retry tries again.
+      const bookkeeping = async (work: () => Promise<unknown>): Promise<string | null> => {
+        try {
+          await work();
+          return null;
+        } catch (error) {
+          return failureMessage(error);
+        }
+      };
       if (push.mode === 'queue') {
-        await targetBookkeeping.enqueueTargetJob(input);
+        const problem = await bookkeeping(() => targetBookkeeping.enqueueTargetJob(input));
+        if (problem) failed ??= { target: push.target, reason: `target ${push.target}: could not queue the push: ${problem}` };
         continue;
       }
       try {
@@ -144,11 +156,12 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         const cause = error instanceof ActivityFailure ? error.cause : error;
         const transient = !(cause instanceof ApplicationFailure && cause.nonRetryable);
         if (push.mode === 'queue-on-error' && transient) {
-          await targetBookkeeping.enqueueTargetJob(input);
+          const problem = await bookkeeping(() => targetBookkeeping.enqueueTargetJob(input));
+          if (problem) failed ??= { target: push.target, reason: `target ${push.target}: could not queue the push: ${problem}` };
           continue;
         }
         const reason = failureMessage(error);
-        await targetBookkeeping.recordTargetFailure({ ...input, reason });
+        await bookkeeping(() => targetBookkeeping.recordTargetFailure({ ...input, reason }));
         if (push.mode === 'queue-on-error') continue;
         failed ??= { target: push.target, reason };
         if (direction === 'provision') break;
@@ -196,7 +209,11 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     const update = change.mode === 'update';
     const how = update ? { moved: placed.moved } : { moved: false, placed: placed.moved, ...restored };
     if (!placed.site) return outcome('unplaced', { reason: placed.reason, ...restored });
-    if (placed.kept) return outcome('kept', { reason: placed.reason });
+    if (placed.kept) {
+      // Kept where they are: their record changed all the same, and the targets hear of it.
+      if (placed.targets) await pushToTargets(ids, placed.targets, 'provision');
+      return outcome('kept', { reason: placed.reason });
+    }
 
     setState({ step: 'profile' });
     const matched = await db.matchProfile(update ? { ...ids, moved: placed.moved } : ids);
@@ -328,6 +345,11 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     } catch (error) {
       // Only a bug or a broken invariant gets here; tell the sync instead of leaving it waiting.
       const failed = outcome('failed', { reason: failureMessage(error) });
+      if (state.step.startsWith('target')) {
+        // A user left `provisioning` while their targets were pushed ends failed, with the reason.
+        const settle = { userId, customer: input.customer, configVersion: change.configVersion, mode: change.mode, workflowId: workflowInfo().workflowId, runId: workflowInfo().runId, attempt };
+        await CancellationScope.nonCancellable(() => db.finishTargets({ ...settle, failed: { target: state.step.slice('target '.length), reason: failed.reason! } })).catch(() => undefined);
+      }
       await report(audience, failed);
       throw ApplicationFailure.nonRetryable(`pipeline of ${externalId} failed: ${failed.reason}`, 'PipelineFailed');
     }

@@ -2,6 +2,7 @@ import {
   ActivityFailure,
   CancellationScope,
   condition,
+  continueAsNew,
   isCancellation,
   proxyActivities,
   setHandler,
@@ -18,6 +19,9 @@ const bookkeeping = proxyActivities<TargetActivities>({
 
 /** Pushes asked for within this window of each other collapse into one (the newest data wins). */
 const COLLAPSE_WINDOW = '2 seconds';
+const MAX_COLLAPSE_MS = 30_000;
+/** A job that keeps being asked to push continues as new after this many pushes: its history stays small. */
+const RUNS_PER_HISTORY = 50;
 
 function failureMessage(error: unknown): string {
   const cause = error instanceof ActivityFailure ? error.cause : error;
@@ -33,8 +37,9 @@ function failureMessage(error: unknown): string {
  * (retry interval, maximum retries); exhausted or refused for good, the job fails visibly with the
  * reason and the administrators hear once. `flowthru target cancel` ends it.
  */
-export async function targetJob(input: TargetJobInput): Promise<TargetJobResult> {
-  let pending: TargetPushRequest | null = null;
+export async function targetJob(input: TargetJobInput, carried?: TargetPushRequest): Promise<TargetJobResult> {
+  // A request carried over continue-as-new, else the first signal's.
+  let pending: TargetPushRequest | null = carried ?? null;
   let status: 'waiting' | 'pushing' | 'retrying' | 'done' = 'waiting';
   let runs = 0;
   let lastError: string | null = null;
@@ -50,8 +55,9 @@ export async function targetJob(input: TargetJobInput): Promise<TargetJobResult>
     for (;;) {
       // Started by signal-with-start: the request arrives as the first signal.
       if (pending === null && !(await condition(() => pending !== null, '1 minute'))) break;
-      // Collapse requests that keep coming, for a while.
-      for (let seen = pending; await condition(() => pending !== seen, COLLAPSE_WINDOW); seen = pending);
+      // Collapse requests that keep coming, for a while: a push waits at most MAX_COLLAPSE.
+      const collapseUntil = Date.now() + MAX_COLLAPSE_MS;
+      for (let seen = pending; Date.now() < collapseUntil && (await condition(() => pending !== seen, COLLAPSE_WINDOW)); seen = pending);
       const request: TargetPushRequest = pending!;
       pending = null;
       status = 'pushing';
@@ -76,6 +82,7 @@ export async function targetJob(input: TargetJobInput): Promise<TargetJobResult>
       }
       status = 'waiting';
       if (pending === null) break;
+      if (runs >= RUNS_PER_HISTORY) await continueAsNew<typeof targetJob>(input, pending);
     }
     status = 'done';
     return last;

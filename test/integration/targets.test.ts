@@ -21,6 +21,11 @@ let hooks: WebhookReceiver;
 let ldap: LdapClient;
 const secret = makeWebhookSecret();
 const PHONES = 'ou=phones,dc=flowthru,dc=test';
+const PEOPLE = 'ou=people,dc=flowthru,dc=test';
+const person = (uid: string, givenName: string, sn: string, l: string) => ({
+  dn: `uid=${uid},${PEOPLE}`,
+  attributes: { objectClass: ['top', 'person', 'organizationalPerson', 'inetOrgPerson'], uid, givenName, sn, cn: `${givenName} ${sn}`, mail: `${uid}@acme.example`, l, departmentNumber: 'Engineering' },
+});
 
 const ada = { employee_id: 'E1', login: 'ada', mail: 'ada@acme.example', given_name: 'Ada', surname: 'Lovelace', department: 'Engineering', city: 'Chicago', title: 'Engineer' };
 const bob = { employee_id: 'E2', login: 'bob', mail: 'bob@acme.example', given_name: 'Bob', surname: 'Builder', department: 'Engineering', city: 'Chicago', title: 'Engineer' };
@@ -88,10 +93,16 @@ const sync = (name: string, mode: 'add' | 'update' | 'delete' = 'add') => h.sync
 
 beforeAll(async () => {
   h = await PipelineHarness.create();
-  slapd = await startSlapd({ entries: [{ dn: PHONES, attributes: { objectClass: ['top', 'organizationalUnit'], ou: 'phones' } }] });
+  slapd = await startSlapd({
+    entries: [
+      { dn: PHONES, attributes: { objectClass: ['top', 'organizationalUnit'], ou: 'phones' } },
+      person('grace', 'Grace', 'Hopper', 'Chicago'),
+      person('alan', 'Alan', 'Turing', 'Chicago'),
+    ],
+  });
   scim = await startScimServer({ token: 'scim-token' });
   hooks = await startWebhookReceiver({ secret });
-  Object.assign(process.env, { TEST_TARGET_LDAP_PASSWORD: slapd.adminPassword, TEST_TARGET_SCIM_TOKEN: 'scim-token', TEST_TARGET_WEBHOOK_SECRET: secret });
+  Object.assign(process.env, { TEST_TARGET_LDAP_READER_PASSWORD: slapd.password, TEST_TARGET_LDAP_PASSWORD: slapd.adminPassword, TEST_TARGET_SCIM_TOKEN: 'scim-token', TEST_TARGET_WEBHOOK_SECRET: secret });
   ldap = new LdapClient({ url: slapd.url });
   await ldap.bind(slapd.adminDn, slapd.adminPassword);
   await h.startWorker();
@@ -105,6 +116,20 @@ beforeAll(async () => {
       customer('flaky', [hookTarget({ mode: 'queue-on-error' })]),
       customer('off', [hookTarget({ mode: 'disabled' })]),
       customer('refused', [hookTarget()]),
+      customer('dir', [ldapTarget({ name: 'writeback', entry: 'user', baseDn: PEOPLE, fields: { telephoneNumber: '{{number}}', roomNumber: '{{siteDisplayName}}' } })], (c) => {
+        c.sources = [
+          {
+            name: 'directory',
+            type: 'ldap',
+            userType: 'ldap',
+            url: slapd.url,
+            bindDn: slapd.bindDn,
+            passwordEnv: 'TEST_TARGET_LDAP_READER_PASSWORD',
+            baseDn: PEOPLE,
+            attributeMap: { departmentNumber: 'department' },
+          },
+        ];
+      }),
       customer('grouped', [hookTarget({ group: { attribute: 'title', op: 'equals', value: 'Engineer' } }), hookTarget({ name: 'everyone' })]),
     ],
   });
@@ -208,6 +233,32 @@ describe('automatic targets: LDAP write-back, SCIM and a webhook, in order', () 
   });
 });
 
+describe("write-back to the users' own directory entries", () => {
+  const entry = async (filter: string) => {
+    const { searchEntries } = await ldap.search(PEOPLE, { filter, attributes: ['uid', 'telephoneNumber', 'roomNumber', 'l'] });
+    return searchEntries[0]!;
+  };
+
+  it('writes the assigned number and site to the entry the user came from, follows it when renamed, and writes nothing it does not own', async () => {
+    const syncDir = (mode: 'add' | 'update') => h.sync('dir', 'directory', version, { mode });
+    expect((await syncDir('add')).counts).toMatchObject({ provisioned: 2, failed: 0 });
+    const grace = await entry('(uid=grace)');
+    expect(grace).toMatchObject({ roomNumber: 'Chicago', l: 'Chicago' });
+    expect(String(grace.telephoneNumber)).toMatch(/^\+1312555010[01]$/);
+    const uuid = String((await ldap.search(PEOPLE, { filter: '(uid=grace)', attributes: ['entryUUID'] })).searchEntries[0]!.entryUUID);
+    expect(await h.userRow('dir', uuid)).toMatchObject({ status: 'provisioned', site: 'chicago' });
+
+    // Renamed and moved to Dallas in the directory: the update finds her by entryUUID and writes her new number there.
+    await slapd.ldapmodify(`dn: uid=grace,${PEOPLE}\nchangetype: modrdn\nnewrdn: uid=ghopper\ndeleteoldrdn: 1\n\ndn: uid=ghopper,${PEOPLE}\nchangetype: modify\nreplace: l\nl: Dallas\n`);
+    // Both entries changed since the add (it wrote their numbers): Alan's pass finds the directory holding what it should, and writes nothing.
+    expect((await syncDir('update')).counts).toMatchObject({ imported: 2, moved: 1, provisioned: 2 });
+    const alan = String((await ldap.search(PEOPLE, { filter: '(uid=alan)', attributes: ['entryUUID'] })).searchEntries[0]!.entryUUID);
+    expect((await targetLog('dir', alan)).map((e) => e.subject)).toEqual([expect.stringMatching(/^provisioned: modified uid=alan,/), 'unchanged: the target holds this already']);
+    expect(await entry('(uid=ghopper)')).toMatchObject({ telephoneNumber: '+12145550100', roomNumber: 'Dallas', l: 'Dallas' });
+    expect((await targetLog('dir', uuid)).at(-1)?.subject).toBe('moved: modified uid=ghopper,ou=people,dc=flowthru,dc=test: roomNumber, telephoneNumber');
+  });
+});
+
 describe('modes', () => {
   it('enrollment: only the first provision', async () => {
     h.writeFile('enrol.csv', acmeCsv([ada]));
@@ -215,6 +266,10 @@ describe('modes', () => {
     h.writeFile('enrol.csv', acmeCsv([{ ...ada, title: 'Boss' }]));
     await sync('enrol', 'update');
     expect(eventsFor('enrol', 'E1').map((e) => e.type)).toEqual(['user.provisioned']);
+    // It hears when the user leaves: an enrolled account does not outlive its person.
+    h.writeFile('enrol.csv', acmeCsv([bob]));
+    await h.sync('enrol', 'hr', version, { mode: 'delete', allowDeletes: 1 });
+    expect(eventsFor('enrol', 'E1').map((e) => e.type)).toEqual(['user.provisioned', 'user.deprovisioned']);
   });
 
   it('manual: nothing until an operator provisions the user', async () => {
@@ -275,10 +330,20 @@ describe('modes', () => {
     expect(mails).toHaveLength(2);
     expect(mails[0]!.text).toContain('flowthru target provision events');
 
-    // Fixed at the receiver: a retry provisions them, and the next failure would be a new episode.
+    // Retried while the receiver still refuses: failed again, the same episode, no second email.
+    hooks.respondWith([410, 410], {}, 'gone for good');
     expect((await h.cli('retry', '--status', 'failed', '--customer', 'refused')).code).toBe(0);
-    expect(await eventually(() => h.userRow('refused', 'E1'), (u) => u.status === 'provisioned')).toMatchObject({ status: 'provisioned' });
-    expect(await state('refused', 'events', 'E1')).toMatchObject({ status: 'provisioned', failure_episode: 1 });
+    await eventually(() => targetLog('refused', 'E2'), (log) => log.filter((e) => e.status === 'failed').length >= 2);
+    await eventually(() => h.userRow('refused', 'E2'), (u) => u.status === 'failed');
+    expect(h.smtp.to('noc@acme.example').filter((m) => m.subject?.includes('target events failed'))).toHaveLength(2);
+
+    // Fixed at the receiver: pushing Ada to the target is her retry; Bob's pipeline runs again.
+    const pushed = JSON.parse((await h.cli('target', 'provision', 'events', 'ada', '--customer', 'refused', '--wait', '--json')).out);
+    expect(pushed).toMatchObject({ status: 'succeeded', summary: expect.stringMatching(/^provisioned: POST/) });
+    expect(await h.userRow('refused', 'E1')).toMatchObject({ status: 'provisioned', status_reason: null });
+    expect((await h.cli('retry', 'bob', '--customer', 'refused')).code).toBe(0);
+    expect(await eventually(() => h.userRow('refused', 'E2'), (u) => u.status === 'provisioned')).toMatchObject({ status: 'provisioned' });
+    expect(await state('refused', 'events', 'E1')).toMatchObject({ status: 'provisioned', failure_episode: 1, failing_since: null });
   });
 });
 
@@ -291,6 +356,14 @@ describe('provisioning group', () => {
     expect((await sync('grouped', 'update')).counts).toMatchObject({ provisioned: 1 });
     expect(await state('grouped', 'events', 'E1')).toMatchObject({ status: 'deprovisioned', last_event: 'deprovisioned' });
     expect(await state('grouped', 'everyone', 'E1')).toMatchObject({ status: 'provisioned', last_event: 'changed' });
+    // Back and forth: each change is a new event (a new webhook-id), though its content was seen before.
+    for (const title of ['Engineer', 'Manager']) {
+      h.writeFile('grouped.csv', acmeCsv([{ ...ada, title }]));
+      await sync('grouped', 'update');
+    }
+    const everyone = hooks.events().filter((d) => d.event.data.customer === 'grouped' && d.event.data.target === 'everyone');
+    expect(everyone.map((d) => `${d.event.type}:${d.event.data.fields.title}`)).toEqual(['user.provisioned:Engineer', 'user.changed:Manager', 'user.changed:Engineer', 'user.changed:Manager']);
+    expect(new Set(everyone.map((d) => d.id)).size).toBe(4);
   });
 });
 

@@ -15,6 +15,7 @@ const ada: TargetUserView = {
   source: 'hr',
   userType: 'csv',
   status: 'provisioned',
+  reason: null,
   site: 'chicago',
   siteDisplayName: 'Chicago',
   profile: 'engineering',
@@ -118,15 +119,11 @@ describe('the order of pushes', () => {
   const interval = () => 900_000;
 
   it('runs in the configured order to provision, reversed to deprovision; manual and disabled are not in the pipeline', () => {
-    expect(planPushes(targets, 'provision', new Set(), interval).map((p) => p.target)).toEqual(['a', 'c', 'd', 'f']);
-    expect(planPushes(targets, 'deprovision', new Set(), interval).map((p) => p.target)).toEqual(['f', 'd', 'a']);
-  });
-
-  it('hands an enrollment target the first provision only', () => {
-    expect(planPushes(targets, 'provision', new Set(['c']), interval).map((p) => p.target)).toEqual(['a', 'd', 'f']);
+    expect(planPushes(targets, 'provision', interval).map((p) => p.target)).toEqual(['a', 'c', 'd', 'f']);
+    expect(planPushes(targets, 'deprovision', interval).map((p) => p.target)).toEqual(['f', 'd', 'c', 'a']);
   });
 
   it("carries each target's retry policy", () => {
-    expect(planPushes(targets, 'provision', new Set(), (t) => (t.name === 'd' ? 0 : 900_000)).find((p) => p.target === 'd')).toMatchObject({ retryIntervalMs: 0, maxRetries: 0 });
+    expect(planPushes(targets, 'provision', (t) => (t.name === 'd' ? 0 : 900_000)).find((p) => p.target === 'd')).toMatchObject({ retryIntervalMs: 0, maxRetries: 0 });
   });
 });

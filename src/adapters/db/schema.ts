@@ -184,6 +184,8 @@ export interface TargetStateTable {
   last_error: string | null;
   attempts: Generated<number>;
   failure_episode: Generated<number>;
+  failing_since: Timestamp | null;
+  push_count: Generated<number>;
   job_workflow_id: string | null;
   pushed_at: Timestamp | null;
   updated_at: Generated<Date>;
@@ -388,6 +390,8 @@ export const DATABASE_COLUMNS: { [T in keyof Database]: readonly (keyof Database
     'last_error',
     'attempts',
     'failure_episode',
+    'failing_since',
+    'push_count',
     'job_workflow_id',
     'pushed_at',
     'updated_at',

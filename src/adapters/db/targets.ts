@@ -22,6 +22,7 @@ export async function loadTargetView(db: Kysely<Database>, customer: { id: numbe
       'u.external_id',
       'u.user_type',
       'u.status',
+      'u.status_reason',
       'u.role',
       'u.attributes',
       's.name as site',
@@ -42,6 +43,7 @@ export async function loadTargetView(db: Kysely<Database>, customer: { id: numbe
     source: row.source,
     userType: row.user_type,
     status: row.status,
+    reason: row.status_reason,
     site: row.site,
     siteDisplayName: row.site_display_name,
     profile: row.profile,
@@ -54,18 +56,6 @@ export async function loadTargetView(db: Kysely<Database>, customer: { id: numbe
 
 export async function readTargetState(db: Kysely<Database>, customerId: number, target: string, userId: string): Promise<TargetStateRow | undefined> {
   return db.selectFrom('target_state').selectAll().where('customer_id', '=', customerId).where('target', '=', target).where('user_id', '=', userId).executeTakeFirst();
-}
-
-/** The targets that have held the user at some time (an enrollment target hears only the first provision). */
-export async function targetsThatHeld(db: Kysely<Database>, customerId: number, userId: string): Promise<Set<string>> {
-  const rows = await db
-    .selectFrom('target_state')
-    .select('target')
-    .where('customer_id', '=', customerId)
-    .where('user_id', '=', userId)
-    .where('pushed_at', 'is not', null)
-    .execute();
-  return new Set(rows.map((r) => r.target));
 }
 
 type StatePatch = Partial<Omit<TargetStateRow, 'customer_id' | 'target' | 'user_id' | 'pushed'>> & {
@@ -104,17 +94,30 @@ export async function recordTargetAttempt(db: Kysely<Database>, key: { customerI
 }
 
 /**
- * The push failed for good: state `failed` with the reason. Returns the failure episode: a new one
- * when the state was not failed already (a retried recording of the same failure keeps its episode,
- * so the administrators hear once).
+ * The push failed for good: state `failed` with the reason. Returns the failure episode and whether
+ * this failure began it: an episode begins when the target was not failing for the user (a success
+ * since the last failure, or none yet) and lasts until the next successful push, whatever the
+ * retries, passes and queued jobs in between; the administrators hear once per episode.
  */
-export async function recordTargetFailed(db: Kysely<Database>, key: { customerId: number; target: string; userId: string }, error: string): Promise<number> {
+export async function recordTargetFailed(
+  db: Kysely<Database>,
+  key: { customerId: number; target: string; userId: string },
+  error: string,
+): Promise<{ episode: number; began: boolean }> {
+  const before = await db
+    .selectFrom('target_state')
+    .select(['failing_since', 'failure_episode'])
+    .where('customer_id', '=', key.customerId)
+    .where('target', '=', key.target)
+    .where('user_id', '=', key.userId)
+    .executeTakeFirst();
   const row = await db
     .insertInto('target_state')
-    .values({ customer_id: key.customerId, target: key.target, user_id: key.userId, status: 'failed', last_error: error, failure_episode: 1 })
+    .values({ customer_id: key.customerId, target: key.target, user_id: key.userId, status: 'failed', last_error: error, failure_episode: 1, failing_since: new Date() })
     .onConflict((oc) =>
       oc.columns(['customer_id', 'target', 'user_id']).doUpdateSet((eb) => ({
-        failure_episode: sql<number>`${eb.ref('target_state.failure_episode')} + case when ${eb.ref('target_state.status')} = 'failed' then 0 else 1 end`,
+        failure_episode: sql<number>`${eb.ref('target_state.failure_episode')} + case when ${eb.ref('target_state.failing_since')} is null then 1 else 0 end`,
+        failing_since: sql<Date>`coalesce(${eb.ref('target_state.failing_since')}, now())`,
         status: 'failed',
         last_error: error,
         updated_at: new Date(),
@@ -122,7 +125,7 @@ export async function recordTargetFailed(db: Kysely<Database>, key: { customerId
     )
     .returning('failure_episode')
     .executeTakeFirstOrThrow();
-  return row.failure_episode;
+  return { episode: row.failure_episode, began: before?.failing_since == null };
 }
 
 export interface TargetJobView {

@@ -10,8 +10,11 @@
  * renames it; an entry already at the DN (a lost response, lost memory) is adopted, never doubled.
  *
  * Every push reads before it writes and writes only what differs: a repeated push changes nothing.
- * Each push opens its own connection, binds, works and unbinds: pushes are rare next to syncs, and
- * a fresh connection needs no recovery from one the server dropped while it sat idle.
+ * A push binds a connection of its own, and gives it back to a small pool when it is done, so a
+ * sync that pushes thousands of users does not connect and bind thousands of times. A pooled
+ * connection the server dropped while it sat idle costs nothing: a push whose reused connection
+ * fails for a transport reason runs again, once, on a fresh one (a push converges: running it
+ * twice is safe).
  */
 
 import { readFileSync } from 'node:fs';
@@ -24,11 +27,16 @@ import { TargetError, type PushResult, type TargetFields, type TargetPlugin, typ
 
 export type { LdapTargetConfig } from '../../domain/config/schema.js';
 
+/** The target with its kind-specific defaults filled in (left unset in the configuration so validate can tell a setting that does nothing). */
+type Ldap = LdapTargetConfig & { readonly idAttribute: string; readonly rdnAttribute: string; readonly objectClasses: readonly string[] };
+
+export const LDAP_TARGET_DEFAULTS = { idAttribute: 'entryUUID', rdnAttribute: 'uid', objectClasses: ['inetOrgPerson'] } as const;
+
 type Operation = 'bind' | 'starttls' | 'search' | 'add' | 'modify' | 'rename' | 'delete';
 
 /** One push's bound connection and what error messages say about it. */
 interface Session {
-  readonly config: LdapTargetConfig;
+  readonly config: Ldap;
   readonly push: TargetPush;
   readonly client: Client;
 }
@@ -153,7 +161,7 @@ function translate(error: unknown, session: Pick<Session, 'config' | 'push'>, op
   return new TargetError(`${prefix}: ${message || 'connection failed'}`, { retryable: true, kind: 'Unavailable', cause: error });
 }
 
-function bindPassword(config: LdapTargetConfig, push: TargetPush, env: NodeJS.ProcessEnv): string {
+function bindPassword(config: Ldap, push: TargetPush, env: NodeJS.ProcessEnv): string {
   const password = env[config.passwordEnv];
   // An empty password would make a simple bind an unauthenticated one (RFC 4513 §5.1.2).
   if (password === undefined || password === '') {
@@ -165,7 +173,7 @@ function bindPassword(config: LdapTargetConfig, push: TargetPush, env: NodeJS.Pr
   return password;
 }
 
-function tlsOptions(config: LdapTargetConfig, push: TargetPush, host: string): ConnectionOptions {
+function tlsOptions(config: Ldap, push: TargetPush, host: string): ConnectionOptions {
   const options: ConnectionOptions = { host };
   if (!isIP(host)) options.servername = host;
   if (config.caFile) {
@@ -197,16 +205,18 @@ async function op<T>(session: Session, operation: Operation, dn: string, run: (c
   }
 }
 
-/** Connects, binds, runs `work` and unbinds, whatever happens. */
-async function withSession<T>(
-  config: LdapTargetConfig,
-  push: TargetPush,
-  env: NodeJS.ProcessEnv,
-  open: Set<Client>,
-  work: (session: Session) => Promise<T>,
-): Promise<T> {
-  const password = bindPassword(config, push, env);
-  checkpoint(push);
+/** Bound connections of one target, idle between pushes, and those in use (close() ends them all). */
+interface Pool {
+  readonly idle: { client: Client; since: number }[];
+  readonly open: Set<Client>;
+}
+
+/** Idle connections kept per target, and for how long: well under the idle timeouts servers use. */
+const POOL_SIZE = 8;
+const IDLE_MS = 30_000;
+
+/** Connects and binds a new connection. */
+async function connect(config: Ldap, push: TargetPush, password: string): Promise<Client> {
   const url = new URL(config.url);
   const host = url.hostname.replace(/^\[(.*)\]$/, '$1') || 'localhost';
   const secure = url.protocol === 'ldaps:';
@@ -219,17 +229,60 @@ async function withSession<T>(
     ...(secure ? { tlsOptions: tls } : {}),
   });
   const session: Session = { config, push, client };
-  const abort = () => void client.unbind().catch(() => undefined);
-  push.signal?.addEventListener('abort', abort, { once: true });
-  open.add(client);
   try {
     if (config.startTls) await op(session, 'starttls', config.url, (c) => c.startTLS(tls));
     await op(session, 'bind', config.bindDn, (c) => c.bind(config.bindDn, password));
-    return await work(session);
+    return client;
+  } catch (error) {
+    await client.unbind().catch(() => undefined);
+    throw error;
+  }
+}
+
+/** An idle connection still connected and not idle for long, if the pool has one. */
+function takeIdle(pool: Pool): Client | undefined {
+  const now = Date.now();
+  for (let next = pool.idle.pop(); next; next = pool.idle.pop()) {
+    if (next.client.isConnected && now - next.since < IDLE_MS) return next.client;
+    void next.client.unbind().catch(() => undefined);
+  }
+  return undefined;
+}
+
+/** Runs `work` on a bound connection (a pooled one, else a new one) and gives it back when it succeeded. */
+async function withSession<T>(
+  config: Ldap,
+  push: TargetPush,
+  env: NodeJS.ProcessEnv,
+  pool: Pool,
+  work: (session: Session) => Promise<T>,
+): Promise<T> {
+  const password = bindPassword(config, push, env);
+  checkpoint(push);
+  const pooled = takeIdle(pool);
+  const client = pooled ?? (await connect(config, push, password));
+  const session: Session = { config, push, client };
+  const abort = () => void client.unbind().catch(() => undefined);
+  push.signal?.addEventListener('abort', abort, { once: true });
+  pool.open.add(client);
+  let healthy = false;
+  try {
+    const result = await work(session);
+    healthy = true;
+    return result;
+  } catch (error) {
+    // A connection the server dropped while it sat in the pool: the push runs again on a fresh one.
+    if (pooled && error instanceof TargetError && error.kind === 'Unavailable' && !push.signal?.aborted) {
+      pool.open.delete(client);
+      await client.unbind().catch(() => undefined);
+      return withSession(config, push, env, { idle: [], open: pool.open }, work);
+    }
+    throw error;
   } finally {
     push.signal?.removeEventListener('abort', abort);
-    open.delete(client);
-    await client.unbind().catch(() => undefined);
+    pool.open.delete(client);
+    if (healthy && client.isConnected && pool.idle.length < POOL_SIZE) pool.idle.push({ client, since: Date.now() });
+    else await client.unbind().catch(() => undefined);
   }
 }
 
@@ -468,7 +521,7 @@ function rdnValue(session: Session, fields: TargetFields | null): string {
   return value;
 }
 
-const rdnOf = (config: LdapTargetConfig, value: string) => `${config.rdnAttribute}=${escapeDnValue(value)}`;
+const rdnOf = (config: Ldap, value: string) => `${config.rdnAttribute}=${escapeDnValue(value)}`;
 
 /** Whether the entry's DN is named by the RDN attribute with this value. */
 function namedBy(dn: string, attribute: string, value: string): boolean {
@@ -568,21 +621,27 @@ async function deprovisionManaged(session: Session): Promise<PushResult> {
 // ---------------------------------------------------------------------------------------------
 
 /** The LDAP target of one configuration. `env` holds the bind password under `config.passwordEnv`. */
-export function createLdapTarget(config: LdapTargetConfig, env: NodeJS.ProcessEnv = process.env): TargetPlugin {
-  // The connections of pushes under way: close() ends them.
-  const open = new Set<Client>();
+export function createLdapTarget(configured: LdapTargetConfig, env: NodeJS.ProcessEnv = process.env): TargetPlugin {
+  const config: Ldap = {
+    ...configured,
+    idAttribute: configured.idAttribute ?? LDAP_TARGET_DEFAULTS.idAttribute,
+    rdnAttribute: configured.rdnAttribute ?? LDAP_TARGET_DEFAULTS.rdnAttribute,
+    objectClasses: configured.objectClasses ?? [...LDAP_TARGET_DEFAULTS.objectClasses],
+  };
+  const pool: Pool = { idle: [], open: new Set() };
   return {
-    provision: (push) => withSession(config, push, env, open, config.entry === 'user' ? provisionUser : provisionManaged),
+    provision: (push) => withSession(config, push, env, pool, config.entry === 'user' ? provisionUser : provisionManaged),
     async deprovision(push) {
       // A user entry holds nothing of ours before a first push: no need to reach the server.
       if (config.entry === 'user' && !Object.values(push.memory.pushed ?? {}).some((v) => v !== null && v !== '')) {
         return { remoteId: null, changed: false, summary: 'nothing was written: nothing to remove' };
       }
-      return withSession(config, push, env, open, config.entry === 'user' ? deprovisionUser : deprovisionManaged);
+      return withSession(config, push, env, pool, config.entry === 'user' ? deprovisionUser : deprovisionManaged);
     },
     async close() {
-      const clients = [...open];
-      open.clear();
+      const clients = [...pool.open, ...pool.idle.map((i) => i.client)];
+      pool.open.clear();
+      pool.idle.length = 0;
       await Promise.all(clients.map((client) => client.unbind().catch(() => undefined)));
     },
   };

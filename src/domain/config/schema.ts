@@ -362,12 +362,12 @@ const targetSchema = z.discriminatedUnion(
       entry: z.enum(['user', 'managed']).default('user'),
       /** Where users' entries are searched (user), or where flowthru creates its entries (managed). */
       baseDn: z.string().min(1),
-      /** entry user: the attribute holding the user's stable id, matched against their external id (AD: objectGUID). */
-      idAttribute: z.string().min(1).default('entryUUID'),
-      /** entry managed: the naming attribute of created entries (its value is the field of the same name). */
-      rdnAttribute: z.string().min(1).default('uid'),
-      /** entry managed: object classes of created entries. */
-      objectClasses: z.array(z.string().min(1)).min(1).default(['inetOrgPerson']),
+      /** entry user: the attribute holding the user's stable id, matched against their external id (default entryUUID; AD: objectGUID). */
+      idAttribute: z.string().min(1).optional(),
+      /** entry managed: the naming attribute of created entries, its value the field of the same name (default uid). */
+      rdnAttribute: z.string().min(1).optional(),
+      /** entry managed: object classes of created entries (default [inetOrgPerson]). */
+      objectClasses: z.array(z.string().min(1)).min(1).optional(),
     }),
     z.strictObject({
       ...targetCommon,

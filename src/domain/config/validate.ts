@@ -2,7 +2,7 @@ import { checkSync } from 'recheck';
 import type { z } from 'zod';
 import { isLeaf, type Condition } from '../criteria.js';
 import { rangesOverlap, rangeProblems, type NumberRange } from '../numbers.js';
-import { cronRestrictsBothDays } from '../schedule.js';
+import { cronRestrictsBothDays, parseDuration } from '../schedule.js';
 import { SCIM_FIELDS, defaultFields, fieldNames, templateProblem } from '../targets.js';
 import { configShell, customerParts, customerShell, type Config, type CustomerConfig, type SiteConfig, type TargetConfig } from './schema.js';
 
@@ -303,7 +303,7 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
   if (pushed.length > 0 && !settings.notifications && !broken.has('settings:*')) {
     problems.push({
       severity: 'warning',
-      path: [...settingsAt],
+      path: [...at, 'targets'],
       message: 'targets are configured but settings.notifications is not: a push that fails for good is shown in `flowthru target jobs` and told to nobody',
     });
   }
@@ -336,11 +336,32 @@ function targetProblems(target: TargetConfig, at: (string | number)[]): ConfigPr
     }
     if (!written.includes('userName')) problems.push({ path: [...at, 'fields'], message: 'a SCIM target needs the field "userName"' });
   }
-  if (target.kind === 'ldap' && target.entry === 'managed' && !written.includes(target.rdnAttribute)) {
-    problems.push({
-      path: [...at, 'rdnAttribute'],
-      message: `entries flowthru manages are named by "${target.rdnAttribute}": the target's fields need one of that name`,
-    });
+  if (target.kind === 'ldap') {
+    const rdn = target.rdnAttribute ?? 'uid';
+    if (target.entry === 'managed' && !written.includes(rdn)) {
+      problems.push({ path: [...at, 'rdnAttribute'], message: `entries flowthru manages are named by "${rdn}": the target's fields need one of that name` });
+    }
+    // Settings of the other entry kind would be accepted and do nothing: refused.
+    const unused = target.entry === 'user' ? (['rdnAttribute', 'objectClasses'] as const) : (['idAttribute'] as const);
+    for (const key of unused) {
+      if (target[key] !== undefined) problems.push({ path: [...at, key], message: `${key} does nothing with entry: ${target.entry} (it is for entry: ${target.entry === 'user' ? 'managed' : 'user'})` });
+    }
+    const ldaps = target.url.startsWith('ldaps:');
+    if (ldaps && target.startTls) problems.push({ path: [...at, 'startTls'], message: 'an ldaps:// URL is TLS from the start: startTls is for ldap:// URLs' });
+    if (target.caFile !== undefined && !ldaps && !target.startTls) {
+      problems.push({ path: [...at, 'caFile'], message: 'caFile is used only over TLS: use an ldaps:// URL or startTls: true' });
+    }
+  }
+  if (target.kind === 'scim' || target.kind === 'webhook') {
+    const url = new URL(target.url);
+    // fetch refuses such a URL, quoting it (and the password) in its error: refused here instead.
+    if (url.username !== '' || url.password !== '') {
+      problems.push({ path: [...at, 'url'], message: `a user name or password in the URL is refused: ${target.kind === 'scim' ? 'tokenEnv names the bearer token' : 'secretEnv names the signing secret'}` });
+    }
+    if (target.kind === 'scim' && url.search !== '') problems.push({ path: [...at, 'url'], message: 'the SCIM base URL takes no query string (…/scim/v2)' });
+  }
+  if (target.retryInterval === '0s' || parseDuration(target.retryInterval) === 0) {
+    if (target.maxRetries !== 3) problems.push({ severity: 'warning', path: [...at, 'maxRetries'], message: 'retryInterval 0s never retries: maxRetries does nothing' });
   }
   return problems;
 }

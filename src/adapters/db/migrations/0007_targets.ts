@@ -9,7 +9,11 @@ import { sql, type Kysely } from 'kysely';
  *   exhausted or refused for good; `last_error` says why), cancelled (an operator ended the job).
  * - remote_id: the target's id of the user (an entry's entryUUID, a SCIM resource id).
  * - pushed / site: the fields and the site of the last successful push (a move is a change of site).
- * - failure_episode: counts failure episodes; the administrators hear once per episode.
+ * - failure_episode: counts failure episodes; the administrators hear once per episode. An episode
+ *   begins with a failure for good when the target is not failing already (failing_since null) and
+ *   ends with the next successful push (failing_since cleared).
+ * - push_count: successful pushes so far; part of each event's id, so a retry of one push keeps its
+ *   id and every new push has a new one (a webhook receiver drops only true repeats).
  */
 export async function up(db: Kysely<any>): Promise<void> {
   await db.schema
@@ -27,6 +31,8 @@ export async function up(db: Kysely<any>): Promise<void> {
     .addColumn('last_error', 'text')
     .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('failure_episode', 'integer', (c) => c.notNull().defaultTo(0))
+    .addColumn('failing_since', 'timestamptz')
+    .addColumn('push_count', 'integer', (c) => c.notNull().defaultTo(0))
     .addColumn('job_workflow_id', 'text')
     .addColumn('pushed_at', 'timestamptz')
     .addColumn('updated_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
