@@ -168,6 +168,9 @@ describe('automatic targets: LDAP write-back, SCIM and a webhook, in order', () 
     expect(log.map((e) => `${e.action}:${e.status}`)).toEqual(['target phones:succeeded', 'target saas:succeeded', 'target events:succeeded']);
     expect(log[0]!.subject).toMatch(/^provisioned: created uid=ada,ou=phones/);
     expect(await state('acme', 'saas', 'E1')).toMatchObject({ status: 'provisioned', remote_id: adaScim.id, last_event: 'provisioned' });
+    const shown = JSON.parse((await h.cli('user', 'ada', '--customer', 'acme', '--json')).out);
+    expect(shown.targets.map((t: { target: string; status: string }) => `${t.target}:${t.status}`)).toEqual(['events:provisioned', 'phones:provisioned', 'saas:provisioned']);
+    expect((await h.cli('user', 'ada', '--customer', 'acme')).out).toMatch(/targets +events: provisioned \(last provisioned /);
   });
 
   it('a change reaches every target once; a pass with nothing new calls no target', async () => {

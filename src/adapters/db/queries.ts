@@ -165,6 +165,8 @@ export interface UserDetail {
   readonly numbers: readonly { number: string; status: string; site: string | null }[];
   readonly services: readonly { key: string; kind: string; settings: Record<string, unknown> }[];
   readonly deletedAt: string | null;
+  /** What each provisioning target holds of the user, by target. */
+  readonly targets: readonly { target: string; status: string; event: string | null; error: string | null; remoteId: string | null; pushedAt: string | null }[];
   /** The newest site decision (the `move` step) and profile decision (the `profile` step) that explained themselves. */
   readonly decisions: { readonly site: Decision | null; readonly profile: Decision | null };
 }
@@ -212,7 +214,13 @@ export async function userDetail(db: Kysely<Database>, userId: string): Promise<
     const row = decided.find((d) => d.action === action);
     return row ? { at: row.at, summary: row.summary, workflowId: row.workflowId, runId: row.runId, why: row.why } : null;
   };
-  return { ...user, numbers, services, decisions: { site: decision('move'), profile: decision('profile') } };
+  const targets = await db
+    .selectFrom('target_state as t')
+    .select(['t.target', 't.status', 't.last_event as event', 't.last_error as error', 't.remote_id as remoteId', isoUtc('t.pushed_at').as('pushedAt')])
+    .where('t.user_id', '=', userId)
+    .orderBy('t.target')
+    .execute();
+  return { ...user, numbers, services, targets, decisions: { site: decision('move'), profile: decision('profile') } };
 }
 
 export interface RetryScope extends Scope {

@@ -116,6 +116,10 @@ function printUser(io: CliIo, user: UserDetail, link: string): void {
     const settings = settingsText(service.settings);
     field(i === 0 ? 'services' : '', `${service.key}${service.key === service.kind ? '' : ` (${service.kind})`}${settings ? `: ${settings}` : ''}`);
   }
+  if (user.targets.length === 0) field('targets', '-');
+  for (const [i, t] of user.targets.entries()) {
+    field(i === 0 ? 'targets' : '', `${t.target}: ${t.status}${t.event ? ` (last ${t.event}${t.pushedAt ? ` ${t.pushedAt}` : ''})` : ''}${t.error ? `: ${t.error}` : ''}`);
+  }
   field('pipeline', link);
   io.out('');
   printDecision(io, 'Site decision', user.decisions.site);
