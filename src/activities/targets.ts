@@ -117,9 +117,12 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
   async function pushOnce(snap: CustomerSnapshot, target: TargetConfig, input: TargetPushInput, logKey: string, quiet: boolean): Promise<PushOutcome> {
     const key = { customerId: snap.customerId, target: target.name, userId: input.userId };
     const logged = { customerId: snap.customerId, userId: input.userId, target: target.name, workflowId: input.workflowId, runId: input.runId, key: logKey };
-    const view = await loadTargetView(db, { id: snap.customerId, name: snap.config.name }, input.userId);
+    // Side by side: the user as the target sees them, and what the target was last given.
+    const [view, state] = await Promise.all([
+      loadTargetView(db, { id: snap.customerId, name: snap.config.name }, input.userId),
+      readTargetState(db, snap.customerId, target.name, input.userId),
+    ]);
     if (!view) throw new PermanentError('UnknownUser', `user ${input.userId} does not exist for customer ${snap.config.name}`);
-    const state = await readTargetState(db, snap.customerId, target.name, input.userId);
     // What the target holds: the fields of the last successful push (a later failed try keeps them).
     const pushed = (state?.pushed as Record<string, string | null> | null | undefined) ?? null;
     const held = pushed !== null;
@@ -217,11 +220,10 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
       }
       if (target.mode === 'disabled') return { outcome: 'skipped', summary: `target ${target.name} is disabled` };
       const first = await pushOnce(snap, target, input, input.key, false);
-      if (first.outcome !== 'pushed') return first;
-      // Another push of the same user to the same target may have run meanwhile (a queued job, a
-      // reprovision, the next pass) with older data, and finished after this one read the user:
-      // whoever finishes last reads the user again and pushes what is current, so the target ends
-      // holding the newest data whatever the interleaving.
+      if (first.outcome !== 'pushed' || input.recheck !== true) return first;
+      // A pipeline's push may have run meanwhile with newer data and finished before this one (a
+      // queued job, a reprovision) did: a push that may overlap reads the user again when done and
+      // pushes what is current, so the target ends holding the newest data whatever the order.
       for (let round = 1; round <= 2; round++) {
         const again = await pushOnce(snap, target, { ...input, force: false }, `${input.key}/${round}`, true);
         if (again.outcome !== 'pushed') break;

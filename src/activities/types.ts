@@ -185,6 +185,12 @@ export interface TargetPushInput {
   readonly key: string;
   /** An operator's push: runs in manual mode too, and calls the target even when nothing changed. */
   readonly force?: boolean;
+  /**
+   * Read the user again after the push and push again if they changed meanwhile: for pushes that
+   * may overlap others of the same user (queued jobs, reprovision). A pipeline's own push reads the
+   * user after the pass wrote them, and nothing else writes them during the pass: it needs none.
+   */
+  readonly recheck?: boolean;
 }
 
 export interface TargetActivities {

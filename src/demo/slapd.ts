@@ -174,6 +174,11 @@ export async function startSlapd(options: SlapdOptions): Promise<Slapd> {
       : []),
     'database mdb',
     'maxsize 268435456',
+    // As a real directory is set up: what clients search by is indexed (a write-back target finds
+    // entries by entryUUID; without an index every such search scans the whole database).
+    'index objectClass eq',
+    'index entryUUID eq',
+    'index uid eq',
     `suffix "${baseDn}"`,
     `rootdn "${adminDn}"`,
     `rootpw ${adminPassword}`,

@@ -39,7 +39,7 @@ export async function reprovisionTarget(input: ReprovisionInput): Promise<Reprov
   const pushOne = async (userId: string): Promise<void> => {
     inFlight++;
     try {
-      const result = await reprovisionPush.pushToTarget({ customer: input.customer, target: input.target, userId, workflowId, runId, key: `${runId}/reprovision/${userId}`, force: true });
+      const result = await reprovisionPush.pushToTarget({ customer: input.customer, target: input.target, userId, workflowId, runId, key: `${runId}/reprovision/${userId}`, force: true, recheck: true });
       if (result.outcome === 'pushed') counts.succeeded++;
       else counts.unchanged++;
     } catch (error) {

@@ -70,6 +70,7 @@ export async function targetJob(input: TargetJobInput, carried?: TargetPushReque
           workflowId,
           runId,
           key: `${runId}/${runs}/target:${input.target}`,
+          recheck: true,
           ...(request.force ? { force: true } : {}),
         });
         lastError = null;
