@@ -76,10 +76,12 @@ describe('schedules', () => {
     expect(view!.skippedOverlap).toBe(1);
 
     // A manual sync of the same source, started meanwhile, and the scheduled run: one claims the
-    // source, the other does nothing and says so. (New people give the one that runs some work.)
+    // source, the other does nothing and says so. Both add the new people, so whichever claims the
+    // source first is still at work when the other begins (a delete-only manual sync could finish,
+    // and release the source, before the scheduled run even began: then both would succeed).
     h.writeFile('sched.csv', acmeCsv(people(60)));
     // No configuration version: the newest when the sync starts, as a scheduled run does.
-    const manual = await startSync(h.client, { customer: 'sched', source: 'hr', mode: 'delete', taskQueue: h.taskQueue });
+    const manual = await startSync(h.client, { customer: 'sched', source: 'hr', mode: 'add', modes: ['add', 'update', 'delete'], taskQueue: h.taskQueue });
     worker = await h.startWorker();
     const reports = (await Promise.all([h.client.workflow.getHandle(first.workflowId).result(), manual.result()])) as SyncReport[];
     expect(reports.map((r) => r.status).sort()).toEqual(['skipped', 'succeeded']);
