@@ -13,6 +13,7 @@ import type { ConfigSnapshots, CustomerSnapshot } from '../adapters/db/snapshots
 import {
   loadTargetView,
   readTargetState,
+  type TargetStateRow,
   recordTargetAttempt,
   recordTargetFailed,
   targetSubjects,
@@ -102,9 +103,9 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
   }
 
   /** A pending state with no push behind it any more goes back to what the target holds. */
-  async function settlePending(customerId: number, target: string, userId: string): Promise<void> {
-    const state = await readTargetState(db, customerId, target, userId);
-    if (state?.status === 'pending') await writeTargetState(db, { customerId, target, userId }, { status: state.pushed != null ? 'provisioned' : 'deprovisioned' });
+  async function settlePending(key: { customerId: number; target: string; userId: string }, known?: TargetStateRow): Promise<void> {
+    const state = known ?? (await readTargetState(db, key.customerId, key.target, key.userId));
+    if (state?.status === 'pending') await writeTargetState(db, key, { status: state.pushed != null ? 'provisioned' : 'deprovisioned' });
   }
 
   type PushOutcome = Awaited<ReturnType<TargetActivities['pushToTarget']>>;
@@ -134,12 +135,12 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
       return { outcome: 'unchanged', summary };
     };
     if (action === 'none') {
-      await settlePending(snap.customerId, target.name, input.userId);
+      await settlePending(key, state);
       return quietly(`left as it is: the user is ${view.status}`);
     }
     // An enrollment target hears the first provision, and the deprovision; nothing in between.
     if (target.mode === 'enrollment' && action === 'provision' && state?.pushed_at != null && !input.force) {
-      await settlePending(snap.customerId, target.name, input.userId);
+      await settlePending(key, state);
       return quietly('unchanged: an enrollment target hears only the first provision');
     }
     const fields = action === 'provision' ? targetFields(target, view) : (pushed ?? {});
@@ -215,7 +216,7 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
       const snap = await snapshotOf(input.customer, input.configVersion);
       const target = targetOf(snap, input.target);
       if ((target.mode === 'manual' || target.mode === 'disabled') && !input.force) {
-        await settlePending(snap.customerId, target.name, input.userId);
+        await settlePending({ customerId: snap.customerId, target: target.name, userId: input.userId });
         return { outcome: 'skipped', summary: `target ${target.name} is ${target.mode}` };
       }
       if (target.mode === 'disabled') return { outcome: 'skipped', summary: `target ${target.name} is disabled` };
@@ -248,7 +249,7 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
     async recordTargetFailure(input) {
       const snap = await snapshotOf(input.customer, input.configVersion);
       const key = { customerId: snap.customerId, target: input.target, userId: input.userId };
-      const { episode } = await recordTargetFailed(db, key, input.reason);
+      const episode = await recordTargetFailed(db, key, input.reason);
       await log({
         customerId: snap.customerId,
         userId: input.userId,

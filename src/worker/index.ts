@@ -7,6 +7,7 @@ import type { Database } from '../adapters/db/schema.js';
 import { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
 import { createActivities } from '../activities/index.js';
+import type { TargetPlugins } from '../adapters/targets/index.js';
 
 /**
  * Tuned for a small machine (2 cores) running worker, Temporal and PostgreSQL together; see the
@@ -37,6 +38,8 @@ export interface WorkerDeps {
   /** Where user pipelines run (default: taskQueue); another queue lets another pool of workers run them. */
   readonly pipelineTaskQueue?: string;
   readonly tuning?: Partial<WorkerOptions>;
+  /** The targets' plugins (their pooled connections), for the caller to close at shutdown; else the worker's own. */
+  readonly plugins?: TargetPlugins;
 }
 
 export async function createWorker(deps: WorkerDeps): Promise<Worker> {
@@ -46,6 +49,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
     mailer: deps.mailer,
     client: deps.client,
     taskQueue: deps.pipelineTaskQueue ?? deps.taskQueue,
+    ...(deps.plugins ? { plugins: deps.plugins } : {}),
   });
   return Worker.create({
     connection: deps.connection,

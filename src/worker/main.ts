@@ -6,6 +6,7 @@ import { createDatabase } from '../adapters/db/connection.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
 import { closeLdapConnections } from '../adapters/sources/ldap.js';
 import { createSmtpMailer } from '../adapters/mail/smtp.js';
+import { TargetPlugins } from '../adapters/targets/index.js';
 import type { Database } from '../adapters/db/schema.js';
 import { assertSecretsSet } from '../adapters/secrets.js';
 import { describeReconcile, reconcileSchedules } from '../client/schedules.js';
@@ -71,12 +72,14 @@ export async function startWorker(
   }
   const connection = await NativeConnection.connect({ address: settings.temporalAddress });
   const mailer = createSmtpMailer();
-  const worker = await createWorker({ connection, client, db, mailer, namespace: settings.temporalNamespace, taskQueue: settings.taskQueue });
+  const plugins = new TargetPlugins();
+  const worker = await createWorker({ connection, client, db, mailer, plugins, namespace: settings.temporalNamespace, taskQueue: settings.taskQueue });
   logger.info({ taskQueue: settings.taskQueue, namespace: settings.temporalNamespace, temporal: settings.temporalAddress }, 'worker started');
 
   const done = worker.run().finally(async () => {
     mailer.close();
     await closeLdapConnections();
+    await plugins.close();
     await connection.close();
     await client.connection.close();
     await db.destroy();

@@ -240,7 +240,7 @@ export interface TargetJobResult {
 }
 
 export const targetPushSignal = defineSignal<[TargetPushRequest]>('targetPush');
-export const targetJobStateQuery = defineQuery<{ status: 'waiting' | 'pushing' | 'retrying' | 'done'; runs: number; lastError: string | null }>('targetJobState');
+export const targetJobStateQuery = defineQuery<{ status: 'waiting' | 'pushing' | 'done'; runs: number; lastError: string | null }>('targetJobState');
 
 export interface ReprovisionInput {
   readonly customer: string;

@@ -9,9 +9,9 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { PipelineActivities, TargetActivities, TargetPushPlan } from '../activities/types.js';
+import type { PipelineActivities, TargetPushPlan } from '../activities/types.js';
 import { searchAttributes } from './config.js';
-import { pushActivity } from './target-push.js';
+import { failureMessage, pushActivity, targetBookkeeping } from './target-push.js';
 import {
   onboardStateQuery,
   retrySignal,
@@ -46,17 +46,6 @@ const patientMail = proxyActivities<PipelineActivities>({
   startToCloseTimeout: '20 seconds',
   retry: { initialInterval: '10 seconds', backoffCoefficient: 2, maximumInterval: '10 minutes' },
 });
-
-/** Hand-overs to a target's queued job and failure records: short, and retried patiently (Temporal or the database may be restarting). */
-const targetBookkeeping = proxyActivities<TargetActivities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
-});
-
-function failureMessage(error: unknown): string {
-  const cause = error instanceof ActivityFailure ? error.cause : error;
-  return cause instanceof Error ? cause.message : String(cause);
-}
 
 /**
  * One user's pipeline (SPEC §2 steps 2-7; step 1, the import, happened in the sync's page read).

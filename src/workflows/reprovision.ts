@@ -1,7 +1,7 @@
-import { ActivityFailure, continueAsNew, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
+import { continueAsNew, proxyActivities, setHandler, workflowInfo } from '@temporalio/workflow';
 import type { TargetActivities } from '../activities/types.js';
 import { reprovisionProgressQuery, type ReprovisionCounts, type ReprovisionInput } from './messages.js';
-import { pushActivity } from './target-push.js';
+import { failureMessage, pushActivity } from './target-push.js';
 
 const bookkeeping = proxyActivities<TargetActivities>({
   startToCloseTimeout: '1 minute',
@@ -14,11 +14,6 @@ const PER_RUN = 1_000;
 
 /** A push in "reprovision all": a few quick retries, then counted failed (the job log has the reason). */
 const reprovisionPush = pushActivity({ retryIntervalMs: 5_000, maxRetries: 2, timeoutMs: 10_000 }, 'policy');
-
-function failureMessage(error: unknown): string {
-  const cause = error instanceof ActivityFailure ? error.cause : error;
-  return cause instanceof Error ? cause.message : String(cause);
-}
 
 /**
  * "Reprovision all": every user the target holds or should hold is pushed again, the target called

@@ -1,32 +1,19 @@
 import {
-  ActivityFailure,
   CancellationScope,
   condition,
   continueAsNew,
   isCancellation,
-  proxyActivities,
   setHandler,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { TargetActivities } from '../activities/types.js';
-import { pushActivity } from './target-push.js';
+import { failureMessage, pushActivity, targetBookkeeping } from './target-push.js';
 import { targetJobStateQuery, targetPushSignal, type TargetJobInput, type TargetJobResult, type TargetPushRequest } from './messages.js';
-
-const bookkeeping = proxyActivities<TargetActivities>({
-  startToCloseTimeout: '30 seconds',
-  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
-});
 
 /** Pushes asked for within this window of each other collapse into one (the newest data wins). */
 const COLLAPSE_WINDOW = '2 seconds';
 const MAX_COLLAPSE_MS = 30_000;
 /** A job that keeps being asked to push continues as new after this many pushes: its history stays small. */
 const RUNS_PER_HISTORY = 50;
-
-function failureMessage(error: unknown): string {
-  const cause = error instanceof ActivityFailure ? error.cause : error;
-  return cause instanceof Error ? cause.message : String(cause);
-}
 
 /**
  * A queued push of one user to one target (modes queue and queue-on-error, and an operator's
@@ -40,7 +27,7 @@ function failureMessage(error: unknown): string {
 export async function targetJob(input: TargetJobInput, carried?: TargetPushRequest): Promise<TargetJobResult> {
   // A request carried over continue-as-new, else the first signal's.
   let pending: TargetPushRequest | null = carried ?? null;
-  let status: 'waiting' | 'pushing' | 'retrying' | 'done' = 'waiting';
+  let status: 'waiting' | 'pushing' | 'done' = 'waiting';
   let runs = 0;
   let lastError: string | null = null;
   setHandler(targetPushSignal, (request) => {
@@ -78,7 +65,7 @@ export async function targetJob(input: TargetJobInput, carried?: TargetPushReque
       } catch (error) {
         if (isCancellation(error)) throw error;
         lastError = failureMessage(error);
-        await bookkeeping.recordTargetFailure({ customer: input.customer, target: input.target, userId: input.userId, reason: lastError, workflowId, runId });
+        await targetBookkeeping.recordTargetFailure({ customer: input.customer, target: input.target, userId: input.userId, reason: lastError, workflowId, runId });
         last = { status: 'failed', runs, summary: lastError };
       }
       status = 'waiting';
@@ -91,7 +78,7 @@ export async function targetJob(input: TargetJobInput, carried?: TargetPushReque
     if (!isCancellation(error)) throw error;
     // An operator ended the job: say so where `target jobs` looks, whatever the cancellation.
     await CancellationScope.nonCancellable(() =>
-      bookkeeping.markTargetCancelled({ customer: input.customer, target: input.target, userId: input.userId, reason: 'cancelled by an operator' }),
+      targetBookkeeping.markTargetCancelled({ customer: input.customer, target: input.target, userId: input.userId, reason: 'cancelled by an operator' }),
     );
     status = 'done';
     return { status: 'cancelled', runs, summary: 'cancelled by an operator' };

@@ -1,4 +1,4 @@
-import { proxyActivities } from '@temporalio/workflow';
+import { ActivityFailure, proxyActivities } from '@temporalio/workflow';
 import type { TargetActivities, TargetPushPlan } from '../activities/types.js';
 
 /*
@@ -17,4 +17,19 @@ export function pushActivity(plan: Pick<TargetPushPlan, 'retryIntervalMs' | 'max
       maximumAttempts: never ? 1 : plan.maxRetries === 0 ? 0 : plan.maxRetries + 1,
     },
   });
+}
+
+/**
+ * Hand-overs to a target's queued job and failure records: short, and retried patiently (Temporal
+ * or the database may be restarting), but not for ever: a pipeline or a job goes on without them.
+ */
+export const targetBookkeeping = proxyActivities<TargetActivities>({
+  startToCloseTimeout: '30 seconds',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute', maximumAttempts: 20 },
+});
+
+/** What failed, in one line: an activity's cause, or the error itself. */
+export function failureMessage(error: unknown): string {
+  const cause = error instanceof ActivityFailure ? error.cause : error;
+  return cause instanceof Error ? cause.message : String(cause);
 }

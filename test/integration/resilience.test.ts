@@ -1,5 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WORKER_TUNING } from '../../src/worker/index.js';
 import { acmeCsv, oneSiteCustomer, PipelineHarness } from '../support/pipeline.js';
 
@@ -37,19 +36,6 @@ beforeAll(async () => {
 });
 afterAll(async () => h?.close());
 
-/** A worker in its own process, to be killed with SIGKILL. */
-async function workerProcess(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
-    env: { ...process.env, DATABASE_URL: h.t.url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: h.taskQueue, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve());
-    child.once('exit', (code) => reject(new Error(`worker process exited early (${code})`)));
-  });
-  return child;
-}
-
 const provisioned = async (customer: string) =>
   Number(
     (
@@ -66,7 +52,7 @@ const provisioned = async (customer: string) =>
 describe('crash safety', () => {
   it('a worker killed in the middle of a sync loses no user and duplicates no number or email', async () => {
     h.writeFile('crash.csv', acmeCsv(people(150, 'c')));
-    const child = await workerProcess();
+    const child = await h.workerProcess();
     const handle = await h.startSync('crash', 'hr', version, { window: 50, pageSize: 40 });
     await expect.poll(() => provisioned('crash'), { timeout: 60_000, interval: 100 }).toBeGreaterThanOrEqual(20);
     child.kill('SIGKILL');
@@ -147,7 +133,7 @@ describe('crash safety during moves', () => {
     const welcomed = h.smtp.messages.filter((m) => m.to[0]!.startsWith('m')).length;
 
     h.writeFile('movers.csv', acmeCsv(movers('Branch')));
-    const child = await workerProcess();
+    const child = await h.workerProcess();
     const handle = await h.startSync('movers', 'hr', version, { mode: 'update', window: 40, pageSize: 40 });
     const atBranch = async () => Number((await h.db.selectFrom('number_inventory').select((eb) => eb.fn.countAll<string>().as('n')).where('number', 'like', '6%').where('status', '=', 'used').executeTakeFirstOrThrow()).n);
     await expect.poll(atBranch, { timeout: 60_000, interval: 50 }).toBeGreaterThanOrEqual(15);

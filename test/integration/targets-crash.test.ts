@@ -1,6 +1,6 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { Client as LdapClient } from 'ldapts';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reprovisionWorkflowId } from '../../src/workflows/config.js';
 import { reprovisionProgressQuery, type ReprovisionCounts } from '../../src/workflows/messages.js';
 import { acmeCsv, oneSiteCustomer, PipelineHarness } from '../support/pipeline.js';
@@ -51,18 +51,6 @@ afterAll(async () => {
   await Promise.all([slapd?.close(), scim?.close()]);
 });
 
-async function workerProcess(): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
-    env: { ...process.env, DATABASE_URL: h.t.url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: h.taskQueue, LOG_LEVEL: 'error' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve());
-    child.once('exit', (code) => reject(new Error(`worker process exited early (${code})`)));
-  });
-  return child;
-}
-
 async function kill(child: ChildProcess): Promise<void> {
   child.kill('SIGKILL');
   await new Promise((resolve) => child.once('exit', resolve));
@@ -93,11 +81,11 @@ async function everyTargetHoldsEachUserOnce(): Promise<void> {
 describe('crash safety with targets', () => {
   it(`a worker killed twice during the pushes of a ${USERS}-user sync leaves one entry per user in every target`, async () => {
     h.writeFile('pushed.csv', acmeCsv(Array.from({ length: USERS }, (_, i) => ({ employee_id: `K${i}`, login: `k${i}`, mail: `k${i}@example.com`, given_name: `K${i}` }))));
-    let child = await workerProcess();
+    let child = await h.workerProcess('error');
     const handle = await h.startSync('pushed', 'hr', version, { window: 100, pageSize: 200 });
     await expect.poll(provisioned, { timeout: 120_000, interval: 100 }).toBeGreaterThanOrEqual(150);
     await kill(child);
-    child = await workerProcess();
+    child = await h.workerProcess('error');
     await expect.poll(provisioned, { timeout: 120_000, interval: 100 }).toBeGreaterThanOrEqual(500);
     await kill(child);
     expect(await provisioned()).toBeLessThan(USERS);
@@ -109,7 +97,7 @@ describe('crash safety with targets', () => {
 
   it(`reprovision all of ${USERS} users survives two worker kills and counts each user once`, async () => {
     await h.stopWorkers();
-    let child = await workerProcess();
+    let child = await h.workerProcess('error');
     const workflowId = reprovisionWorkflowId('pushed', 'saas');
     expect((await h.cli('target', 'reprovision', 'saas', '--customer', 'pushed', '--window', '20', '--json')).code).toBe(0);
     const handle = h.client.workflow.getHandle(workflowId);
@@ -119,7 +107,7 @@ describe('crash safety with targets', () => {
     };
     await expect.poll(done, { timeout: 120_000, interval: 100 }).toBeGreaterThanOrEqual(200);
     await kill(child);
-    child = await workerProcess();
+    child = await h.workerProcess('error');
     await expect.poll(done, { timeout: 120_000, interval: 100 }).toBeGreaterThanOrEqual(600);
     await kill(child);
     await h.startWorker();

@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,6 +76,19 @@ export class PipelineHarness {
     };
     this.workers.push(handle);
     return handle;
+  }
+
+  /** A worker in a process of its own, on this test's database and task queue, to be killed with SIGKILL. */
+  async workerProcess(logLevel = 'warn'): Promise<ChildProcess> {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
+      env: { ...process.env, DATABASE_URL: this.t.url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: this.taskQueue, LOG_LEVEL: logLevel },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (chunk: Buffer) => chunk.toString().includes('ready') && resolve());
+      child.once('exit', (code) => reject(new Error(`worker process exited early (${code})`)));
+    });
+    return child;
   }
 
   async stopWorkers(): Promise<void> {

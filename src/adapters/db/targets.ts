@@ -94,23 +94,12 @@ export async function recordTargetAttempt(db: Kysely<Database>, key: { customerI
 }
 
 /**
- * The push failed for good: state `failed` with the reason. Returns the failure episode and whether
- * this failure began it: an episode begins when the target was not failing for the user (a success
- * since the last failure, or none yet) and lasts until the next successful push, whatever the
- * retries, passes and queued jobs in between; the administrators hear once per episode.
+ * The push failed for good: state `failed` with the reason. Returns the failure episode: one begins
+ * when the target was not failing for the user (a success since the last failure, or none yet) and
+ * lasts until the next successful push, whatever the retries, passes and queued jobs in between; the
+ * administrators hear once per episode (a retried recording of the same failure keeps its episode).
  */
-export async function recordTargetFailed(
-  db: Kysely<Database>,
-  key: { customerId: number; target: string; userId: string },
-  error: string,
-): Promise<{ episode: number; began: boolean }> {
-  const before = await db
-    .selectFrom('target_state')
-    .select(['failing_since', 'failure_episode'])
-    .where('customer_id', '=', key.customerId)
-    .where('target', '=', key.target)
-    .where('user_id', '=', key.userId)
-    .executeTakeFirst();
+export async function recordTargetFailed(db: Kysely<Database>, key: { customerId: number; target: string; userId: string }, error: string): Promise<number> {
   const row = await db
     .insertInto('target_state')
     .values({ customer_id: key.customerId, target: key.target, user_id: key.userId, status: 'failed', last_error: error, failure_episode: 1, failing_since: new Date() })
@@ -125,7 +114,7 @@ export async function recordTargetFailed(
     )
     .returning('failure_episode')
     .executeTakeFirstOrThrow();
-  return { episode: row.failure_episode, began: before?.failing_since == null };
+  return row.failure_episode;
 }
 
 export interface TargetJobView {

@@ -1,10 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { Client, FilterParser, ResultCodeError, type Entry, type SearchResult } from 'ldapts';
 import type { SourceConfig } from '../../domain/config/schema.js';
 import { PermanentError } from '../errors.js';
+import { ldapTlsOptions, untrustedCertificate } from '../ldap-tls.js';
 import { compareWatermarkValues, escapeFilterValue, formatObjectGuid, generalizedTimeNanos } from './ldap-escape.js';
 import type { RawRecord } from './records.js';
 
@@ -367,19 +366,7 @@ async function exhausted(search: LiveSearch, heartbeat?: () => void): Promise<bo
 }
 
 function tlsOptions(source: LdapSourceConfig, host: string): ConnectionOptions {
-  const options: ConnectionOptions = { host };
-  if (!isIP(host)) options.servername = host;
-  if (source.caFile) {
-    try {
-      options.ca = readFileSync(source.caFile);
-    } catch (error) {
-      throw new PermanentError(
-        'SourceConfiguration',
-        `cannot read caFile ${source.caFile} of source "${source.name}": ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-      );
-    }
-  }
-  return options;
+  return ldapTlsOptions(host, source.caFile, (reason) => new PermanentError('SourceConfiguration', `cannot read caFile ${source.caFile} of source "${source.name}": ${reason}`));
 }
 
 async function openSearch(source: LdapSourceConfig, plan: Plan, filter: string, password: string, fingerprint: string): Promise<LiveSearch> {
@@ -422,20 +409,6 @@ type Phase = 'connect' | 'starttls' | 'bind' | 'search';
 class LdapUnavailable extends Error {
   override readonly name = 'LdapUnavailable';
 }
-
-/** TLS errors that mean the server's certificate is not trusted: configuration, not a passing fault. */
-const CERTIFICATE_ERRORS = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 /** Active Directory's reasons for result 49, from the `data NNN` of its diagnostic message. */
 const AD_BIND_REASONS: Record<string, string> = {
@@ -502,8 +475,8 @@ function translate(error: unknown, source: LdapSourceConfig, phase: Phase): Erro
     }
     return new LdapUnavailable(`LDAP ${phase} on ${source.url} failed ${of}: ${message}`, { cause: error });
   }
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (typeof code === 'string' && CERTIFICATE_ERRORS.has(code)) {
+  const code = untrustedCertificate(error);
+  if (code !== undefined) {
     return new PermanentError(
       'SourceConfiguration',
       `TLS to ${source.url} failed: the server's certificate is not trusted (${code}: ${message}); ` +

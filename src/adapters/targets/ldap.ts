@@ -17,11 +17,10 @@
  * twice is safe).
  */
 
-import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 import { Attribute, Change, Client, EqualityFilter, ResultCodeError, type Entry, type Filter } from 'ldapts';
 import type { LdapTargetConfig } from '../../domain/config/schema.js';
+import { ldapTlsOptions, untrustedCertificate } from '../ldap-tls.js';
 import { escapeDnValue, escapeFilterValue, formatObjectGuid, parseObjectGuid } from '../sources/ldap-escape.js';
 import { TargetError, type PushResult, type TargetFields, type TargetPlugin, type TargetPush } from './types.js';
 
@@ -98,20 +97,6 @@ const PERMANENT: Readonly<Record<number, string>> = {
   69: 'SchemaViolation',
 };
 
-/** TLS errors that mean the server's certificate is not trusted: configuration, not a passing fault. */
-const CERTIFICATE_ERRORS = new Set([
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
-
 /** The operation, as an error message names it. */
 function what(session: Pick<Session, 'config'>, operation: Operation, dn: string): string {
   const { config } = session;
@@ -149,8 +134,8 @@ function translate(error: unknown, session: Pick<Session, 'config' | 'push'>, op
     const retryKind = error.code === 16 || error.code === 20 || error.code === 32 ? 'Conflict' : 'Unavailable';
     return new TargetError(`${prefix}: ${result}`, { retryable: true, kind: retryKind, cause: error });
   }
-  const code = (error as NodeJS.ErrnoException | undefined)?.code;
-  if (typeof code === 'string' && CERTIFICATE_ERRORS.has(code)) {
+  const code = untrustedCertificate(error);
+  if (code !== undefined) {
     return new TargetError(`${prefix}: the server's certificate is not trusted (${code}: ${message}); set caFile to the CA certificate that issued it`, {
       retryable: false,
       kind: 'Configuration',
@@ -174,19 +159,11 @@ function bindPassword(config: Ldap, push: TargetPush, env: NodeJS.ProcessEnv): s
 }
 
 function tlsOptions(config: Ldap, push: TargetPush, host: string): ConnectionOptions {
-  const options: ConnectionOptions = { host };
-  if (!isIP(host)) options.servername = host;
-  if (config.caFile) {
-    try {
-      options.ca = readFileSync(config.caFile);
-    } catch (error) {
-      throw new TargetError(
-        `cannot read caFile ${config.caFile} of LDAP target "${push.target}": ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
-        { retryable: false, kind: 'Configuration' },
-      );
-    }
-  }
-  return options;
+  return ldapTlsOptions(
+    host,
+    config.caFile,
+    (reason) => new TargetError(`cannot read caFile ${config.caFile} of LDAP target "${push.target}": ${reason}`, { retryable: false, kind: 'Configuration' }),
+  );
 }
 
 /** Cancellation ends the push between operations (and the connection, so a pending one ends too). */
