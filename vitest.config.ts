@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { testPayloadKeyEnv } from './test/support/payload-keys.js';
 
 export default defineConfig({
   test: {
@@ -6,6 +7,8 @@ export default defineConfig({
     pool: 'forks',
     include: ['test/**/*.test.ts'],
     globalSetup: ['test/support/global-setup.ts'],
+    // One key for the whole run (test files share one Temporal server), made here, once.
+    env: testPayloadKeyEnv(),
     testTimeout: 60_000,
     hookTimeout: 120_000,
   },

@@ -29,6 +29,8 @@ import { migrateToLatest } from '../src/adapters/db/migrate.js';
 import { ConfigSnapshots } from '../src/adapters/db/snapshots.js';
 import { SmtpSink } from '../src/adapters/mail/sink.js';
 import { createSmtpMailer } from '../src/adapters/mail/smtp.js';
+import { freshPayloadKeyEnv } from '../src/adapters/temporal/codec.js';
+import { dataConverterFromEnv } from '../src/adapters/temporal/data-converter.js';
 import { runSync } from '../src/client/sync.js';
 import { startTemporalDevServer } from '../src/demo/temporal-dev-server.js';
 import { createWorker, WORKER_TUNING, workflowSource } from '../src/worker/index.js';
@@ -206,8 +208,11 @@ async function main(): Promise<void> {
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
     const { version } = await applyConfig(db, loaded.config);
 
+    // Payloads are encrypted as in production; a key of the run's own when none is set.
+    if (!process.env.FLOWTHRU_PAYLOAD_KEYS) Object.assign(process.env, freshPayloadKeyEnv('bench'));
+    const dataConverter = dataConverterFromEnv();
     const connection = await Connection.connect({ address: temporal.address });
-    const client = new Client({ connection });
+    const client = new Client({ connection, dataConverter });
     const mailer = createSmtpMailer();
     const deps = { db, snapshots: new ConfigSnapshots(db), mailer, client };
 
@@ -219,7 +224,7 @@ async function main(): Promise<void> {
     // 1. The full pipeline.
     const taskQueue = 'bench-pipeline';
     const native = await NativeConnection.connect({ address: temporal.address });
-    const worker = await createWorker({ connection: native, client, db, mailer, namespace: 'default', taskQueue });
+    const worker = await createWorker({ connection: native, client, dataConverter, db, mailer, namespace: 'default', taskQueue });
     const running = worker.run();
     memory.reset();
     let started = performance.now();
@@ -276,6 +281,7 @@ async function main(): Promise<void> {
     const ceilingWorker = await Worker.create({
       connection: ceilingNative,
       taskQueue: ceilingQueue,
+      dataConverter,
       // Starting pipelines and passing their outcomes back are the orchestration itself: real.
       activities: { ...noopActivities(), startUserPipelines: real.startUserPipelines, recordOutcome: real.recordOutcome, collectOutcomes: real.collectOutcomes },
       ...workflowSource(),

@@ -1,11 +1,14 @@
 /*
  * Records the histories that test/replay.test.ts replays. Opt-in, because the recordings are
  * committed: run it after a deliberate change to workflow code (see the README, "Replay tests").
+ * Each recording is a set of its own, test/histories/<set>/, sealed with the fixed replay key
+ * (test/support/payload-keys.ts); a set that exists is never overwritten, so the histories of
+ * older code keep replaying against the new.
  *
- *   FLOWTHRU_RECORD_HISTORIES=1 npx vitest run test/record-histories.test.ts
+ *   FLOWTHRU_RECORD_HISTORIES=<set> FLOWTHRU_PAYLOAD_KEY_ID=replay-1 npx vitest run test/record-histories.test.ts
  */
 import { execFileSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DEFAULT_TEMPORAL_BIN } from '../src/demo/temporal-dev-server.js';
@@ -14,11 +17,20 @@ import { retrySignal } from '../src/workflows/messages.js';
 import { startFakeGraph } from './support/fake-graph.js';
 import { makeWebhookSecret, startWebhookReceiver } from './support/webhook-receiver.js';
 import { acmeCsv, PipelineHarness } from './support/pipeline.js';
+import { REPLAY_KEY_ID } from './support/payload-keys.js';
 
-const RECORD = Boolean(process.env.FLOWTHRU_RECORD_HISTORIES);
-const OUT = join(import.meta.dirname, 'histories');
+const RECORD = process.env.FLOWTHRU_RECORD_HISTORIES;
+const OUT = join(import.meta.dirname, 'histories', RECORD ?? 'unused');
 
 let h: PipelineHarness;
+/** Every customer applied so far: an apply may not drop a customer with users on record. */
+const customers = new Map<string, unknown>();
+
+/** Applies the customers recorded so far with `added` (replacing one of the same name). */
+function applyWith(...added: { name: string }[]): Promise<number> {
+  for (const customer of added) customers.set(customer.name, customer);
+  return h.apply({ version: 1, customers: [...customers.values()] });
+}
 
 function config(numbers: number) {
   return {
@@ -38,7 +50,8 @@ function config(numbers: number) {
         ],
         profiles: [
           { name: 'line', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }] },
-          { name: 'field', line: { numberFrom: 'site' }, services: [{ kind: 'singleNumberReach' }] },
+          // No line: its failure (no mobile for single number reach) does not race the others for a number.
+          { name: 'field', services: [{ kind: 'singleNumberReach' }] },
         ],
         ftpCriteria: [{ name: 'ftp', rules: [{ criteria: 'eng', profile: 'line' }, { criteria: 'field', profile: 'field' }] }],
         sources: [{ name: 'hr', type: 'csv', userType: 'csv', path: `${h.dir}/rec.csv`, externalId: 'employee_id', attributeMap: { employee_id: 'employeeId', login: 'username', mail: 'email', given_name: 'firstName', department: 'department', city: 'city' } }],
@@ -54,18 +67,22 @@ async function save(name: string, workflowId: string, runId?: string) {
   const args = ['workflow', 'show', '--address', inject('temporalAddress'), '--workflow-id', workflowId, '--output', 'json'];
   if (runId) args.push('--run-id', runId);
   const history = JSON.parse(execFileSync(bin, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }));
-  writeFileSync(join(OUT, `${name}.json`), `${JSON.stringify({ workflowId, history }, null, 1)}\n`);
+  writeFileSync(join(OUT, `${name}.json`), `${JSON.stringify({ workflowId, history }, null, 1)}\n`, { flag: 'wx' });
 }
 
 describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
   beforeAll(async () => {
+    if (!/^[a-z0-9-]+$/.test(RECORD!)) throw new Error('FLOWTHRU_RECORD_HISTORIES names the set to record: lower-case letters, digits and "-"');
+    if (existsSync(OUT)) throw new Error(`${OUT} exists: a recorded set is never overwritten; name a new one`);
+    if (process.env.FLOWTHRU_PAYLOAD_KEY_ID !== REPLAY_KEY_ID) throw new Error(`record with FLOWTHRU_PAYLOAD_KEY_ID=${REPLAY_KEY_ID}, the key replay decodes with`);
+    mkdirSync(OUT);
     h = await PipelineHarness.create();
     await h.startWorker();
   });
   afterAll(async () => h?.close());
 
   it('records syncSource and every onboardUser outcome', async () => {
-    const version = await h.apply(config(2));
+    const version = await applyWith(config(2).customers[0]!);
     h.writeFile(
       'rec.csv',
       acmeCsv([
@@ -88,14 +105,15 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
     await save('syncSource-last-run', handle.workflowId, runs.at(-1)!.runId);
 
     const blocked = (await h.db.selectFrom('users').select('external_id').where('status', '=', 'blocked').executeTakeFirstOrThrow()).external_id;
-    await h.apply(config(3));
+    await applyWith(config(3).customers[0]!);
     const blockedHandle = h.client.workflow.getHandle(onboardWorkflowId('rec', 'hr', blocked));
     await blockedHandle.signal(retrySignal);
     await blockedHandle.result();
 
     const byStatus = async (status: 'unplaced' | 'failed') =>
       (await h.db.selectFrom('users').select('external_id').where('status', '=', status).orderBy('external_id').executeTakeFirstOrThrow()).external_id;
-    await save('onboardUser-provisioned', onboardWorkflowId('rec', 'hr', 'U1'));
+    const provisioned = ['U1', 'U4', 'U5'].find((id) => id !== blocked)!;
+    await save('onboardUser-provisioned', onboardWorkflowId('rec', 'hr', provisioned));
     await save('onboardUser-unplaced', onboardWorkflowId('rec', 'hr', await byStatus('unplaced')));
     await save('onboardUser-compensated', onboardWorkflowId('rec', 'hr', await byStatus('failed')));
     await save('onboardUser-blocked-then-retried', blockedHandle.workflowId);
@@ -125,7 +143,7 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
       customer.ftpCriteria = [{ name: 'ftp', rules: [{ criteria: 'eng', profile: 'line' }] }];
       customer.sources = [tenant as never];
       customer.sites = [{ name: 'hq', moveCriteria: { microsoft: 'chicago' } as never, numberRanges: [{ from: '7000', to: '7009' }] }];
-      const version = await h.apply({ version: 1, customers: [base.customers[0]!, customer] });
+      const version = await applyWith(customer);
       const report = await h.sync('lic', 'tenant', version);
       expect(report.counts).toMatchObject({ provisioned: 1, blocked: 1 });
       const blocked = (
@@ -155,7 +173,7 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
     customer.criteria = [...customer.criteria, { name: 'dallas', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Dallas' } }];
     customer.sources = [{ ...customer.sources[0]!, path: `${h.dir}/life.csv` }];
     customer.sites = [...customer.sites, { name: 'branch', moveCriteria: { csv: 'dallas' }, numberRanges: [{ from: '8000', to: '8004' }] }];
-    const version = await h.apply({ version: 1, customers: [base.customers[0]!, customer] });
+    const version = await applyWith(customer);
     const row = (id: string, city: string) => ({ employee_id: id, login: id.toLowerCase(), mail: `${id.toLowerCase()}@example.com`, given_name: id, department: 'Engineering', city });
     h.writeFile('life.csv', acmeCsv([row('M1', 'Chicago'), row('M2', 'Chicago')]));
     expect((await h.sync('life', 'hr', version)).counts).toMatchObject({ placed: 2, provisioned: 2 });
@@ -187,7 +205,7 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
         { name: 'inline', kind: 'webhook', url: hooks.url, secretEnv: 'REC_WEBHOOK_SECRET', retryInterval: '1s' },
         { name: 'later', kind: 'webhook', mode: 'queue', url: hooks.url, secretEnv: 'REC_WEBHOOK_SECRET', retryInterval: '1s' },
       ];
-      const version = await h.apply({ version: 1, customers: [base.customers[0]!, customer] });
+      const version = await applyWith(customer as { name: string });
       const row = (id: string, city: string) => ({ employee_id: id, login: id.toLowerCase(), mail: `${id.toLowerCase()}@example.com`, given_name: id, department: 'Engineering', city });
       h.writeFile('pushed.csv', acmeCsv([row('T1', 'Chicago'), row('T2', 'Chicago')]));
       expect((await h.sync('pushed', 'hr', version)).counts).toMatchObject({ provisioned: 2 });

@@ -3,6 +3,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import type { Kysely } from 'kysely';
 import { loadConfigFile } from '../adapters/config-file.js';
 import { MissingSecrets } from '../adapters/secrets.js';
+import { PayloadKeyError } from '../adapters/temporal/codec.js';
 import { applyConfig, ConfigApplyRefused, loadConfigVersion } from '../adapters/db/config-store.js';
 import { createDatabase } from '../adapters/db/connection.js';
 import { DatabaseMissing, ensureDatabase } from '../adapters/db/ensure.js';
@@ -17,6 +18,7 @@ import type { SyncReport } from '../workflows/messages.js';
 import { PermanentError } from '../adapters/errors.js';
 import { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { closeLdapConnections } from '../adapters/sources/ldap.js';
+import { registerCodecServerCommand } from './commands/codec-server.js';
 import { registerRetryCommand } from './commands/retry.js';
 import { registerScheduleCommand } from './commands/schedule.js';
 import { registerTargetCommand } from './commands/target.js';
@@ -478,6 +480,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   registerUserCommand(program, io);
   registerRetryCommand(program, io);
   registerScheduleCommand(program, io);
+  registerCodecServerCommand(program, io);
   registerTargetCommand(program, io);
   return program;
 }
@@ -514,7 +517,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 1;
-    if (error instanceof UserError) {
+    if (error instanceof UserError || error instanceof PayloadKeyError) {
       io.err(`flowthru: ${error.message}`);
       return 1;
     }

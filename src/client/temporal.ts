@@ -1,11 +1,14 @@
 import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { SEARCH_ATTRIBUTE_NAMES } from '../workflows/config.js';
+import { dataConverterFromEnv } from '../adapters/temporal/data-converter.js';
 import type { Settings } from '../settings.js';
 
-export async function connectClient(settings: Settings): Promise<Client> {
+/** A client with flowthru's data converter: the payload keys are checked before Temporal is dialled. */
+export async function connectClient(settings: Settings, env: NodeJS.ProcessEnv = process.env): Promise<Client> {
+  const dataConverter = dataConverterFromEnv(env);
   const connection = await Connection.connect({ address: settings.temporalAddress });
-  return new Client({ connection, namespace: settings.temporalNamespace });
+  return new Client({ connection, namespace: settings.temporalNamespace, dataConverter });
 }
 
 /** Runs `fn` with a client, and closes its connection afterwards, whatever happens. */

@@ -1,5 +1,5 @@
-import { createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
 import { once } from 'node:events';
 import { sql } from 'kysely';
 import { loadConfigFile } from '../adapters/config-file.js';
@@ -7,6 +7,8 @@ import { applyConfig } from '../adapters/db/config-store.js';
 import { createDatabase } from '../adapters/db/connection.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
 import { SmtpSink } from '../adapters/mail/sink.js';
+import { freshPayloadKeyEnv } from '../adapters/temporal/codec.js';
+import { DEFAULT_CODEC_PORT, serveCodec } from '../client/commands/codec-server.js';
 import { escapeDnValue } from '../adapters/sources/ldap-escape.js';
 import type { CliIo } from '../client/cli.js';
 import { startSync } from '../client/sync.js';
@@ -42,6 +44,7 @@ async function writeDirectory(path: string, users: number): Promise<void> {
 export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
   const settings = readSettings();
   mkdirSync(options.stateDir, { recursive: true });
+  const keyFile = usePayloadKey(io, options.stateDir);
   const cleanup: (() => Promise<void>)[] = [];
   const stop = async () => {
     for (const fn of cleanup.reverse()) await fn().catch(() => undefined);
@@ -49,15 +52,22 @@ export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
   try {
     let temporal: DevServer | undefined;
     let uiUrl = process.env.FLOWTHRU_TEMPORAL_UI ?? 'http://127.0.0.1:8233';
-    if (await temporalReachable(settings.temporalAddress)) {
+    const reachable = await temporalReachable(settings.temporalAddress);
+    const uiPort = Number(process.env.FLOWTHRU_DEMO_UI_PORT ?? 8233);
+    if (!reachable) uiUrl = `http://127.0.0.1:${uiPort}`;
+    // Payloads are encrypted: the codec server lets Temporal UI show them decoded.
+    const codec = await serveCodec({ host: '127.0.0.1', port: Number(process.env.FLOWTHRU_DEMO_CODEC_PORT ?? DEFAULT_CODEC_PORT), origins: uiOrigins(uiUrl) });
+    cleanup.push(() => codec.close());
+    if (reachable) {
       io.out(`Using the Temporal server at ${settings.temporalAddress}.`);
+      io.out(`Codec server at ${codec.url}: set it as the codec endpoint in Temporal UI's settings to see payloads decoded.`);
     } else {
       io.out('Starting the Temporal dev server (history kept in .flowthru/temporal.db)…');
       const port = Number(settings.temporalAddress.split(':').pop());
-      const uiPort = Number(process.env.FLOWTHRU_DEMO_UI_PORT ?? 8233);
-      temporal = await startTemporalDevServer({ port, uiPort, dbFile: join(options.stateDir, 'temporal.db') });
+      temporal = await startTemporalDevServer({ port, uiPort, dbFile: join(options.stateDir, 'temporal.db'), uiCodecEndpoint: codec.url });
       uiUrl = temporal.uiUrl;
       cleanup.push(() => temporal!.stop());
+      io.out(`Temporal UI at ${uiUrl} decodes payloads through the codec server at ${codec.url}.`);
     }
 
     const sink = new SmtpSink();
@@ -129,6 +139,7 @@ export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
     }
 
     await printSummary(io, db, customer.name, reports, sink, uiUrl, settings.temporalNamespace);
+    if (keyFile) io.out(`  The CLI's Temporal commands (sync, retry, target) need the demo's key: set -a; . ${relative(process.cwd(), keyFile)}; set +a`);
     mkdirSync(join(options.stateDir, 'mail'), { recursive: true });
     sink.messages.forEach((m, i) => writeFileSync(join(options.stateDir, 'mail', `${String(i + 1).padStart(4, '0')}.eml`), m.raw));
 
@@ -181,6 +192,32 @@ async function printSummary(
   io.out('  Look closer:     node bin/flowthru.js users --site chicago');
   io.out('                   node bin/flowthru.js numbers --site dallas');
   io.out('                   node bin/flowthru.js log --limit 20');
+}
+
+/** Temporal UI's origin, and its localhost twin, as a browser may reach it either way. */
+function uiOrigins(uiUrl: string): string[] {
+  const origin = new URL(uiUrl).origin;
+  const twin = origin.replace('//127.0.0.1:', '//localhost:');
+  return twin === origin ? [origin, origin.replace('//localhost:', '//127.0.0.1:')] : [origin, twin];
+}
+
+/**
+ * The demo's payload key: the environment's when set, else one the demo made, kept in the state
+ * directory beside the Temporal history it encrypts (so a later demo run still decodes it).
+ */
+function usePayloadKey(io: CliIo, stateDir: string): string | null {
+  if (process.env.FLOWTHRU_PAYLOAD_KEYS) return null;
+  const file = join(stateDir, 'payload-keys.env');
+  if (!existsSync(file)) {
+    const fresh = freshPayloadKeyEnv('demo');
+    writeFileSync(file, `FLOWTHRU_PAYLOAD_KEYS=${fresh.FLOWTHRU_PAYLOAD_KEYS}\nFLOWTHRU_PAYLOAD_KEY_ID=${fresh.FLOWTHRU_PAYLOAD_KEY_ID}\n`, { mode: 0o600 });
+    io.out(`Made a payload encryption key for the demo in ${file}.`);
+  }
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const at = line.indexOf('=');
+    if (at > 0) process.env[line.slice(0, at)] = line.slice(at + 1);
+  }
+  return file;
 }
 
 export const DEMO_DEFAULTS = { users: 300, config: resolve('examples/acme.yaml'), stateDir: resolve('.flowthru') };

@@ -15,6 +15,8 @@ export interface DevServerOptions {
   readonly bin?: string;
   /** No Web UI (tests). */
   readonly headless?: boolean;
+  /** A codec server the Web UI decodes payloads through (flowthru codec-server). */
+  readonly uiCodecEndpoint?: string;
 }
 
 export interface DevServer {
@@ -47,6 +49,7 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
   const args = ['server', 'start-dev', '--ip', '127.0.0.1', '--port', String(options.port), '--log-level', 'error'];
   args.push(...(options.headless ? ['--headless'] : ['--ui-port', String(options.uiPort)]));
   if (options.dbFile) args.push('--db-filename', options.dbFile);
+  if (options.uiCodecEndpoint && !options.headless) args.push('--ui-codec-endpoint', options.uiCodecEndpoint);
   for (const name of SEARCH_ATTRIBUTE_NAMES) args.push('--search-attribute', `${name}=Keyword`);
   const child: ChildProcess = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

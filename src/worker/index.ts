@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
+import type { DataConverter } from '@temporalio/common';
 import { Worker, type NativeConnection, type WorkerOptions } from '@temporalio/worker';
 import type { Kysely } from 'kysely';
 import type { Database } from '../adapters/db/schema.js';
@@ -31,6 +32,8 @@ export function workflowSource(): Pick<WorkerOptions, 'workflowsPath' | 'workflo
 export interface WorkerDeps {
   readonly connection: NativeConnection;
   readonly client: Client;
+  /** flowthru's data converter (flowthruDataConverter), the one its clients use. */
+  readonly dataConverter: DataConverter;
   readonly db: Kysely<Database>;
   readonly mailer: Mailer;
   readonly namespace: string;
@@ -55,6 +58,7 @@ export async function createWorker(deps: WorkerDeps): Promise<Worker> {
     connection: deps.connection,
     namespace: deps.namespace,
     taskQueue: deps.taskQueue,
+    dataConverter: deps.dataConverter,
     activities,
     ...workflowSource(),
     ...WORKER_TUNING,

@@ -9,11 +9,13 @@ import { createSmtpMailer } from '../adapters/mail/smtp.js';
 import { TargetPlugins } from '../adapters/targets/index.js';
 import type { Database } from '../adapters/db/schema.js';
 import { assertSecretsSet } from '../adapters/secrets.js';
+import { dataConverterFromEnv } from '../adapters/temporal/data-converter.js';
 import { describeReconcile, reconcileSchedules } from '../client/schedules.js';
 import { connectClient, ensureSearchAttributes } from '../client/temporal.js';
 import type { Config } from '../domain/config/schema.js';
 import type { Settings } from '../settings.js';
 import { createWorker } from './index.js';
+import { withoutPersonalData } from './log.js';
 
 export const logger = pino({ name: 'flowthru', level: process.env.LOG_LEVEL ?? 'info' });
 
@@ -47,14 +49,19 @@ export async function startWorker(
   settings: Settings,
   options: { handleSignals?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunningWorker> {
+  const env = options.env ?? process.env;
+  // No key, no worker: a missing or malformed payload key stops it here, in one sentence, rather
+  // than failing workflows one by one later (PayloadKeyError).
+  const dataConverter = dataConverterFromEnv(env);
   const db = createDatabase(settings.databaseUrl, { max: 20 });
-  const config = await prepareDatabase(db, options.env ?? process.env);
+  const config = await prepareDatabase(db, env);
   if (!runtimeInstalled) {
     const level = logger.levelVal >= 50 ? 'ERROR' : 'WARN';
-    Runtime.install({ logger: new DefaultLogger(level, (entry) => logger.warn(entry.meta ?? {}, entry.message)), shutdownSignals: [] });
+    const debug = logger.levelVal <= 20;
+    Runtime.install({ logger: new DefaultLogger(level, (entry) => logger.warn(withoutPersonalData(entry.meta, debug), entry.message)), shutdownSignals: [] });
     runtimeInstalled = true;
   }
-  const client = await connectClient(settings);
+  const client = await connectClient(settings, env);
   try {
     const added = await ensureSearchAttributes(client);
     if (added.length > 0) logger.info({ added }, 'registered search attributes');
@@ -73,7 +80,7 @@ export async function startWorker(
   const connection = await NativeConnection.connect({ address: settings.temporalAddress });
   const mailer = createSmtpMailer();
   const plugins = new TargetPlugins();
-  const worker = await createWorker({ connection, client, db, mailer, plugins, namespace: settings.temporalNamespace, taskQueue: settings.taskQueue });
+  const worker = await createWorker({ connection, client, dataConverter, db, mailer, plugins, namespace: settings.temporalNamespace, taskQueue: settings.taskQueue });
   logger.info({ taskQueue: settings.taskQueue, namespace: settings.temporalNamespace, temporal: settings.temporalAddress }, 'worker started');
 
   const done = worker.run().finally(async () => {

@@ -78,3 +78,25 @@ export function syncSearchAttributes(customer: string, source: string, modes: re
     { key: searchAttributes.syncMode, value: syncModeLabel(modes) },
   ];
 }
+
+/*
+ * Human summaries for Temporal UI (a workflow's static summary, shown in the list and on its page).
+ * Like every payload they are encrypted; they name ids, not people, so they read the same decoded
+ * or not.
+ */
+
+export function syncSummary(customer: string, source: string, modes: readonly SyncMode[], trigger: 'manual' | 'scheduled'): string {
+  return `${syncModeLabel(modes)} sync of ${customer}/${source} (${trigger})`;
+}
+
+export function pipelineSummary(customer: string, source: string, externalId: string, userId: string): string {
+  return `pipeline of ${customer}/${source} user ${externalId} (flowthru user id ${userId})`;
+}
+
+export function targetJobSummary(customer: string, target: string, userId: string): string {
+  return `queued pushes of flowthru user ${userId} to ${customer}/${target}`;
+}
+
+export function reprovisionSummary(customer: string, target: string): string {
+  return `reprovision every user of ${customer} in target ${target}`;
+}

@@ -140,7 +140,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         continue;
       }
       try {
-        await pushActivity(push, push.mode === 'queue-on-error' ? 'once' : 'policy').pushToTarget({ ...input, key: `${ids.runId}/${ids.attempt}/target:${push.target}` });
+        await pushActivity(push, push.mode === 'queue-on-error' ? 'once' : 'policy', `${direction} in target ${push.target}`).pushToTarget({ ...input, key: `${ids.runId}/${ids.attempt}/target:${push.target}` });
       } catch (error) {
         const cause = error instanceof ActivityFailure ? error.cause : error;
         const transient = !(cause instanceof ApplicationFailure && cause.nonRetryable);
@@ -176,14 +176,14 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     if (change.mode === 'delete') {
       // Offboarding: services removed, licences given back, numbers released; the record stays.
       setState({ step: 'offboard' });
-      const gone = await db.offboardUser(ids);
+      const gone = await db.offboardUser.executeWithOptions({ summary: 'offboard: give back services, licences and numbers' }, [ids]);
       setState({ site: null, profile: null, number: null });
       // Offboarded whatever a target says: a target that could not let the user go is failed, with the reason, on its own.
       if (gone.targets) await pushToTargets(ids, gone.targets, 'deprovision');
       return outcome('deleted', { reason: gone.reason });
     }
 
-    const local = await db.createLocalUser(ids);
+    const local = await db.createLocalUser.executeWithOptions({ summary: `${change.mode}: record the user from source ${input.source}` }, [ids]);
     const restored = local.restored ? { restored: true } : {};
     if (!local.flowThrough) {
       // The record is updated, nothing else: the user keeps the status they had (Temporal UI shows it).
@@ -192,10 +192,10 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     }
 
     setState({ step: 'move' });
-    const placed = await db.moveUser(ids);
+    const update = change.mode === 'update';
+    const placed = await db.moveUser.executeWithOptions({ summary: update ? 'move to the site the record now matches' : 'place at the site the record matches' }, [ids]);
     setState({ site: placed.site });
     // An add places users at a site; an update moves them from one site to another.
-    const update = change.mode === 'update';
     const how = update ? { moved: placed.moved } : { moved: false, placed: placed.moved, ...restored };
     if (!placed.site) return outcome('unplaced', { reason: placed.reason, ...restored });
     if (placed.kept) {
@@ -205,7 +205,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     }
 
     setState({ step: 'profile' });
-    const matched = await db.matchProfile(update ? { ...ids, moved: placed.moved } : ids);
+    const matched = await db.matchProfile.executeWithOptions({ summary: `match a profile at ${placed.site}` }, [update ? { ...ids, moved: placed.moved } : ids]);
     setState({ profile: matched.profile });
     if (!matched.profile) {
       if (matched.targets) await pushToTargets(ids, matched.targets, 'deprovision');
@@ -238,7 +238,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         setState({ step: 'provision' });
         let done: { number: string | null; blocked?: string; targets?: TargetPushPlan[] };
         try {
-          done = await db.provisionProfile({ ...ids, attempt, numberFrom: matched.numberFrom });
+          done = await db.provisionProfile.executeWithOptions({ summary: `provision profile ${matched.profile} at ${placed.site}: line and services` }, [{ ...ids, attempt, numberFrom: matched.numberFrom }]);
         } catch (error) {
           // Nothing of the step was written (one transaction): the user keeps what they held, failed, with the reason.
           const reason = failureMessage(error);
@@ -258,7 +258,8 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         setState({ step: 'number' });
         let number: string | null = null;
         if (matched.numberFrom) {
-          const reservation = await db.reserveNumber({ ...ids, attempt, pool: matched.numberFrom });
+          const pool = matched.numberFrom === 'site' ? `the ${placed.site} pool` : "the customer's pool";
+          const reservation = await db.reserveNumber.executeWithOptions({ summary: `reserve a number from ${pool}` }, [{ ...ids, attempt, pool: matched.numberFrom }]);
           if (reservation.number === null) {
             if (!(await waitWhileBlocked(reservation.reason ?? 'no available number'))) return null;
             continue;
@@ -269,7 +270,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         setState({ step: 'provision' });
         let provisioned: { blocked?: string; targets?: TargetPushPlan[] } | undefined;
         try {
-          provisioned = await db.provisionServices({ ...ids, attempt, number });
+          provisioned = await db.provisionServices.executeWithOptions({ summary: `provision profile ${matched.profile} at ${placed.site}` }, [{ ...ids, attempt, number }]);
         } catch (error) {
           const reason = failureMessage(error);
           // Compensate what this run did, even if the workflow is being cancelled.

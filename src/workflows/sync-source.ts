@@ -144,7 +144,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
 
     for (;;) {
       if (!sourceDone && queue.length < window) {
-        const page = await source.readSourcePage({ customer, source: sourceName, configVersion, cursor, pageSize, syncId, mode, ...modesField });
+        const page = await source.readSourcePage.executeWithOptions({ summary: `read ${pageSize} records of ${customer}/${sourceName}` }, [{ customer, source: sourceName, configVersion, cursor, pageSize, syncId, mode, ...modesField }]);
         pages++;
         counts.seen += page.seen;
         counts.imported += page.imported;
@@ -186,7 +186,7 @@ export async function syncSource(input: SyncSourceInput): Promise<SyncReport> {
       if (queue.length > 0 && inFlight.size < window) {
         const batch = queue.splice(0, window - inFlight.size);
         for (const target of batch) inFlight.add(target.externalId);
-        await launcher.startUserPipelines({ customer, source: sourceName, mode, configVersion, reportTo: syncId, targets: batch });
+        await launcher.startUserPipelines.executeWithOptions({ summary: `hand ${batch.length} ${mode} changes to their pipelines` }, [{ customer, source: sourceName, mode, configVersion, reportTo: syncId, targets: batch }]);
         continue;
       }
       if (finished()) break;

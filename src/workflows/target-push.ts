@@ -6,9 +6,10 @@ import type { TargetActivities, TargetPushPlan } from '../activities/types.js';
  * retry policy: its retry interval between tries, its maximum retries (0: for ever; an interval of
  * 0: never retry). Refusals for good (a 4xx, a schema violation) are non-retryable whatever the policy.
  */
-export function pushActivity(plan: Pick<TargetPushPlan, 'retryIntervalMs' | 'maxRetries' | 'timeoutMs'>, retries: 'policy' | 'once') {
+export function pushActivity(plan: Pick<TargetPushPlan, 'retryIntervalMs' | 'maxRetries' | 'timeoutMs'>, retries: 'policy' | 'once', summary?: string) {
   const never = retries === 'once' || plan.retryIntervalMs === 0;
   return proxyActivities<TargetActivities>({
+    ...(summary ? { summary } : {}),
     // The target's own timeout bounds each call; several calls (a find, then a write) make one push.
     startToCloseTimeout: Math.max(10_000, plan.timeoutMs * 4),
     retry: {

@@ -12,6 +12,7 @@ import { createDatabase } from '../../src/adapters/db/connection.js';
 import { migrateToLatest } from '../../src/adapters/db/migrate.js';
 import type { Database } from '../../src/adapters/db/schema.js';
 import { SmtpSink } from '../../src/adapters/mail/sink.js';
+import { dataConverterFromEnv } from '../../src/adapters/temporal/data-converter.js';
 import { main } from '../../src/client/cli.js';
 import { startSync } from '../../src/client/sync.js';
 import { acmeCsv, oneSiteCustomer } from '../support/pipeline.js';
@@ -43,7 +44,7 @@ beforeAll(async () => {
   db = createDatabase(url, { max: 4 });
   await migrateToLatest(db);
   await smtp.start(0);
-  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }) });
+  client = new Client({ connection: await Connection.connect({ address: inject('temporalAddress') }), dataConverter: dataConverterFromEnv() });
 }, 180_000);
 
 afterAll(async () => {

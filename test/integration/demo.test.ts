@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -21,11 +21,16 @@ describe('the demo', () => {
       TEMPORAL_ADDRESS: inject('temporalAddress'),
       FLOWTHRU_TASK_QUEUE: `demo-${process.pid}`,
       FLOWTHRU_DEMO_SMTP_PORT: String(await freePort()),
+      FLOWTHRU_DEMO_CODEC_PORT: String(await freePort()),
       LOG_LEVEL: 'error',
     });
+    // No key set: the demo makes one of its own, and keeps it beside its state.
+    delete process.env.FLOWTHRU_PAYLOAD_KEYS;
+    delete process.env.FLOWTHRU_PAYLOAD_KEY_ID;
     const out: string[] = [];
+    const stateDir = mkdtempSync(join(tmpdir(), 'flowthru-demo-'));
     try {
-      await runDemo({ out: (l) => out.push(l), err: (l) => out.push(l) }, { users: 60, exit: true, config: resolve('examples/acme.yaml'), stateDir: mkdtempSync(join(tmpdir(), 'flowthru-demo-')) });
+      await runDemo({ out: (l) => out.push(l), err: (l) => out.push(l) }, { users: 60, exit: true, config: resolve('examples/acme.yaml'), stateDir });
     } finally {
       process.env = saved;
     }
@@ -39,6 +44,11 @@ describe('the demo', () => {
     expect(text).toMatch(/Numbers in use: chicago \d+\/200, customer pool \d+\/50, dallas \d+\/200/);
     expect(text).toMatch(/Welcome emails sent: (\d+) in all, \1 during this run/);
     expect(text).toMatch(/FlowthruCustomer%3D%22acme%22/);
+    // Payloads are encrypted with the demo's own key; its codec server decodes them for Temporal UI.
+    expect(text).toContain(`Made a payload encryption key for the demo in ${join(stateDir, 'payload-keys.env')}.`);
+    expect(readFileSync(join(stateDir, 'payload-keys.env'), 'utf8')).toMatch(/^FLOWTHRU_PAYLOAD_KEYS=demo=[A-Za-z0-9+/]{43}=\nFLOWTHRU_PAYLOAD_KEY_ID=demo\n$/);
+    expect(statSync(join(stateDir, 'payload-keys.env')).mode & 0o077).toBe(0);
+    expect(text).toMatch(/Codec server at http:\/\/127\.0\.0\.1:\d+: set it as the codec endpoint/);
   }, 120_000);
 });
 

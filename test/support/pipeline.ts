@@ -11,6 +11,7 @@ import { loadConfigFile } from '../../src/adapters/config-file.js';
 import { applyConfig } from '../../src/adapters/db/config-store.js';
 import { createSmtpMailer, type Mailer } from '../../src/adapters/mail/smtp.js';
 import { SmtpSink } from '../../src/adapters/mail/sink.js';
+import { dataConverterFromEnv } from '../../src/adapters/temporal/data-converter.js';
 import { main } from '../../src/client/cli.js';
 import { runSync, startSync, type StartSyncOptions } from '../../src/client/sync.js';
 import { createWorker } from '../../src/worker/index.js';
@@ -43,7 +44,7 @@ export class PipelineHarness {
   static async create(): Promise<PipelineHarness> {
     const t = await createTestDatabase();
     const connection = await Connection.connect({ address: inject('temporalAddress') });
-    const harness = new PipelineHarness(t, new Client({ connection }));
+    const harness = new PipelineHarness(t, new Client({ connection, dataConverter: dataConverterFromEnv() }));
     await harness.smtp.start(0);
     return harness;
   }
@@ -57,6 +58,7 @@ export class PipelineHarness {
     const worker = await createWorker({
       connection,
       client: this.client,
+      dataConverter: dataConverterFromEnv(),
       db: this.t.db,
       mailer: this.mailer,
       namespace: 'default',

@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { METADATA_ENCODING_KEY, type Payload, type PayloadCodec } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
 
 /*
  * Personal data out of Temporal's history (SPEC §6): every payload a flowthru client or worker
@@ -60,6 +60,14 @@ export function payloadKeysFromEnv(env: NodeJS.ProcessEnv = process.env): Payloa
   return { current, keys };
 }
 
+/**
+ * A fresh key as the two environment variables, for runs that keep nothing: the benchmark, and the
+ * tests and demo when no key is set. Production keys are made once and kept (see the README).
+ */
+export function freshPayloadKeyEnv(id = 'local'): { FLOWTHRU_PAYLOAD_KEYS: string; FLOWTHRU_PAYLOAD_KEY_ID: string } {
+  return { FLOWTHRU_PAYLOAD_KEYS: `${id}=${randomBytes(32).toString('base64')}`, FLOWTHRU_PAYLOAD_KEY_ID: id };
+}
+
 const utf8 = (text: string) => new TextEncoder().encode(text);
 const text = (bytes: Uint8Array | null | undefined) => (bytes ? new TextDecoder().decode(bytes) : undefined);
 
@@ -76,7 +84,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
     return payloads.map((payload) => {
       const iv = randomBytes(IV_BYTES);
       const cipher = createCipheriv('aes-256-gcm', key, iv);
-      const plain = temporal.api.common.v1.Payload.encode(payload).finish();
+      const plain = proto.temporal.api.common.v1.Payload.encode(payload).finish();
       const sealed = Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
       return {
         metadata: { [METADATA_ENCODING_KEY]: utf8(ENCRYPTED_ENCODING), [KEY_ID_METADATA]: utf8(this.keys.current) },
@@ -105,7 +113,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
       } catch {
         throw new PayloadKeyError(`a payload sealed with key "${id}" does not decrypt with the key of that id: the key changed, or the payload was altered`);
       }
-      return temporal.api.common.v1.Payload.decode(plain) as Payload;
+      return proto.temporal.api.common.v1.Payload.decode(plain) as Payload;
     });
   }
 }

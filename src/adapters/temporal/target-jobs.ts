@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { searchAttributes, targetJobWorkflowId } from '../../workflows/config.js';
+import { searchAttributes, targetJobSummary, targetJobWorkflowId } from '../../workflows/config.js';
 import { targetPushSignal, type TargetJobInput, type TargetPushRequest } from '../../workflows/messages.js';
 import type { targetJob } from '../../workflows/target-job.js';
 
@@ -18,6 +18,7 @@ export async function handToTargetJob(client: Client, taskQueue: string, job: Ta
     signal: targetPushSignal,
     signalArgs: [request],
     typedSearchAttributes: [{ key: searchAttributes.customer, value: job.customer }],
+    staticSummary: targetJobSummary(job.customer, job.target, job.userId),
   });
   return workflowId;
 }

@@ -7,7 +7,7 @@ import { handToTargetJob } from '../../adapters/temporal/target-jobs.js';
 import { retryIntervalMs } from '../../activities/targets.js';
 import type { TargetConfig } from '../../domain/config/schema.js';
 import { readSettings } from '../../settings.js';
-import { reprovisionWorkflowId, searchAttributes, targetJobWorkflowId } from '../../workflows/config.js';
+import { reprovisionSummary, reprovisionWorkflowId, searchAttributes, targetJobWorkflowId } from '../../workflows/config.js';
 import { reprovisionProgressQuery, type ReprovisionCounts, type ReprovisionInput, type TargetJobResult } from '../../workflows/messages.js';
 import type { reprovisionTarget } from '../../workflows/reprovision.js';
 import type { targetJob } from '../../workflows/target-job.js';
@@ -63,6 +63,7 @@ async function reprovision(client: Client, taskQueue: string, ref: TargetRef, wi
       taskQueue,
       args: [{ customer: ref.customer, target: ref.config.name, window } satisfies ReprovisionInput],
       typedSearchAttributes: [{ key: searchAttributes.customer, value: ref.customer }],
+      staticSummary: reprovisionSummary(ref.customer, ref.config.name),
     });
     return { workflowId, started: true };
   } catch (error) {

@@ -9,6 +9,9 @@ import { configShell, customerParts, customerShell, type Config, type CustomerCo
 export type ConfigPath = readonly (string | number)[];
 
 /** One thing wrong with a configuration document, located by its path in the document. */
+/** Canonical attributes that say who a person is or how to reach them: never an external id. */
+const PERSONAL_ATTRIBUTES: ReadonlySet<string> = new Set(['username', 'email', 'firstName', 'lastName', 'displayName', 'phone', 'mobile']);
+
 export interface ConfigProblem {
   readonly path: ConfigPath;
   readonly message: string;
@@ -264,6 +267,15 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
     // disabledWhen runs on every record read, as criteria do: the same regex guard.
     if (source.disabledWhen) problems.push(...conditionProblems(source.disabledWhen, [...at, 'sources', s, 'disabledWhen']));
     problems.push(...scheduleWarnings(source.schedule, [...at, 'sources', s, 'schedule']));
+    // The external id names the user's workflow in Temporal (onboard/<customer>/<source>/<id>),
+    // which is plaintext there by design: it must be an opaque id, never an email or a name.
+    const mappedTo = source.type === 'csv' ? source.attributeMap[source.externalId] : undefined;
+    if (source.type === 'csv' && mappedTo !== undefined && PERSONAL_ATTRIBUTES.has(mappedTo)) {
+      problems.push({
+        path: [...at, 'sources', s, 'externalId'],
+        message: `column "${source.externalId}" is the user's ${mappedTo}: the external id names the user's workflow in Temporal, where ids are never encrypted; use an opaque id column (an employee number)`,
+      });
+    }
   });
 
   const settings = customer.settings;
