@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # flowthru's one entry point on a fresh machine:
-#   ./dev.sh test    install what is missing, then lint, type-check and run every test
+#   ./dev.sh test    install what is missing (Chromium too), then lint, type-check and run every test
 #   ./dev.sh demo    install what is missing, then run the Acme demo end to end
 #   ./dev.sh setup   only install and prepare (npm packages, Temporal CLI, database, build)
 # Everything it installs outside the clone goes to $FLOWTHRU_CACHE (default ~/.cache/flowthru),
@@ -75,6 +75,11 @@ install_slapd() {
   scripts/ensure-slapd.sh || die "OpenLDAP slapd is needed: install it (e.g. apt-get install slapd ldap-utils)."
 }
 
+install_chromium() {
+  # Debian's Chromium: the Temporal UI test drives it headless (tests only; the demo needs none).
+  scripts/ensure-chromium.sh || die "Chromium is needed by the tests: install it (e.g. apt-get install chromium)."
+}
+
 build() {
   say "Building flowthru"
   npm run --silent build
@@ -113,6 +118,7 @@ case "${1:-}" in
   setup) setup ;;
   test)
     setup
+    install_chromium
     run_tests
     ;;
   demo)

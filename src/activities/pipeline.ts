@@ -127,6 +127,8 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         displayName: attributes.displayName ?? '',
         email: user.email,
         username: user.username ?? '',
+        department: attributes.department ?? '',
+        title: attributes.title ?? '',
         site: site?.displayName ?? site?.name ?? '',
         number: numbers[0]?.number ?? null,
         profile: user.profile_id === null ? '' : (snap.profileNames.get(user.profile_id) ?? ''),

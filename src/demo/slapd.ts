@@ -6,6 +6,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { freePort } from './ports.js';
+import { makeCertificates } from './certificates.js';
 
 /**
  * A real OpenLDAP slapd for tests: its own directory, configuration (old-style slapd.conf), data
@@ -94,24 +95,6 @@ export function toLdif(entries: readonly SeedEntry[]): string {
       return `${lines.join('\n')}\n`;
     })
     .join('\n');
-}
-
-function makeCertificates(dir: string): { ca: string; cert: string; key: string } {
-  const ca = join(dir, 'ca.pem');
-  const caKey = join(dir, 'ca.key');
-  const cert = join(dir, 'server.pem');
-  const key = join(dir, 'server.key');
-  const csr = join(dir, 'server.csr');
-  const ext = join(dir, 'server.ext');
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  execFileSync('openssl', ['req', '-x509', ...ec, '-keyout', caKey, '-out', ca, '-days', '2', '-subj', '/CN=flowthru test CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign'], { stdio: 'pipe' });
-  execFileSync('openssl', ['req', ...ec, '-keyout', key, '-out', csr, '-subj', '/CN=localhost'], { stdio: 'pipe' });
-  writeFileSync(ext, 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', ca, '-CAkey', caKey, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext], {
-    stdio: 'pipe',
-  });
-  return { ca, cert, key };
 }
 
 async function waitForPort(port: number, child: ChildProcess, output: () => string): Promise<void> {

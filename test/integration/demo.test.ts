@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -54,10 +54,27 @@ describe('the demo', () => {
 
 describe('the bootstrap', () => {
   it('says in one sentence what to install when Go is missing', () => {
-    // PATH without Go, and no Temporal CLI to reuse: setup must stop with a clear sentence.
-    const path = (process.env.PATH ?? '').split(':').filter((dir) => !/\/go\/bin$|\/go$/.test(dir)).join(':');
-    const result = spawnSync('bash', ['dev.sh', 'setup'], {
-      env: { ...process.env, PATH: path, FLOWTHRU_TEMPORAL_BIN: '/nonexistent/temporal', FLOWTHRU_CACHE: mkdtempSync(join(tmpdir(), 'flowthru-cache-')) },
+    // Every command of PATH but go: a PATH of links, so Go is missing wherever it came from (a
+    // Go tree's bin/, or Debian's golang package in /usr/bin). No Temporal CLI to reuse, and the
+    // test's own database, so setup could touch nothing of the demo's had it gone further.
+    const bin = mkdtempSync(join(tmpdir(), 'flowthru-path-'));
+    for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) {
+      let names: string[];
+      try {
+        names = readdirSync(dir);
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (name === 'go' || name === 'gofmt' || existsSync(join(bin, name))) continue;
+        symlinkSync(join(dir, name), join(bin, name));
+      }
+    }
+    // --norc: a bash started without a terminal may read ~/.bashrc, which can put Go back on PATH.
+    const env = { ...process.env, PATH: bin };
+    expect(spawnSync('bash', ['--norc', '-c', 'command -v go'], { env }).status).not.toBe(0);
+    const result = spawnSync('bash', ['--norc', 'dev.sh', 'setup'], {
+      env: { ...env, DATABASE_URL: t.url, FLOWTHRU_TEMPORAL_BIN: '/nonexistent/temporal', FLOWTHRU_CACHE: mkdtempSync(join(tmpdir(), 'flowthru-cache-')) },
       encoding: 'utf8',
     });
     expect(result.status).toBe(1);

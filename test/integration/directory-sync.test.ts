@@ -4,6 +4,7 @@ import type { PreviewReport } from '../../src/client/preview.js';
 import { clearEntraTokenCache } from '../../src/adapters/sources/entra.js';
 import { closeLdapConnections } from '../../src/adapters/sources/ldap.js';
 import { startFakeGraph, type FakeGraph, type GraphUser } from '../support/fake-graph.js';
+import { syncProgressQuery } from '../../src/workflows/messages.js';
 import { PipelineHarness } from '../support/pipeline.js';
 import { startSlapd, type SeedEntry, type Slapd } from '../support/slapd.js';
 
@@ -291,10 +292,19 @@ describe('an LDAP directory (slapd)', () => {
       if ((await usersOf('outage')).length > 50) break;
       await new Promise((r) => setTimeout(r, 100));
     }
+    // The read is under way: not every entry has been read yet.
+    const before = await handle.query(syncProgressQuery);
     await slapd.stop();
     await new Promise((r) => setTimeout(r, 3000));
     await slapd.start();
     const report = await handle.result();
+    expect(before.sourceDone).toBe(false);
+    expect(before.counts.seen).toBeLessThan(LDAP_USERS + 1);
+    // … and the outage fell inside it: a page read failed while slapd was away and was tried again.
+    const events = (await handle.fetchHistory()).events ?? [];
+    const reads = new Set(events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'readSourcePage').map((e) => String(e.eventId)));
+    const retried = events.filter((e) => e.activityTaskStartedEventAttributes && reads.has(String(e.activityTaskStartedEventAttributes.scheduledEventId)) && (e.activityTaskStartedEventAttributes.attempt ?? 1) > 1);
+    expect(retried.length).toBeGreaterThan(0);
     expect(report.counts.seen).toBeGreaterThanOrEqual(LDAP_USERS + 1);
     expect(report.counts.failed).toBe(0);
     const users = await usersOf('outage');

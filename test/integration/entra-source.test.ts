@@ -232,6 +232,23 @@ describe('the Entra ID source: delta reads', () => {
     watermark = next.watermark!;
   });
 
+  it('restarts as a full read when Graph answers 410 Gone for an expired delta link', async () => {
+    fake.expireDeltaTokens('gone');
+    const round = await readRound(source(), 3, watermark);
+    expect(round.pages.every((p) => p.restartedFull)).toBe(true);
+    expect(round.records).toHaveLength(8);
+    expect(round.removed).toEqual([]);
+    const graph = fake.graphRequests().slice(-(round.pages.length + 1));
+    expect(graph[0]).toMatchObject({ status: 410 });
+    expect(graph[0]!.path).toContain('$deltatoken=');
+    expect(graph[1]!.path).toContain('$select=');
+    // The new watermark works again.
+    const next = await readRound(source(), 3, round.watermark);
+    expect(next.pages.every((p) => !p.restartedFull)).toBe(true);
+    expect(next.records).toEqual([]);
+    watermark = next.watermark!;
+  });
+
   it('restarts as a full read when a skip token goes stale in the middle of a round', async () => {
     const first = await readEntraPage(source(), null, 3, options());
     expect(first.next?.full).toBe(false);

@@ -63,8 +63,11 @@ export interface FakeGraph {
   /** Merges `changes` into the user (a null value clears a property). */
   updateUser(id: string, changes: Record<string, unknown>): void;
   removeUser(id: string, reason?: 'changed' | 'deleted'): void;
-  /** Every delta and skip token issued so far now answers 400 syncStateNotFound. */
-  expireDeltaTokens(): void;
+  /**
+   * Every delta and skip token issued so far is stale: answered 400 syncStateNotFound, or with
+   * `gone`, 410 Gone (with a Location to start over), as Graph answers either for an expired delta.
+   */
+  expireDeltaTokens(answer?: 'syncStateNotFound' | 'gone'): void;
   /** The next `n` Graph requests answer `status` (429 or 503) with `Retry-After: retryAfterSeconds`. */
   throttleNext(n: number, retryAfterSeconds: number, status?: 429 | 503): void;
   /** The next `n` requests (to Graph, or to the token endpoint) answer `status` with an error body. */
@@ -144,6 +147,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
 
   let sequence = 0;
   let epoch = 1;
+  let staleAnswer: 'syncStateNotFound' | 'gone' = 'syncStateNotFound';
   const users = new Map<string, StoredUser>();
   const removed = new Map<string, { changed: number; reason: 'changed' | 'deleted' }>();
   const skus = [...(options.skus ?? [])];
@@ -248,6 +252,9 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
       const decoded = decode((skipToken ?? deltaToken)!);
       if (!decoded) return graphError(res, 400, 'BadRequest', 'The request contains an invalid skip or delta token.');
       if (decoded.epoch !== epoch) {
+        if (staleAnswer === 'gone') {
+          return graphError(res, 410, 'Gone', 'The delta token has expired.', { location: `${url}/v1.0/users/delta` });
+        }
         return graphError(res, 400, 'syncStateNotFound', 'The sync state generation is not found. Delta tokens can expire; please start a full synchronization.');
       }
       state = skipToken !== null ? decoded : { ...decoded, since: decoded.upTo, upTo: sequence, offset: 0 };
@@ -382,8 +389,9 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
       if (!users.delete(id)) throw new Error(`no user ${id}`);
       removed.set(id, { changed: ++sequence, reason });
     },
-    expireDeltaTokens() {
+    expireDeltaTokens(answer = 'syncStateNotFound') {
       epoch++;
+      staleAnswer = answer;
     },
     updateSku(skuPartNumber, changes) {
       const index = skus.findIndex((s) => s.skuPartNumber === skuPartNumber);

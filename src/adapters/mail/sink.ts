@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
@@ -11,24 +12,53 @@ export interface ReceivedEmail {
   readonly raw: string;
 }
 
+export interface SmtpSinkOptions {
+  /** none (the default): plain SMTP; starttls: offers STARTTLS and requires it; tls: TLS from the first byte. */
+  readonly security?: 'none' | 'starttls' | 'tls';
+  /** PEM files of the server's certificate and key, for starttls and tls. */
+  readonly certificate?: { readonly cert: string; readonly key: string };
+  /** Accounts it accepts (AUTH PLAIN/LOGIN, answered 535 otherwise); when given, a login is required. */
+  readonly users?: Readonly<Record<string, string>>;
+}
+
 /**
  * A real SMTP server on loopback that keeps what it receives: the demo's mailbox and the tests'
  * mail server. It can be stopped and started again on the same port to play an outage.
  */
 export class SmtpSink {
   readonly messages: ReceivedEmail[] = [];
+  /** Logins it refused, by user name. */
+  readonly refusedLogins: string[] = [];
   private server: SMTPServer | undefined;
   private boundPort = 0;
+
+  constructor(private readonly options: SmtpSinkOptions = {}) {}
 
   get port(): number {
     return this.boundPort;
   }
 
   async start(port = this.boundPort, host = '127.0.0.1'): Promise<void> {
+    const { security = 'none', certificate, users } = this.options;
+    if (security !== 'none' && !certificate) throw new Error(`an SMTP sink with ${security} needs a certificate`);
     const server = new SMTPServer({
-      secure: false,
-      authOptional: true,
-      disabledCommands: ['STARTTLS'],
+      secure: security === 'tls',
+      ...(certificate ? { key: readFileSync(certificate.key), cert: readFileSync(certificate.cert) } : {}),
+      // Plain: no STARTTLS offered. A login only over TLS, as real servers insist.
+      disabledCommands: security === 'none' ? ['STARTTLS', ...(users ? [] : ['AUTH'])] : users ? [] : ['AUTH'],
+      allowInsecureAuth: security === 'none',
+      authOptional: !users,
+      onAuth: (auth, _session, callback) => {
+        if (users && auth.username !== undefined && users[auth.username] === auth.password) return callback(null, { user: auth.username });
+        this.refusedLogins.push(auth.username ?? '');
+        const refused = Object.assign(new Error('Authentication credentials invalid'), { responseCode: 535 });
+        callback(refused);
+      },
+      onMailFrom: (_address, session, callback) => {
+        // starttls: nothing is accepted before the connection is encrypted.
+        if (security === 'starttls' && !session.secure) return callback(Object.assign(new Error('Must issue a STARTTLS command first'), { responseCode: 530 }));
+        callback();
+      },
       logger: false,
       onData: (stream, session, callback) => {
         const chunks: Buffer[] = [];

@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import nodemailer, { type Transporter } from 'nodemailer';
 import type { SmtpConfig } from '../../domain/config/schema.js';
 import { PermanentError } from '../errors.js';
+import { untrustedCertificate } from '../tls.js';
 
 export interface OutgoingEmail {
   readonly from: string;
@@ -33,6 +35,14 @@ export function createSmtpMailer(env: NodeJS.ProcessEnv = process.env): Mailer {
         }
         auth = { user: smtp.username, pass: pass ?? '' };
       }
+      let ca: Buffer | undefined;
+      if (smtp.caFile !== undefined) {
+        try {
+          ca = readFileSync(smtp.caFile);
+        } catch (error) {
+          throw new PermanentError('SmtpCaFile', `cannot read the SMTP caFile ${smtp.caFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+        }
+      }
       found = nodemailer.createTransport({
         host: smtp.host,
         port: smtp.port,
@@ -40,6 +50,7 @@ export function createSmtpMailer(env: NodeJS.ProcessEnv = process.env): Mailer {
         requireTLS: smtp.security === 'starttls',
         ignoreTLS: smtp.security === 'none',
         auth,
+        ...(ca ? { tls: { ca } } : {}),
         pool: true,
         maxConnections: 4,
         connectionTimeout: 10_000,
@@ -63,6 +74,17 @@ export function createSmtpMailer(env: NodeJS.ProcessEnv = process.env): Mailer {
           messageId: email.messageId,
         });
       } catch (error) {
+        const server = `the mail server at ${smtp.host}:${smtp.port}`;
+        // A refused login or an untrusted certificate is configuration: retrying cannot fix it.
+        if ((error as { code?: string }).code === 'EAUTH') {
+          const said = (error as { response?: string }).response ?? (error as Error).message;
+          throw new PermanentError('SmtpLoginRefused', `${server} refused the login of "${smtp.username}": ${said}; check the password in ${smtp.passwordEnv ?? 'passwordEnv'}`);
+        }
+        // nodemailer keeps the TLS error's code as originalCode (its own code is ESOCKET).
+        const certificate = untrustedCertificate({ code: (error as { originalCode?: unknown }).originalCode }) ?? untrustedCertificate(error);
+        if (certificate) {
+          throw new PermanentError('SmtpCertificate', `${server} presented a certificate that is not trusted (${certificate}): set smtp.caFile to the CA that signed it, or fix the server's certificate`);
+        }
         const code = (error as { responseCode?: number }).responseCode;
         // 5xx is the server's final answer for this message (a refused recipient, say); anything
         // else (4xx, a refused connection, a timeout) may pass.

@@ -7,6 +7,8 @@ export interface WelcomeVariables {
   readonly displayName: string;
   readonly email: string;
   readonly username: string;
+  readonly department: string;
+  readonly title: string;
   readonly site: string;
   readonly number: string | null;
   readonly profile: string;
@@ -47,6 +49,8 @@ export const SAMPLE_VARIABLES: WelcomeVariables = {
   displayName: 'Joe Adams',
   email: 'joe@example.com',
   username: 'jadams',
+  department: 'Engineering',
+  title: 'Engineer',
   site: 'Chicago',
   number: '+13125550100',
   profile: 'engineering',

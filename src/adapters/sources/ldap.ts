@@ -3,7 +3,7 @@ import type { ConnectionOptions } from 'node:tls';
 import { Client, FilterParser, ResultCodeError, type Entry, type SearchResult } from 'ldapts';
 import type { SourceConfig } from '../../domain/config/schema.js';
 import { PermanentError } from '../errors.js';
-import { ldapTlsOptions, untrustedCertificate } from '../ldap-tls.js';
+import { ldapTlsOptions, untrustedCertificate } from '../tls.js';
 import { compareWatermarkValues, escapeFilterValue, formatObjectGuid, generalizedTimeNanos } from './ldap-escape.js';
 import type { RawRecord } from './records.js';
 

@@ -20,7 +20,7 @@
 import type { ConnectionOptions } from 'node:tls';
 import { Attribute, Change, Client, EqualityFilter, ResultCodeError, type Entry, type Filter } from 'ldapts';
 import type { LdapTargetConfig } from '../../domain/config/schema.js';
-import { ldapTlsOptions, untrustedCertificate } from '../ldap-tls.js';
+import { ldapTlsOptions, untrustedCertificate } from '../tls.js';
 import { escapeDnValue, escapeFilterValue, formatObjectGuid, parseObjectGuid } from '../sources/ldap-escape.js';
 import { TargetError, type PushResult, type TargetFields, type TargetPlugin, type TargetPush } from './types.js';
 

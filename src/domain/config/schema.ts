@@ -265,6 +265,8 @@ const smtpSchema = z.strictObject({
   security: z.enum(['none', 'starttls', 'tls']).default('starttls'),
   username: z.string().optional(),
   passwordEnv: envName.optional(),
+  /** PEM file of the CA that signed the server's certificate, when it is not one the system trusts (starttls, tls). */
+  caFile: z.string().min(1).optional(),
 });
 
 /** An email the pipeline sends: off by default; the subject a template; the HTML a template file, else a built-in one. */

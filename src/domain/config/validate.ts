@@ -305,6 +305,9 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
       message: 'passwordEnv is used only with "username": without one, mail is sent without logging in',
     });
   }
+  if (settings.smtp?.caFile !== undefined && settings.smtp.security === 'none') {
+    problems.push({ path: [...settingsAt, 'smtp', 'caFile'], message: 'caFile is used only over TLS: set security to starttls or tls' });
+  }
   if (settings.notifications && settings.smtp === undefined && !broken.has('settings:*')) {
     problems.push({ path: [...settingsAt, 'notifications'], message: 'notifications need "smtp" settings (the server that sends them); without them none is sent' });
   }

@@ -3,7 +3,8 @@ import { isIP } from 'node:net';
 import type { ConnectionOptions } from 'node:tls';
 
 /*
- * TLS for LDAP connections, shared by the LDAP source and the LDAP write-back target.
+ * TLS for flowthru's own connections: the LDAP source and write-back target (ldapTlsOptions), and
+ * the mail server (untrustedCertificate).
  */
 
 /** TLS errors that mean the server's certificate is not trusted: configuration, not a passing fault. */
