@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DEFAULT_TEMPORAL_BIN } from '../src/demo/temporal-dev-server.js';
 import { onboardWorkflowId, reprovisionWorkflowId, syncWorkflowId, targetJobWorkflowId } from '../src/workflows/config.js';
 import { retrySignal } from '../src/workflows/messages.js';
+import { WorkflowFailedError } from '@temporalio/client';
+import { startUserPipeline } from '../src/adapters/temporal/user-pipeline.js';
 import { startFakeGraph } from './support/fake-graph.js';
 import { makeWebhookSecret, startWebhookReceiver } from './support/webhook-receiver.js';
 import { acmeCsv, PipelineHarness } from './support/pipeline.js';
@@ -225,4 +227,85 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
       await hooks.close();
     }
   }, 120_000);
+
+  it('records the other branches: SMTP down, a blocked wait interrupted by a change, a collapsed change, the first-change timer, PipelineFailed, a failed sync, an update sync from a watermark', async () => {
+    const graph = await startFakeGraph({
+      users: ['W1', 'W2'].map((id) => ({ id, userPrincipalName: `${id.toLowerCase()}@example.com`, city: 'Chicago', department: 'Marketing' })),
+    });
+    process.env.FLOWTHRU_RECORD_BRANCHES_SECRET = graph.clientSecret;
+    try {
+      const base = config(1);
+      const customer = { ...base.customers[0]!, name: 'branches' } as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+      customer.settings = { ...customer.settings, flowThrough: { ...customer.settings.flowThrough, updateSync: true } };
+      customer.criteria = [...customer.criteria, { name: 'chicago-cloud', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'Chicago' } }];
+      customer.sources = [
+        { ...customer.sources[0]!, path: `${h.dir}/branches.csv` },
+        { ...customer.sources[0]!, name: 'gone', path: `${h.dir}/no-such-file.csv` },
+        { name: 'tenant', type: 'entra', userType: 'microsoft', tenantId: graph.tenantId, clientId: graph.clientId, clientSecretEnv: 'FLOWTHRU_RECORD_BRANCHES_SECRET', authorityUrl: graph.url, graphUrl: graph.url },
+      ];
+      customer.sites = [{ name: 'hq', moveCriteria: { csv: 'chicago', microsoft: 'chicago-cloud' }, numberRanges: [{ from: '6000', to: '6000' }] }];
+      let version = await applyWith(customer as { name: string });
+      const row = (id: string, department: string, title = '') => ({ employee_id: id, login: id.toLowerCase(), mail: `${id.toLowerCase()}@example.com`, given_name: id, department, city: 'Chicago', title });
+
+      // The first-change timer: a pipeline started without a change gives up after a minute.
+      const waiting = await h.client.workflow.start('onboardUser', {
+        workflowId: onboardWorkflowId('branches', 'hr', 'T0'),
+        taskQueue: h.taskQueue,
+        args: [{ customer: 'branches', source: 'hr', externalId: 'T0', userId: '0' }],
+      });
+
+      // SMTP down: provisioned at once, the welcome sent by the patient path once the server is back.
+      await h.smtp.stop();
+      h.writeFile('branches.csv', acmeCsv([row('B1', 'Engineering')]));
+      expect((await h.sync('branches', 'hr', version)).counts).toMatchObject({ provisioned: 1, emailed: 0 });
+      await h.smtp.start();
+      await h.client.workflow.getHandle(onboardWorkflowId('branches', 'hr', 'B1')).result();
+      await save('onboardUser-smtp-down-patient-email', onboardWorkflowId('branches', 'hr', 'B1'));
+
+      // A blocked wait interrupted by a change (a new title), blocked again, then retried with numbers added.
+      h.writeFile('branches.csv', acmeCsv([row('B1', 'Engineering'), row('B2', 'Engineering')]));
+      expect((await h.sync('branches', 'hr', version)).counts).toMatchObject({ blocked: 1 });
+      h.writeFile('branches.csv', acmeCsv([row('B1', 'Engineering'), row('B2', 'Engineering', 'Lead')]));
+      expect((await h.sync('branches', 'hr', version, { mode: 'update' })).counts).toMatchObject({ blocked: 1 });
+      customer.sites = [{ ...customer.sites[0], numberRanges: [{ from: '6000', to: '6002' }] }];
+      version = await applyWith(customer as { name: string });
+      const b2 = h.client.workflow.getHandle(onboardWorkflowId('branches', 'hr', 'B2'));
+      await b2.signal(retrySignal);
+      await b2.result();
+      await save('onboardUser-blocked-interrupted-by-change', b2.workflowId);
+
+      // Two changes handed to one pipeline at once: collapsed, the newest wins.
+      h.writeFile('branches.csv', acmeCsv([row('B1', 'Engineering'), row('B2', 'Engineering', 'Lead'), row('B3', 'Marketing')]));
+      expect((await h.sync('branches', 'hr', version)).counts).toMatchObject({ unmatched: 1 });
+      const b3 = await h.userRow('branches', 'B3');
+      const hand = (mode: 'add' | 'update') => startUserPipeline(h.client, { taskQueue: h.taskQueue, customer: 'branches', source: 'hr', externalId: 'B3', userId: b3.id, change: { configVersion: version, mode } });
+      await hand('update');
+      await hand('update');
+      await h.client.workflow.getHandle(onboardWorkflowId('branches', 'hr', 'B3')).result();
+      await save('onboardUser-collapsed-change', onboardWorkflowId('branches', 'hr', 'B3'));
+
+      // PipelineFailed: a user the database does not know (a broken invariant).
+      await startUserPipeline(h.client, { taskQueue: h.taskQueue, customer: 'branches', source: 'hr', externalId: 'GHOST', userId: '987654321', change: { configVersion: version, mode: 'add' } });
+      const ghost = await h.client.workflow.getHandle(onboardWorkflowId('branches', 'hr', 'GHOST')).result().catch((e: unknown) => e);
+      expect(ghost).toBeInstanceOf(WorkflowFailedError);
+      await save('onboardUser-pipeline-failed', onboardWorkflowId('branches', 'hr', 'GHOST'));
+
+      // A sync that fails: its file is not there.
+      const failed = await h.startSync('branches', 'gone', version);
+      expect(await failed.result().catch((e: unknown) => e)).toBeInstanceOf(WorkflowFailedError);
+      await save('syncSource-failed', failed.workflowId);
+
+      // An update sync from a watermark: it reads only what changed (Graph's delta link).
+      expect((await h.sync('branches', 'tenant', version)).counts).toMatchObject({ seen: 2 });
+      graph.updateUser('W1', { jobTitle: 'Director' });
+      const update = await h.startSync('branches', 'tenant', version, { mode: 'update' });
+      expect((await update.result()).counts).toMatchObject({ seen: 1 });
+      await save('syncSource-update-from-watermark', update.workflowId);
+
+      expect(await waiting.result()).toMatchObject({ status: 'imported' });
+      await save('onboardUser-first-change-timer', waiting.workflowId);
+    } finally {
+      await graph.stop();
+    }
+  }, 240_000);
 });

@@ -36,7 +36,9 @@ describe('replay of recorded histories', () => {
     };
     expect(encodings('plaintext')).toContain('json/plain');
     expect(encodings('plaintext')).not.toContain('binary/encrypted');
-    expect(encodings('encrypted')).toEqual(new Set(['binary/encrypted']));
+    const sealed = [...new Set(files.map((f) => f.split('/')[0]!))].filter((set) => set !== 'plaintext');
+    expect(sealed).toEqual(expect.arrayContaining(['encrypted', 'branches']));
+    for (const set of sealed) expect(encodings(set), set).toEqual(new Set(['binary/encrypted']));
   });
 
   it('replays every history deterministically', async () => {
