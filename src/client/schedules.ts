@@ -12,7 +12,7 @@ import { TypedSearchAttributes, type SearchAttributePair } from '@temporalio/com
 import type { Config } from '../domain/config/schema.js';
 import { parseDuration, scheduleInWords, type SourceSchedule } from '../domain/schedule.js';
 import type { Settings } from '../settings.js';
-import { SCHEDULE_ID_PREFIX, scheduledSyncWorkflowId, scheduleId, searchAttributes, syncModes, syncSearchAttributes, syncSummary, type SyncMode } from '../workflows/config.js';
+import { SCHEDULE_ID_PREFIX, scheduledSyncWorkflowId, scheduleId, searchAttributes, syncModes, syncDetails, syncSearchAttributes, syncSummary, type SyncMode } from '../workflows/config.js';
 import type { SyncSourceInput } from '../workflows/messages.js';
 import type { syncSource } from '../workflows/sync-source.js';
 import { connectClient, ensureSearchAttributes } from './temporal.js';
@@ -76,6 +76,7 @@ export function scheduleOptions(declaration: ScheduleDeclaration, taskQueue: str
       args: [input],
       typedSearchAttributes: syncSearchAttributes(declaration.customer, declaration.source, modesOf(declaration)),
       staticSummary: syncSummary(declaration.customer, declaration.source, modes, 'scheduled'),
+      staticDetails: syncDetails(declaration.customer, declaration.source, modes),
       memo: { [DECLARATION_MEMO]: declaration },
     },
     policies: { overlap: 'SKIP', catchupWindow: CATCHUP_WINDOW_MS, pauseOnFailure: false },
@@ -116,7 +117,7 @@ const toMs = (duration: unknown): number => (typeof duration === 'number' ? dura
 /** What reconciliation compares: everything flowthru sets, in one shape for the wish and for what Temporal holds. */
 function comparable(schedule: {
   spec: { intervals?: { every: unknown; offset?: unknown }[]; cronExpressions?: string[]; calendars?: unknown[]; timezone?: string; jitter?: unknown };
-  action: { workflowType: unknown; workflowId?: string; taskQueue?: string; args?: unknown; memo?: Record<string, unknown>; typedSearchAttributes?: SearchAttributePair[] | TypedSearchAttributes; staticSummary?: string };
+  action: { workflowType: unknown; workflowId?: string; taskQueue?: string; args?: unknown; memo?: Record<string, unknown>; typedSearchAttributes?: SearchAttributePair[] | TypedSearchAttributes; staticSummary?: string; staticDetails?: string };
   policies?: { overlap?: string; catchupWindow?: unknown; pauseOnFailure?: boolean };
   typedSearchAttributes?: SearchAttributePair[] | TypedSearchAttributes;
 }): string {
@@ -133,6 +134,7 @@ function comparable(schedule: {
     taskQueue: action.taskQueue,
     args: action.args,
     summary: action.staticSummary ?? null,
+    details: action.staticDetails ?? null,
     declaration: action.memo?.[DECLARATION_MEMO],
     actionAttributes: keys.map((key) => attribute(action.typedSearchAttributes, key) ?? null),
     scheduleAttributes: keys.map((key) => attribute(schedule.typedSearchAttributes, key) ?? null),

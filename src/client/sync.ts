@@ -1,5 +1,5 @@
 import { WorkflowExecutionAlreadyStartedError, type Client, type WorkflowHandle } from '@temporalio/client';
-import { searchAttributes, syncModeLabel, syncModes, syncSearchAttributes, syncSummary, syncWorkflowId, type SyncMode } from '../workflows/config.js';
+import { searchAttributes, syncModeLabel, syncModes, syncDetails, syncSearchAttributes, syncSummary, syncWorkflowId, type SyncMode } from '../workflows/config.js';
 import type { SyncReport, SyncSourceInput } from '../workflows/messages.js';
 import type { syncSource } from '../workflows/sync-source.js';
 
@@ -59,6 +59,7 @@ export async function startSync(client: Client, options: StartSyncOptions): Prom
       workflowIdConflictPolicy: options.allowDeletes === undefined ? 'USE_EXISTING' : 'FAIL',
       typedSearchAttributes: syncSearchAttributes(options.customer, options.source, modes),
       staticSummary: syncSummary(options.customer, options.source, modes, 'manual'),
+      staticDetails: syncDetails(options.customer, options.source, modes),
     });
   } catch (error) {
     if (error instanceof WorkflowExecutionAlreadyStartedError) throw new SyncBusyError(workflowId, 'running; --allow-deletes applies to a sync it starts');

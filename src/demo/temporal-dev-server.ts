@@ -23,6 +23,8 @@ export interface DevServer {
   readonly address: string;
   readonly uiUrl: string;
   stop(): Promise<void>;
+  /** Kills the server outright (SIGKILL), as a crash would; tests restart it on the same store. */
+  kill(): Promise<void>;
 }
 
 async function reachable(address: string): Promise<boolean> {
@@ -64,8 +66,13 @@ export async function startTemporalDevServer(options: DevServerOptions): Promise
     address,
     uiUrl: `http://127.0.0.1:${options.uiPort}`,
     async stop() {
-      if (child.exitCode !== null) return;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
       await new Promise((resolve) => child.once('exit', resolve));
     },
   };

@@ -93,6 +93,26 @@ export function pipelineSummary(customer: string, source: string, externalId: st
   return `pipeline of ${customer}/${source} user ${externalId} (flowthru user id ${userId})`;
 }
 
+/** The details Temporal UI shows under a pipeline's summary: where the user comes from, how to look closer. */
+export function pipelineDetails(customer: string, source: string, externalId: string, userId: string): string {
+  return [
+    `**customer** ${customer} · **source** ${source} · **external id** ${externalId} · **flowthru user id** ${userId}`,
+    '',
+    `Look closer: \`flowthru user ${externalId} --customer ${customer}\` (status, reason, site, profile, numbers, services, and why).`,
+    'Retry a blocked user: `flowthru retry` with the same arguments, or the `retry` signal here.',
+  ].join('\n');
+}
+
+/** The details Temporal UI shows under a sync's summary. */
+export function syncDetails(customer: string, source: string, modes: readonly SyncMode[]): string {
+  return [
+    `**customer** ${customer} · **source** ${source} · **modes** ${syncModeLabel(modes)}`,
+    '',
+    'Progress: the `progress` query here. Its pipelines: filter on `FlowthruCustomer` and `FlowthruSource`.',
+    `Report: \`flowthru log --customer ${customer}\`.`,
+  ].join('\n');
+}
+
 export function targetJobSummary(customer: string, target: string, userId: string): string {
   return `queued pushes of flowthru user ${userId} to ${customer}/${target}`;
 }

@@ -111,11 +111,16 @@ describe('personal data in Temporal', () => {
     expect(numbers.length).toBeGreaterThanOrEqual(3);
     secrets = [...people, rhea].flatMap((p) => [p.mail, p.given_name, p.surname, p.mobile, p.login]).concat(numbers);
 
-    const workflows: { workflowId: string; runId: string }[] = [];
-    for (const customer of ['privacy', 'privacyhook']) {
-      for await (const wf of h.client.workflow.list({ query: `FlowthruCustomer = '${customer}'` })) workflows.push({ workflowId: wf.workflowId, runId: wf.runId });
-    }
-    // Both syncs and all four pipelines (the sync ids are known to Temporal's visibility by now).
+    const list = async () => {
+      const found: { workflowId: string; runId: string }[] = [];
+      for (const customer of ['privacy', 'privacyhook']) {
+        for await (const wf of h.client.workflow.list({ query: `FlowthruCustomer = '${customer}'` })) found.push({ workflowId: wf.workflowId, runId: wf.runId });
+      }
+      return found;
+    };
+    // Both syncs and all four pipelines (Temporal's list is eventually consistent: wait for it).
+    await expect.poll(async () => (await list()).length, { timeout: 30_000, interval: 250 }).toBe(6);
+    const workflows = await list();
     expect(workflows.filter((w) => w.workflowId.startsWith('sync/'))).toHaveLength(2);
     expect(workflows.filter((w) => w.workflowId.startsWith('onboard/'))).toHaveLength(4);
 

@@ -68,6 +68,8 @@ export interface FakeGraph {
    * `gone`, 410 Gone (with a Location to start over), as Graph answers either for an expired delta.
    */
   expireDeltaTokens(answer?: 'syncStateNotFound' | 'gone'): void;
+  /** From now on every `every`-th Graph request answers 429 with `Retry-After: retryAfterSeconds`; 0 stops it. */
+  throttleEvery(every: number, retryAfterSeconds?: number): void;
   /** The next `n` Graph requests answer `status` (429 or 503) with `Retry-After: retryAfterSeconds`. */
   throttleNext(n: number, retryAfterSeconds: number, status?: 429 | 503): void;
   /** The next `n` requests (to Graph, or to the token endpoint) answer `status` with an error body. */
@@ -154,6 +156,8 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
   const tokens = new Map<string, number>();
   let tokensIssued = 0;
   const faults: Fault[] = [];
+  let throttling: { every: number; retryAfterSeconds: number } | undefined;
+  let throttleCount = 0;
   const forbidden: string[] = [];
   const requests: FakeGraphRequest[] = [];
   const stalled = new Set<ServerResponse>();
@@ -328,6 +332,10 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     }
     if (!path.startsWith('/v1.0/')) return graphError(res, 400, 'BadRequest', 'Invalid version.');
 
+    // Chaos: every n-th Graph request is throttled, for as long as it is set.
+    if (throttling && ++throttleCount % throttling.every === 0) {
+      return graphError(res, 429, 'TooManyRequests', 'Too many requests.', { 'retry-after': String(throttling.retryAfterSeconds) });
+    }
     const fault = takeFault('graph');
     if (fault?.stall) {
       stalled.add(res);
@@ -397,6 +405,10 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
       const index = skus.findIndex((s) => s.skuPartNumber === skuPartNumber);
       if (index < 0) throw new Error(`fake Graph: no SKU ${skuPartNumber}`);
       skus[index] = { ...skus[index]!, ...changes };
+    },
+    throttleEvery(every, retryAfterSeconds = 1) {
+      throttling = every > 0 ? { every, retryAfterSeconds } : undefined;
+      throttleCount = 0;
     },
     throttleNext(n, retryAfterSeconds, status = 429) {
       for (let i = 0; i < n; i++) faults.push({ status, retryAfter: retryAfterSeconds, target: 'graph' });

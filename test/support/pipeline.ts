@@ -39,12 +39,19 @@ export class PipelineHarness {
   private constructor(
     readonly t: TestDatabase,
     readonly client: Client,
+    /** The Temporal server this harness's workers and CLI use. */
+    readonly temporalAddress: string,
   ) {}
 
-  static async create(): Promise<PipelineHarness> {
-    const t = await createTestDatabase();
-    const connection = await Connection.connect({ address: inject('temporalAddress') });
-    const harness = new PipelineHarness(t, new Client({ connection, dataConverter: dataConverterFromEnv() }));
+  /**
+   * A harness on the run's database server and Temporal, or on ones of the test's own (a private
+   * PostgreSQL it restarts, a Temporal server it kills).
+   */
+  static async create(options: { database?: TestDatabase; temporalAddress?: string } = {}): Promise<PipelineHarness> {
+    const t = options.database ?? (await createTestDatabase());
+    const temporalAddress = options.temporalAddress ?? inject('temporalAddress');
+    const connection = await Connection.connect({ address: temporalAddress });
+    const harness = new PipelineHarness(t, new Client({ connection, dataConverter: dataConverterFromEnv() }), temporalAddress);
     await harness.smtp.start(0);
     return harness;
   }
@@ -54,7 +61,7 @@ export class PipelineHarness {
   }
 
   async startWorker(tuning: Partial<WorkerOptions> = {}, pipelineTaskQueue?: string): Promise<RunningWorker> {
-    const connection = await NativeConnection.connect({ address: inject('temporalAddress') });
+    const connection = await NativeConnection.connect({ address: this.temporalAddress });
     const worker = await createWorker({
       connection,
       client: this.client,
@@ -83,7 +90,7 @@ export class PipelineHarness {
   /** A worker in a process of its own, on this test's database and task queue, to be killed with SIGKILL. */
   async workerProcess(logLevel = 'warn'): Promise<ChildProcess> {
     const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
-      env: { ...process.env, DATABASE_URL: this.t.url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: this.taskQueue, LOG_LEVEL: logLevel },
+      env: { ...process.env, DATABASE_URL: this.t.url, TEMPORAL_ADDRESS: this.temporalAddress, FLOWTHRU_TASK_QUEUE: this.taskQueue, LOG_LEVEL: logLevel },
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     await new Promise<void>((resolve, reject) => {
@@ -161,7 +168,7 @@ export class PipelineHarness {
     const out: string[] = [];
     const err: string[] = [];
     const saved = { ...process.env };
-    Object.assign(process.env, { DATABASE_URL: this.t.url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: this.taskQueue });
+    Object.assign(process.env, { DATABASE_URL: this.t.url, TEMPORAL_ADDRESS: this.temporalAddress, FLOWTHRU_TASK_QUEUE: this.taskQueue });
     try {
       const code = await main(['node', 'flowthru', ...args], { out: (l) => out.push(l), err: (l) => err.push(l) });
       return { code, out: out.join('\n'), err: err.join('\n') };

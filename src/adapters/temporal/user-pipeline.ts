@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { onboardWorkflowId, pipelineSummary, searchAttributes } from '../../workflows/config.js';
+import { onboardWorkflowId, pipelineDetails, pipelineSummary, searchAttributes } from '../../workflows/config.js';
 import { userChangedSignal, type OnboardUserInput, type UserChange } from '../../workflows/messages.js';
 import type { onboardUser } from '../../workflows/onboard-user.js';
 
@@ -35,6 +35,7 @@ export async function startUserPipeline(client: Client, start: UserPipelineStart
       { key: searchAttributes.status, value: 'running' },
     ],
     staticSummary: pipelineSummary(start.customer, start.source, start.externalId, start.userId),
+    staticDetails: pipelineDetails(start.customer, start.source, start.externalId, start.userId),
   });
   return workflowId;
 }
