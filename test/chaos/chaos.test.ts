@@ -3,6 +3,10 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
+import { Attribute, Change, Client as LdapClient } from 'ldapts';
+import type { StartSyncOptions } from '../../src/client/sync.js';
+import type { SyncReport } from '../../src/workflows/messages.js';
+import type { syncSource } from '../../src/workflows/sync-source.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDatabase } from '../../src/adapters/db/connection.js';
@@ -254,7 +258,83 @@ async function scenario(name: string, faults: () => string, run: () => Promise<E
 /** Emails one kill may leave sent but not recorded: the worker's concurrent local activities. */
 const IN_FLIGHT = WORKER_TUNING.maxConcurrentLocalActivityExecutions;
 
+const graphId = (i: number) => `00000000-0000-0000-0000-${String(i).padStart(12, '0')}`;
+const graphUser = (p: ReturnType<typeof person>, i: number) => ({
+  id: graphId(i),
+  userPrincipalName: `${p.login}@cloud.example`,
+  ...(p.mail ? { mail: p.mail } : {}),
+  givenName: p.given_name,
+  department: p.department,
+  city: p.city,
+});
+
 const idsOf = (people: { employee_id: string }[]) => new Set(people.map((p) => p.employee_id));
+
+/**
+ * The second act of a scenario: the source changes — a third of the people move to the other site,
+ * a tenth leave, a twentieth are new — and one sync of every mode (add, update, delete) runs under
+ * the same fault.
+ */
+function changesOf(name: string) {
+  const all = Array.from({ length: N }, (_, i) => person(name, i + 1, (i + 1) % 3 === 0));
+  return {
+    stay: all.filter((_, i) => (i + 1) % 10 !== 1),
+    gone: all.filter((_, i) => (i + 1) % 10 === 1),
+    added: Array.from({ length: Math.floor(N / 20) }, (_, i) => person(name, N + i + 1)),
+  };
+}
+
+/** A sync's result, asked again while the Temporal server is away. */
+async function outcome(x: PipelineHarness, workflowId: string): Promise<SyncReport> {
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    try {
+      return await x.client.workflow.getHandle<typeof syncSource>(workflowId).result();
+    } catch (error) {
+      if (error instanceof WorkflowFailedError || Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+  }
+}
+
+/**
+ * Runs the add + update + delete sync of `name` with `fault` injected while it runs (`fault`
+ * returns what it did, for the table), then the invariants against `expected`.
+ */
+async function changeScenario(
+  label: string,
+  name: string,
+  v: number,
+  fault: (done: () => boolean) => Promise<string>,
+  expected: () => Promise<Expected>,
+  x: PipelineHarness = h,
+  extra: Partial<StartSyncOptions> = {},
+  users = N + Math.floor(N / 20),
+): Promise<void> {
+  let did = '';
+  await scenario(
+    `add + update + delete sync, ${label}`,
+    () => did,
+    async () => {
+      const handle = await x.startSync(name, 'hr', v, { mode: 'add', modes: ['add', 'update', 'delete'], ...extra });
+      let done = false;
+      const result = outcome(x, handle.workflowId).finally(() => (done = true));
+      did = await fault(() => done);
+      const report = await result;
+      expect(report.counts.removed).toBeGreaterThan(0);
+      return expected();
+    },
+    name,
+    users,
+    x,
+  );
+}
+
+/** Users of a customer by username: an LDAP source's external ids are entryUUIDs. */
+async function idsByUsername(name: string): Promise<Map<string, string>> {
+  const rows = await h.db.selectFrom('users').innerJoin('customers', 'customers.id', 'users.customer_id').select(['users.username', 'users.external_id']).where('customers.name', '=', name).execute();
+  return new Map(rows.map((r) => [r.username ?? '', r.external_id]));
+}
 
 beforeAll(async () => {
   h = await PipelineHarness.create();
@@ -266,12 +346,7 @@ beforeAll(async () => {
     })),
     sizeLimit: N + 10,
   });
-  graph = await startFakeGraph({
-    users: Array.from({ length: N }, (_, i) => {
-      const p = person('cloud', i + 1);
-      return { id: `00000000-0000-0000-0000-${String(i + 1).padStart(12, '0')}`, userPrincipalName: `${p.login}@cloud.example`, ...(p.mail ? { mail: p.mail } : {}), givenName: p.given_name, department: p.department, city: p.city };
-    }),
-  });
+  graph = await startFakeGraph({ users: Array.from({ length: N }, (_, i) => graphUser(person('cloud', i + 1), i + 1)) });
   Object.assign(process.env, { CHAOS_LDAP_PASSWORD: slapd.password, CHAOS_GRAPH_SECRET: graph.clientSecret });
   version = await h.apply({
     version: 1,
@@ -375,6 +450,23 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
       'smtp',
       N,
     );
+
+    const { stay, gone, added } = changesOf('smtp');
+    h.writeFile('smtp.csv', acmeCsv([...stay, ...added]));
+    await changeScenario(
+      'SMTP down',
+      'smtp',
+      version,
+      async () => {
+        const port = h.smtp.port;
+        await h.smtp.stop();
+        const began = Date.now();
+        await new Promise((r) => setTimeout(r, SMTP_OUTAGE_MS));
+        await h.smtp.start(port);
+        return `SMTP refused connections for ${(Date.now() - began) / 1000} s`;
+      },
+      async () => ({ active: idsOf([...stay, ...added]), deleted: idsOf(gone), resendsAllowed: 0 }),
+    );
   }, TIMEOUT);
 
   it('slapd stopped and restarted during an LDAP read', async () => {
@@ -403,6 +495,38 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
     );
     const usernames = await h.db.selectFrom('users').innerJoin('customers', 'customers.id', 'users.customer_id').select('users.username').where('customers.name', '=', 'dir').execute();
     expect(new Set(usernames.map((u) => u.username))).toEqual(new Set(people.map((p) => p.login)));
+
+    // The directory changes: a third move (their l), a tenth are deleted.
+    const { stay, gone } = changesOf('dir');
+    const ldap = new LdapClient({ url: slapd.url });
+    await ldap.bind(slapd.adminDn, slapd.adminPassword);
+    try {
+      for (const p of stay.filter((_, i) => i % 3 === 0)) {
+        const dn = `uid=${escapeDnValue(p.login)},ou=people,dc=flowthru,dc=test`;
+        await ldap.modify(dn, new Change({ operation: 'replace', modification: new Attribute({ type: 'l', values: [p.city] }) }));
+      }
+      for (const p of gone) await ldap.del(`uid=${escapeDnValue(p.login)},ou=people,dc=flowthru,dc=test`);
+    } finally {
+      await ldap.unbind();
+    }
+    const ids = await idsByUsername('dir');
+    await changeScenario(
+      'slapd restarted',
+      'dir',
+      version,
+      async (done) => {
+        await new Promise((r) => setTimeout(r, 200));
+        if (done()) return 'slapd stopped 0 × (the sync was over)';
+        await slapd.stop();
+        await new Promise((r) => setTimeout(r, 3_000));
+        await slapd.start();
+        return 'slapd stopped 1 × for 3 s mid-sync';
+      },
+      async () => ({ active: new Set(stay.map((p) => ids.get(p.login)!)), deleted: new Set(gone.map((p) => ids.get(p.login)!)), resendsAllowed: 0 }),
+      h,
+      {},
+      N,
+    );
   }, TIMEOUT);
 
   it('Graph throttling every fifth request and expiring tokens during an Entra sync', async () => {
@@ -419,10 +543,34 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
         graph.expireTokensNow();
         expired++;
         await result.finally(() => graph.throttleEvery(0));
-        return { resendsAllowed: 0, active: new Set(Array.from({ length: N }, (_, i) => `00000000-0000-0000-0000-${String(i + 1).padStart(12, '0')}`)) };
+        return { resendsAllowed: 0, active: new Set(Array.from({ length: N }, (_, i) => graphId(i + 1))) };
       },
       'cloud',
       N,
+    );
+
+    // The tenant changes: a third move, a tenth are deleted, a twentieth are new.
+    const { stay, gone, added } = changesOf('cloud');
+    const index = (p: { employee_id: string }) => Number(p.employee_id.slice(1));
+    for (const p of stay.filter((_, i) => i % 3 === 0)) graph.updateUser(graphId(index(p)), { city: p.city });
+    for (const p of gone) graph.removeUser(graphId(index(p)), 'deleted');
+    for (const p of added) graph.addUser(graphUser(p, index(p)));
+    await changeScenario(
+      'Graph throttled, tokens expired',
+      'cloud',
+      version,
+      async () => {
+        graph.throttleEvery(5, 1);
+        await new Promise((r) => setTimeout(r, 300));
+        graph.expireTokensNow();
+        return 'every 5th Graph request 429 (Retry-After 1 s); tokens expired 1 ×';
+      },
+      async () => {
+        graph.throttleEvery(0);
+        return { active: new Set([...stay, ...added].map((p) => graphId(index(p)))), deleted: new Set(gone.map((p) => graphId(index(p)))), resendsAllowed: 0 };
+      },
+      h,
+      { pageSize: Math.max(10, Math.floor(N / 10)) },
     );
   }, TIMEOUT);
 
@@ -516,6 +664,21 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
         N,
         x,
       );
+      const { stay, gone, added } = changesOf('pgr');
+      x.writeFile('pgr.csv', acmeCsv([...stay, ...added]));
+      await changeScenario(
+        'PostgreSQL restarted',
+        'pgr',
+        v,
+        async (done) => {
+          await new Promise((r) => setTimeout(r, 300));
+          if (done()) return 'PostgreSQL restarted 0 × (the sync was over)';
+          await server.restart();
+          return '1 × PostgreSQL fast restart (every session ended)';
+        },
+        async () => ({ active: idsOf([...stay, ...added]), deleted: idsOf(gone), resendsAllowed: 0 }),
+        x,
+      );
     } finally {
       for (const child of mine) await kill(child);
       await x.close();
@@ -561,6 +724,23 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
         },
         'tmp',
         N,
+        x,
+      );
+      const { stay, gone, added } = changesOf('tmp');
+      x.writeFile('tmp.csv', acmeCsv([...stay, ...added]));
+      await changeScenario(
+        'Temporal server SIGKILLed',
+        'tmp',
+        v,
+        async (done) => {
+          await new Promise((r) => setTimeout(r, 300));
+          if (done()) return 'Temporal killed 0 × (the sync was over)';
+          await server.kill();
+          await new Promise((r) => setTimeout(r, 2_000));
+          server = await start();
+          return 'Temporal dev server SIGKILLed 1 ×, restarted on its SQLite file after 2 s';
+        },
+        async () => ({ active: idsOf([...stay, ...added]), deleted: idsOf(gone), resendsAllowed: 0 }),
         x,
       );
     } finally {
