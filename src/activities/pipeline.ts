@@ -6,6 +6,7 @@ import type { CanonicalUser } from '../domain/user.js';
 import { PermanentError } from '../adapters/errors.js';
 import { allocateLine, releaseNumbersExcept, releaseReservation, reserveNumber, useNumber } from '../adapters/db/numbers.js';
 import { enqueueEmail, markSent, recordSendFailure } from '../adapters/db/outbox.js';
+import { classifyDatabaseError } from '../adapters/db/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { runStep, type StepContext } from '../adapters/db/steps.js';
@@ -26,6 +27,12 @@ type Tx = Transaction<Database>;
 type Result<K extends keyof PipelineActivities> = Awaited<ReturnType<PipelineActivities[K]>>;
 
 /** Targets whose push the user waits for (the pipeline hands them over before the user counts as provisioned). */
+/**
+ * How long a sent email's record is retried while the database is away: within the email
+ * activities' 20 s start-to-close, longer than a PostgreSQL restart takes.
+ */
+const RECORD_SENT_PATIENCE_MS = 15_000;
+
 const INLINE_MODES: ReadonlySet<TargetPushPlan['mode']> = new Set(['automatic', 'enrollment', 'queue-on-error']);
 
 /**
@@ -159,11 +166,24 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     }
     // Recorded in one transaction the moment the server accepts: the window in which a dying
     // worker would send this message again (same Message-ID) is one round trip wide. The step's
-    // log entry commits with it, so a retry of this pass knows the message was its own.
-    await runStep(db, ctx, step, async (tx) => {
-      await markSent(tx, message.id);
-      return { status: 'succeeded', result: null, summary: `${kind} email sent (${message.message_id})` };
-    });
+    // log entry commits with it, so a retry of this pass knows the message was its own. The server
+    // has the message now: a database restarting in this moment is waited out here (retrying the
+    // record, not the send), or the activity's retry would send it a second time.
+    const record = () =>
+      runStep(db, ctx, step, async (tx) => {
+        await markSent(tx, message.id);
+        return { status: 'succeeded', result: null, summary: `${kind} email sent (${message.message_id})` };
+      });
+    const deadline = Date.now() + RECORD_SENT_PATIENCE_MS;
+    for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
+      try {
+        await record();
+        break;
+      } catch (error) {
+        if (classifyDatabaseError(error) !== 'transient' || Date.now() + wait > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
     return { sent: true };
   }
 
