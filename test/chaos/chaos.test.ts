@@ -135,6 +135,7 @@ async function untilUsers(name: string, n: number, done: () => boolean, x: Pipel
 /** Waits until every pipeline of the customer has settled: no user mid-pipeline, no email waiting. */
 async function quiet(name: string, x: PipelineHarness = h): Promise<void> {
   const deadline = Date.now() + (FULL ? 600_000 : 120_000);
+  let calm = 0;
   for (;;) {
     const busy = await x.db
       .selectFrom('users')
@@ -150,9 +151,15 @@ async function quiet(name: string, x: PipelineHarness = h): Promise<void> {
       .where('customers.name', '=', name)
       .where('email_outbox.status', 'not in', ['sent', 'failed'])
       .executeTakeFirstOrThrow();
-    if (Number(busy.n) === 0 && Number(pending.n) === 0) return;
+    // Pipelines may still be at work after the sync reported: a hand-over retried after a kill
+    // gives a pipeline the same change twice, and it runs a second (idempotent) pass. Quiet means
+    // no pipeline running but the blocked ones, and no user mid-pass, twice in a row.
+    const running = await x.client.workflow.count(`FlowthruCustomer = '${name}' AND WorkflowType = 'onboardUser' AND ExecutionStatus = 'Running' AND FlowthruStatus != 'blocked'`);
+    if (Number(busy.n) === 0 && Number(pending.n) === 0 && running.count === 0) {
+      if (++calm >= 2) return;
+    } else calm = 0;
     if (Date.now() > deadline) return;
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, 500));
   }
 }
 
