@@ -26,13 +26,13 @@ export interface PipelineDeps {
 type Tx = Transaction<Database>;
 type Result<K extends keyof PipelineActivities> = Awaited<ReturnType<PipelineActivities[K]>>;
 
-/** Targets whose push the user waits for (the pipeline hands them over before the user counts as provisioned). */
 /**
  * How long a sent email's record is retried while the database is away: within the email
  * activities' 20 s start-to-close, longer than a PostgreSQL restart takes.
  */
 const RECORD_SENT_PATIENCE_MS = 15_000;
 
+/** Targets whose push the user waits for (the pipeline hands them over before the user counts as provisioned). */
 const INLINE_MODES: ReadonlySet<TargetPushPlan['mode']> = new Set(['automatic', 'enrollment', 'queue-on-error']);
 
 /**
