@@ -138,6 +138,7 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
         clientSecretEnv: 'FLOWTHRU_RECORD_GRAPH_SECRET',
         authorityUrl: graph.url,
         graphUrl: graph.url,
+        caFile: graph.caFile,
       };
       const base = config(3);
       const customer = { ...base.customers[0]!, name: 'lic' };

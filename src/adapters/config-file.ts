@@ -7,6 +7,7 @@ import { isWarning, itemIndex, validateConfig, type ConfigPath, type ConfigProbl
 import { templateProblem } from './mail/welcome.js';
 import { secretWarnings } from './secrets.js';
 import { CsvUnreadable, readCsvHeader } from './sources/csv-header.js';
+import { certificateFileProblem } from './tls.js';
 
 /** `problems` are the errors (any one of them stops an apply); warnings are reported and never block. */
 export type LoadResult =
@@ -14,6 +15,7 @@ export type LoadResult =
   | { ok: false; problems: ConfigProblem[]; warnings: ConfigProblem[] };
 
 type CsvSourceConfig = Extract<SourceConfig, { type: 'csv' }>;
+type EntraSourceConfig = Extract<SourceConfig, { type: 'entra' }>;
 
 const errorCode = (error: unknown) => (error as NodeJS.ErrnoException).code ?? (error as Error).message;
 
@@ -76,6 +78,38 @@ async function csvProblems(source: CsvSourceConfig, path: ConfigPath, file: stri
 }
 
 /**
+ * An Entra source's files as a sync will read them: unreadable here is only a warning (the private
+ * key may exist only where the worker runs); a file that cannot serve is an error.
+ */
+async function entraFileProblems(source: EntraSourceConfig, path: ConfigPath, at: (file: string) => string): Promise<ConfigProblem[]> {
+  const problems: ConfigProblem[] = [];
+  const read = async (setting: 'clientCertificateFile' | 'caFile', file: string): Promise<string | undefined> => {
+    try {
+      return await readFile(at(file), 'utf8');
+    } catch (error) {
+      problems.push({
+        severity: 'warning',
+        path: [...path, setting],
+        message: `cannot read ${at(file)} here (${errorCode(error)}); a sync reads it where the worker runs, so it must exist there`,
+      });
+      return undefined;
+    }
+  };
+  if (source.clientCertificateFile !== undefined) {
+    const pem = await read('clientCertificateFile', source.clientCertificateFile);
+    const problem = pem === undefined ? undefined : certificateFileProblem(pem);
+    if (problem) problems.push({ path: [...path, 'clientCertificateFile'], message: `${at(source.clientCertificateFile)} ${problem}` });
+  }
+  if (source.caFile !== undefined) {
+    const pem = await read('caFile', source.caFile);
+    if (pem !== undefined && !/-----BEGIN CERTIFICATE-----/.test(pem)) {
+      problems.push({ path: [...path, 'caFile'], message: `${at(source.caFile)} holds no PEM certificate (-----BEGIN CERTIFICATE-----)` });
+    }
+  }
+  return problems;
+}
+
+/**
  * Reads, validates and resolves a configuration file: relative paths (CSV files, templates) are
  * taken relative to the file, and templates are read in so the snapshot stands on its own. Beyond
  * the document itself it checks, where validate runs, what a sync would meet: templates, CSV files
@@ -108,6 +142,7 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
     if (moved.template !== undefined) movedTemplates[customer.name] = moved.template;
     for (const [s, source] of customer.sources.entries()) {
       if (source.type === 'csv') found.push(...(await csvProblems(source, ['customers', c, 'sources', itemIndex(source, s)], at(source.path))));
+      if (source.type === 'entra') found.push(...(await entraFileProblems(source, ['customers', c, 'sources', itemIndex(source, s)], at)));
     }
   }
   if (config) found.push(...secretWarnings(config, env));
@@ -117,7 +152,17 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
   if (!validated.ok || problems.length > 0) return { ok: false, problems, warnings };
   const customers = validated.config.customers.map((customer) => ({
     ...customer,
-    sources: customer.sources.map((source) => (source.type === 'csv' ? { ...source, path: at(source.path) } : source)),
+    sources: customer.sources.map((source) => {
+      if (source.type === 'csv') return { ...source, path: at(source.path) };
+      if (source.type === 'entra') {
+        return {
+          ...source,
+          ...(source.clientCertificateFile === undefined ? {} : { clientCertificateFile: at(source.clientCertificateFile) }),
+          ...(source.caFile === undefined ? {} : { caFile: at(source.caFile) }),
+        };
+      }
+      return source;
+    }),
   }));
   return { ok: true, config: { ...validated.config, customers, templates, movedTemplates }, warnings };
 }

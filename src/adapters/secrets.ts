@@ -9,27 +9,28 @@ export interface SecretReference {
   readonly needer: string;
 }
 
-function sourceSecret(source: SourceConfig): { setting: string; variable: string } | undefined {
-  if (source.type === 'ldap') return { setting: 'passwordEnv', variable: source.passwordEnv };
-  if (source.type === 'entra') return { setting: 'clientSecretEnv', variable: source.clientSecretEnv };
-  return undefined;
+function sourceSecrets(source: SourceConfig): { setting: string; variable: string }[] {
+  if (source.type === 'ldap') return [{ setting: 'passwordEnv', variable: source.passwordEnv }];
+  if (source.type === 'entra') {
+    return [
+      ...(source.clientSecretEnv === undefined ? [] : [{ setting: 'clientSecretEnv', variable: source.clientSecretEnv }]),
+      ...(source.clientCertificatePasswordEnv === undefined ? [] : [{ setting: 'clientCertificatePasswordEnv', variable: source.clientCertificatePasswordEnv }]),
+    ];
+  }
+  return [];
 }
 
 /** Every secret variable the configuration names and would read at run time. */
 export function secretReferences(config: Config): SecretReference[] {
   return config.customers.flatMap((customer, index) => {
     const c = itemIndex(customer, index);
-    const refs: SecretReference[] = customer.sources.flatMap((source, s) => {
-      const secret = sourceSecret(source);
-      if (!secret) return [];
-      return [
-        {
-          variable: secret.variable,
-          path: ['customers', c, 'sources', itemIndex(source, s), secret.setting],
-          needer: `customer ${customer.name}, source ${source.name}, ${secret.setting}`,
-        },
-      ];
-    });
+    const refs: SecretReference[] = customer.sources.flatMap((source, s) =>
+      sourceSecrets(source).map((secret) => ({
+        variable: secret.variable,
+        path: ['customers', c, 'sources', itemIndex(source, s), secret.setting],
+        needer: `customer ${customer.name}, source ${source.name}, ${secret.setting}`,
+      })),
+    );
     customer.targets.forEach((target, t) => {
       const setting = target.kind === 'ldap' ? 'passwordEnv' : target.kind === 'scim' ? 'tokenEnv' : 'secretEnv';
       const variable = target.kind === 'ldap' ? target.passwordEnv : target.kind === 'scim' ? target.tokenEnv : target.secretEnv;

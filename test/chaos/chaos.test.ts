@@ -368,7 +368,7 @@ beforeAll(async () => {
       customer('lost', csvSource('lost')),
       customer('smtp', csvSource('smtp')),
       customer('dir', { type: 'ldap', userType: 'ldap', url: slapd.url, bindDn: slapd.bindDn, passwordEnv: 'CHAOS_LDAP_PASSWORD', baseDn: 'ou=people,dc=flowthru,dc=test', attributeMap: { ou: 'department', l: 'city' }, pageSize: Math.max(10, Math.floor(N / 10)) }),
-      customer('cloud', { type: 'entra', userType: 'microsoft', tenantId: graph.tenantId, clientId: graph.clientId, clientSecretEnv: 'CHAOS_GRAPH_SECRET', authorityUrl: graph.url, graphUrl: graph.url }),
+      customer('cloud', { type: 'entra', userType: 'microsoft', tenantId: graph.tenantId, clientId: graph.clientId, clientSecretEnv: 'CHAOS_GRAPH_SECRET', authorityUrl: graph.url, graphUrl: graph.url, caFile: graph.caFile }),
     ],
   });
   await startWorker();

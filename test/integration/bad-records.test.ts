@@ -88,7 +88,7 @@ beforeAll(async () => {
       graphs.set(name, graph);
       const secretEnv = `BAD_RECORDS_GRAPH_${customerName(name).toUpperCase()}`;
       process.env[secretEnv] = graph.clientSecret;
-      source = { type: 'entra', userType: 'microsoft', tenantId: graph.tenantId, clientId: graph.clientId, clientSecretEnv: secretEnv, authorityUrl: graph.url, graphUrl: graph.url };
+      source = { type: 'entra', userType: 'microsoft', tenantId: graph.tenantId, clientId: graph.clientId, clientSecretEnv: secretEnv, authorityUrl: graph.url, graphUrl: graph.url, caFile: graph.caFile };
     }
     // Import only: the case is about reading records, and nothing else may hide a problem.
     customers.push({ name: customerName(name), settings: { flowThrough: { enabled: false } }, sources: [{ name: 'src', ...source, ...c.settings }] });

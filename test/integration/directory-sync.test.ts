@@ -1,9 +1,11 @@
+import { copyFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { WorkflowFailedError } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PreviewReport } from '../../src/client/preview.js';
 import { clearEntraTokenCache } from '../../src/adapters/sources/entra.js';
 import { closeLdapConnections } from '../../src/adapters/sources/ldap.js';
-import { startFakeGraph, type FakeGraph, type GraphUser } from '../support/fake-graph.js';
+import { makeClientCertificate, startFakeGraph, type FakeGraph, type GraphUser } from '../support/fake-graph.js';
 import { syncProgressQuery } from '../../src/workflows/messages.js';
 import { PipelineHarness } from '../support/pipeline.js';
 import { startSlapd, type SeedEntry, type Slapd } from '../support/slapd.js';
@@ -88,7 +90,12 @@ function customer(name: string, source: Record<string, unknown>, extraServices: 
 beforeAll(async () => {
   h = await PipelineHarness.create();
   slapd = await startSlapd({ entries: Array.from({ length: LDAP_USERS }, (_, i) => ldapPerson(i + 1)), sizeLimit: 300 });
+  // The tenant's app signs in with a certificate, named relative to the configuration file (as the
+  // CA is): the worker reads them from the resolved paths.
+  const app = makeClientCertificate(h.dir, 'graph-app');
+  copyFileSync(app.file, join(h.dir, 'entra-app.pem'));
   graph = await startFakeGraph({
+    certificates: [app.certificate],
     users: Array.from({ length: GRAPH_USERS }, (_, i) => graphUser(i + 1)),
     tokenLifetimeSeconds: 3600,
     skus: [
@@ -98,7 +105,7 @@ beforeAll(async () => {
     ],
   });
   process.env.TEST_DIRECTORY_LDAP_PASSWORD = slapd.password;
-  process.env.TEST_DIRECTORY_GRAPH_SECRET = graph.clientSecret;
+  copyFileSync(graph.caFile, join(h.dir, 'entra-ca.pem'));
   await h.startWorker();
   version = await h.apply({
     version: 1,
@@ -141,9 +148,10 @@ beforeAll(async () => {
         userType: 'microsoft',
         tenantId: graph.tenantId,
         clientId: graph.clientId,
-        clientSecretEnv: 'TEST_DIRECTORY_GRAPH_SECRET',
+        clientCertificateFile: 'entra-app.pem',
         authorityUrl: graph.url,
         graphUrl: graph.url,
+        caFile: 'entra-ca.pem',
         attributeMap: { extensionAttribute3: 'attributes.costCentre' },
       }, [TEAMS_PHONE]),
     ],
@@ -334,6 +342,9 @@ describe('an LDAP directory (slapd)', () => {
 describe('an Entra tenant (fake Microsoft Graph)', () => {
   it('syncs every user through delta pages and keeps the deltaLink; an update sync reads only changes', async () => {
     const report = await h.sync('cloud', 'tenant', version, { pageSize: 100 });
+    // Signed in with the app's certificate (a client assertion), through the authority's OpenID metadata.
+    expect(graph.tokensIssuedForCertificate).toBeGreaterThan(0);
+    expect(graph.tokensIssued).toBe(graph.tokensIssuedForCertificate);
     const engineers = expectedEngineers(GRAPH_USERS, (i) => CITIES[i % 3]!, (i) => DEPARTMENTS[i % 3]!);
     expect(report.counts).toMatchObject({ seen: GRAPH_USERS, imported: GRAPH_USERS, failed: 0, provisioned: engineers, emailed: engineers });
     const users = await usersOf('cloud');

@@ -44,6 +44,7 @@ function entraSource(extra: Record<string, unknown> = {}) {
     clientSecretEnv: 'TEST_DISABLED_GRAPH_SECRET',
     authorityUrl: graph.url,
     graphUrl: graph.url,
+    caFile: graph.caFile,
     ...extra,
   };
 }

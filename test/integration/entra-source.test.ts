@@ -1,4 +1,7 @@
+import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PermanentError } from '../../src/adapters/errors.js';
 import {
@@ -17,7 +20,7 @@ import {
 import { MAX_FAULT_RETRIES, MAX_THROTTLE_RETRIES } from '../../src/adapters/sources/graph-client.js';
 import { mapRecords } from '../../src/adapters/sources/index.js';
 import { toSourceUser } from '../../src/adapters/sources/records.js';
-import { startFakeGraph, type FakeGraph, type GraphUser } from '../support/fake-graph.js';
+import { makeClientCertificate, startFakeGraph, trustingFetch, type FakeGraph, type GraphUser } from '../support/fake-graph.js';
 import { rejection } from '../support/assert.js';
 
 const SECRET_ENV = 'ENTRA_TEST_CLIENT_SECRET';
@@ -63,6 +66,7 @@ function source(overrides: Partial<EntraSourceConfig> = {}): EntraSourceConfig {
     clientSecretEnv: SECRET_ENV,
     authorityUrl: fake.url,
     graphUrl: fake.url,
+    caFile: fake.caFile,
     ...overrides,
   };
 }
@@ -74,6 +78,8 @@ function options(extra: Partial<EntraReadOptions> = {}): EntraReadOptions {
       sleeps.push(ms);
     },
     heartbeat: () => heartbeats++,
+    // The identity library's own retries of a failed token request, without their 1 s waits.
+    tokenRetryDelayMs: 5,
     ...extra,
   };
 }
@@ -175,8 +181,11 @@ describe('the Entra ID source: delta reads', () => {
     expect(graph.every((r) => r.prefer === 'odata.maxpagesize=3' && r.status === 200)).toBe(true);
     expect(graph.slice(1).every((r) => r.path.includes('$skiptoken='))).toBe(true);
     // The authority and Graph of the configuration, not Microsoft's.
-    const tokenRequests = fake.requests.slice(before).filter((r) => r.path.includes('/oauth2/'));
-    expect(tokenRequests.map((r) => `${r.method} ${r.path}`)).toEqual([`POST /${fake.tenantId}/oauth2/v2.0/token`]);
+    const authority = fake.requests.slice(before).filter((r) => r.path.startsWith(`/${fake.tenantId}/`));
+    expect(authority.map((r) => `${r.method} ${r.path.split('?')[0]}`)).toEqual([
+      `GET /${fake.tenantId}/v2.0/.well-known/openid-configuration`,
+      `POST /${fake.tenantId}/oauth2/v2.0/token`,
+    ]);
   });
 
   it('caps the page size at Graph\'s 999', async () => {
@@ -273,8 +282,9 @@ describe('the Entra ID source: delta reads', () => {
   });
 
   it('reports a user without an id as a problem', async () => {
+    const trusting = trustingFetch(fake.caFile);
     const tampering: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init);
+      const response = await trusting(input, init);
       if (!String(input).includes('/users/delta')) return response;
       const body = (await response.json()) as { value: unknown[] };
       body.value.splice(1, 0, { displayName: 'No Id' }, null);
@@ -308,7 +318,7 @@ describe('the Entra ID source: disabled accounts and unstorable text', () => {
   });
   afterAll(async () => tenant?.stop());
   const tenantSource = (overrides: Partial<EntraSourceConfig> = {}) =>
-    source({ tenantId: tenant.tenantId, clientId: tenant.clientId, authorityUrl: tenant.url, graphUrl: tenant.url, ...overrides });
+    source({ tenantId: tenant.tenantId, clientId: tenant.clientId, authorityUrl: tenant.url, graphUrl: tenant.url, caFile: tenant.caFile, ...overrides });
   const tenantOptions = () => ({ env: { [SECRET_ENV]: tenant.clientSecret } });
 
   it('marks users with accountEnabled false as disabled, and skips them unless includeDisabled', async () => {
@@ -434,10 +444,10 @@ describe('the Entra ID source: throttling and faults', () => {
     // Backing off 1, 2, 4, 8 s (±20 %).
     expect(sleeps.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(0.8 * 15_000);
 
-    // So is an unreachable token endpoint.
-    const noToken = await rejection(readEntraPage(source({ authorityUrl: `http://127.0.0.1:${closed}` }), null, 10, options()));
+    // So is an unreachable authority.
+    const noToken = await rejection(readEntraPage(source({ authorityUrl: `https://127.0.0.1:${closed}` }), null, 10, options()));
     expect(noToken).toBeInstanceOf(GraphUnavailableError);
-    expect(noToken.message).toMatch(/token endpoint .* is unreachable: ECONNREFUSED/);
+    expect(noToken.message).toMatch(/identity platform at https:\/\/127\.0\.0\.1:\d+ \(tenant .*, source "contoso-entra"\) is unreachable: ECONNREFUSED/);
   });
 
   it('404 and other 400s are permanent, with Graph\'s message', async () => {
@@ -515,7 +525,8 @@ describe('the Entra ID source: credentials and permissions', () => {
     expect(client).toBeInstanceOf(PermanentError);
     expect(client.message).toMatch(/unauthorized_client: AADSTS700016/);
     const tenant = await rejection(readEntraPage(source({ tenantId: 'other.onmicrosoft.com' }), null, 10, options()));
-    expect(tenant.message).toMatch(/invalid_request: AADSTS90002: Tenant 'other\.onmicrosoft\.com' not found/);
+    expect(tenant).toBeInstanceOf(PermanentError);
+    expect(tenant.message).toMatch(/Entra ID does not know tenant other\.onmicrosoft\.com of source "contoso-entra" at https:.*: invalid_tenant: AADSTS90002: Tenant 'other\.onmicrosoft\.com' not found/);
   });
 
   it('a failing token endpoint is retried, then transient', async () => {
@@ -525,7 +536,7 @@ describe('the Entra ID source: credentials and permissions', () => {
     fake.failNext(MAX_FAULT_RETRIES + 1, 500, 'token');
     const error = await rejection(readEntraPage(source(), null, 999, options()));
     expect(error).toBeInstanceOf(GraphUnavailableError);
-    expect(error.message).toMatch(/token endpoint .* answered 500/);
+    expect(error.message).toMatch(/identity platform at .* answered 500 \(temporarily_unavailable: AADSTS50196/);
   });
 
   it('a missing secret variable is a permanent error naming it and the source', async () => {
@@ -570,6 +581,7 @@ describe('the Entra ID source: licences and permissions', () => {
     // Trailing slashes are tolerated.
     authorityUrl: `${skuFake.url}/`,
     graphUrl: `${skuFake.url}/`,
+    caFile: skuFake.caFile,
   });
   const skuOptions = () => options({ env: { [SECRET_ENV]: skuFake.clientSecret } });
 
@@ -600,5 +612,134 @@ describe('the Entra ID source: licences and permissions', () => {
     expect((error as PermanentError).kind).toBe('SourcePermission');
     expect(error.message).toMatch(/refused GET \/v1\.0\/users\/delta \(source "licences"\): the app registration needs the application permission User\.Read\.All/);
     expect(error.message).toMatch(/Authorization_RequestDenied/);
+  });
+});
+
+describe('the Entra ID source: client certificates and TLS', () => {
+  const CERT_PASSPHRASE_ENV = 'ENTRA_TEST_CERT_PASSPHRASE';
+  let dir: string;
+  let tenant: FakeGraph;
+  let app: ReturnType<typeof makeClientCertificate>;
+  let rotated: ReturnType<typeof makeClientCertificate>;
+  let sealed: ReturnType<typeof makeClientCertificate>;
+  let stranger: ReturnType<typeof makeClientCertificate>;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'flowthru-entra-cert-'));
+    app = makeClientCertificate(dir, 'app');
+    rotated = makeClientCertificate(dir, 'rotated');
+    sealed = makeClientCertificate(dir, 'sealed', 'correct horse battery');
+    stranger = makeClientCertificate(dir, 'stranger');
+    // The app registration has three certificates; the stranger's is not one of them.
+    tenant = await startFakeGraph({ users: USERS, skus: [], certificates: [app.certificate, rotated.certificate, sealed.certificate] });
+  });
+  afterAll(async () => {
+    await tenant?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  function certificateSource(overrides: Partial<EntraSourceConfig> = {}): EntraSourceConfig {
+    const { clientSecretEnv: _secret, ...base } = source();
+    return { ...base, tenantId: tenant.tenantId, clientId: tenant.clientId, authorityUrl: tenant.url, graphUrl: tenant.url, caFile: tenant.caFile, clientCertificateFile: app.file, ...overrides };
+  }
+
+  it('reads users with a client certificate (a signed client assertion), no secret set', async () => {
+    const before = tenant.tokensIssuedForCertificate;
+    const { records } = await readRound(certificateSource(), 999, null, { env: {} });
+    expect(records).toHaveLength(USERS.length);
+    expect(tenant.tokensIssuedForCertificate - before).toBe(1);
+    const header = tenant.assertionHeaders.at(-1)!;
+    expect(header.alg).toBe('PS256');
+    expect(header['x5t#S256']).toEqual(expect.any(String));
+    expect(header.x5c).toBeUndefined();
+    // The token request carried an assertion, never the key: nothing from the PEM file travels.
+    const keyBody = app.key.split('\n').slice(1, -2).join('');
+    for (const request of tenant.requests) expect(request.path).not.toContain(keyBody.slice(0, 40));
+  });
+
+  it('sends the certificate chain when sendCertificateChain is set (subject name and issuer authentication)', async () => {
+    await readRound(certificateSource({ sendCertificateChain: true }), 999, null, { env: {} });
+    expect(tenant.assertionHeaders.at(-1)!.x5c).toEqual([expect.any(String)]);
+  });
+
+  it('opens an encrypted key with the passphrase from clientCertificatePasswordEnv', async () => {
+    const src = certificateSource({ clientCertificateFile: sealed.file, clientCertificatePasswordEnv: CERT_PASSPHRASE_ENV });
+    const { records } = await readRound(src, 999, null, { env: { [CERT_PASSPHRASE_ENV]: 'correct horse battery' } });
+    expect(records).toHaveLength(USERS.length);
+
+    clearEntraTokenCache();
+    const wrong = await rejection(readEntraPage(src, null, 10, options({ env: { [CERT_PASSPHRASE_ENV]: 'wrong' } })));
+    expect(wrong).toBeInstanceOf(PermanentError);
+    expect(wrong.message).toBe(`clientCertificateFile ${sealed.file} of Entra ID source "contoso-entra" holds a private key its passphrase does not open`);
+    const unset = await rejection(readEntraPage(src, null, 10, options({ env: {} })));
+    expect(unset.message).toBe(`the environment variable ${CERT_PASSPHRASE_ENV} (the client certificate's passphrase of Entra ID source "contoso-entra") is not set`);
+  });
+
+  it('a replaced certificate file takes effect at the next token, without a restart', async () => {
+    const file = join(dir, 'live.pem');
+    copyFileSync(app.file, file);
+    await readEntraPage(certificateSource({ clientCertificateFile: file }), null, 999, options({ env: {} }));
+    const used = tenant.assertionHeaders.at(-1)!['x5t#S256'];
+    copyFileSync(rotated.file, file);
+    await readEntraPage(certificateSource({ clientCertificateFile: file }), null, 999, options({ env: {} }));
+    expect(tenant.assertionHeaders.at(-1)!['x5t#S256']).not.toBe(used);
+  });
+
+  it('a certificate the app does not have is a permanent error naming the file and AADSTS700027', async () => {
+    const before = tenant.requests.length;
+    const error = await rejection(readEntraPage(certificateSource({ clientCertificateFile: stranger.file }), null, 10, options({ env: {} })));
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).kind).toBe('SourceCredentials');
+    expect(error.message).toMatch(
+      new RegExp(`Entra ID refused the client credentials of source "contoso-entra" \\(tenant ${tenant.tenantId}, client ${tenant.clientId}, certificate ${stranger.file}\\): invalid_client: AADSTS700027: The certificate with identifier used to sign the client assertion is not registered`),
+    );
+    expect(error.message).toMatch(/trace ID [0-9a-f-]{36}/);
+    // Refused for good: asked once (after the metadata), not retried.
+    expect(tenant.requests.slice(before).filter((r) => r.path.includes('/oauth2/v2.0/token'))).toHaveLength(1);
+    expect(sleeps).toEqual([]);
+  });
+
+  it('a file that cannot serve is a permanent error naming it, before anything is sent', async () => {
+    const before = tenant.requests.length;
+    const expectRefused = async (file: string, why: string) => {
+      const error = await rejection(readEntraPage(certificateSource({ clientCertificateFile: file }), null, 10, options({ env: {} })));
+      expect(error).toBeInstanceOf(PermanentError);
+      expect(error.message).toBe(`${file.startsWith('/nonexistent') ? 'cannot read' : 'clientCertificateFile'} ${why}`);
+    };
+    await expectRefused('/nonexistent/app.pem', 'clientCertificateFile /nonexistent/app.pem (the client certificate of Entra ID source "contoso-entra"): ENOENT');
+    const keyOnly = join(dir, 'key-only.pem');
+    writeFileSync(keyOnly, app.key);
+    await expectRefused(keyOnly, `${keyOnly} of Entra ID source "contoso-entra" holds no certificate (-----BEGIN CERTIFICATE-----): put the key and the certificate in one PEM file`);
+    const mismatched = join(dir, 'mismatched.pem');
+    writeFileSync(mismatched, app.key + rotated.certificate);
+    await expectRefused(mismatched, `${mismatched} of Entra ID source "contoso-entra" holds a private key that does not belong to its certificate`);
+    expect(tenant.requests.length).toBe(before);
+  });
+
+  it('an authority whose certificate is not trusted is a permanent error that says to set caFile', async () => {
+    const { caFile: _ca, ...untrusted } = certificateSource();
+    const error = await rejection(readEntraPage(untrusted, null, 10, options({ env: {} })));
+    expect(error).toBeInstanceOf(PermanentError);
+    expect((error as PermanentError).kind).toBe('SourceCertificate');
+    expect(error.message).toMatch(/identity platform at https:\/\/127\.0\.0\.1:\d+ .* presented a certificate that is not trusted \((SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY)\): set caFile/);
+
+    const missingCa = await rejection(readEntraPage(certificateSource({ caFile: '/nonexistent/ca.pem' }), null, 10, options({ env: {} })));
+    expect(missingCa.message).toBe('cannot read caFile /nonexistent/ca.pem (the CA certificates of Entra ID source "contoso-entra"): ENOENT');
+  });
+
+  it('Graph with a certificate that is not trusted is a permanent error that says to set caFile', async () => {
+    // The token comes from the fake (trusted); Graph requests go to a second fake signed by another CA.
+    const other = await startFakeGraph({ users: [] });
+    try {
+      // Trusting the first fake's CA only, as caFile makes the client do.
+      const trusting = trustingFetch(tenant.caFile);
+      const elsewhere: typeof fetch = (input, init) => trusting(String(input).replace(tenant.url, other.url), init);
+      const error = await rejection(readEntraPage(certificateSource(), null, 10, options({ env: {}, fetch: elsewhere })));
+      expect(error).toBeInstanceOf(PermanentError);
+      expect((error as PermanentError).kind).toBe('SourceCertificate');
+      expect(error.message).toMatch(/Microsoft Graph \(https:\/\/127\.0\.0\.1:\d+\) presented a certificate that is not trusted \(.+\) to source "contoso-entra": set caFile/);
+    } finally {
+      await other.stop();
+    }
   });
 });

@@ -1,14 +1,27 @@
-import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { constants, createHash, randomBytes, randomUUID, verify, X509Certificate } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Agent, fetch as undiciFetch } from 'undici';
+import { makeCertificates } from '../../src/demo/certificates.js';
 
 /**
- * A fake Microsoft Graph (and Microsoft identity platform token endpoint) on 127.0.0.1, following
- * the documented behaviour flowthru relies on:
+ * A fake Microsoft Graph (and Microsoft identity platform) on https://127.0.0.1, with a certificate
+ * from a throwaway CA (`caFile`), following the documented behaviour flowthru relies on:
  *
- * - `POST /{tenant}/oauth2/v2.0/token`, client credentials: checks tenant, client id, secret and
- *   scope (`{url}/.default`), answers `{ token_type, expires_in, ext_expires_in, access_token }` or
- *   the identity platform's errors (`invalid_client` + AADSTS7000215 …).
+ * - `GET /{tenant}/v2.0/.well-known/openid-configuration`: the OpenID metadata a real authority
+ *   serves, which MSAL reads before it asks for a token (`invalid_tenant` AADSTS90002 for a tenant
+ *   it does not know).
+ * - `POST /{tenant}/oauth2/v2.0/token`, client credentials: checks tenant, client id, scope
+ *   (`{url}/.default`) and the credential: a client secret, or a client assertion (RFC 7523 JWT)
+ *   signed by the private key of a certificate registered with the app (`certificates`), its
+ *   `x5t`/`x5t#S256` thumbprint naming the certificate, `aud` the token endpoint, `iss` = `sub` =
+ *   the client id, not expired. Answers `{ token_type, expires_in, ext_expires_in, access_token }` or
+ *   the identity platform's errors (`invalid_client` + AADSTS7000215, AADSTS700027 …).
  * - Every `/v1.0/…` request needs a live bearer token, else 401 `InvalidAuthenticationToken`.
  * - `GET /v1.0/users/delta`: `$select` honoured (unknown properties are a 400, unset selected
  *   properties come back as null), pages of `Prefer: odata.maxpagesize` (or the default size) with
@@ -37,6 +50,8 @@ export interface FakeGraphOptions {
   tenantId?: string;
   clientId?: string;
   clientSecret?: string;
+  /** PEM certificates registered with the app (the public part only): client assertions they verify are accepted. */
+  certificates?: string[];
   tokenLifetimeSeconds?: number;
   /** Users per page when the request has no `Prefer: odata.maxpagesize` (Graph's default is 100). */
   pageSize?: number;
@@ -54,7 +69,10 @@ export interface FakeGraphRequest {
 }
 
 export interface FakeGraph {
+  /** https://127.0.0.1:PORT: the authority and Graph root alike. */
   readonly url: string;
+  /** The CA certificate (PEM file) that signed the fake's server certificate: a source's caFile. */
+  readonly caFile: string;
   readonly tenantId: string;
   readonly clientId: string;
   readonly clientSecret: string;
@@ -82,6 +100,10 @@ export interface FakeGraph {
   forbid(path: string): void;
   readonly requests: FakeGraphRequest[];
   readonly tokensIssued: number;
+  /** Tokens issued for a client assertion (certificate credential). */
+  readonly tokensIssuedForCertificate: number;
+  /** The JOSE header of every client assertion accepted: `alg`, the thumbprint, `x5c` when the chain was sent. */
+  readonly assertionHeaders: Record<string, unknown>[];
   /** Every access token issued so far is expired from now on. */
   expireTokensNow(): void;
   /** Graph requests only (not the token endpoint). */
@@ -155,6 +177,12 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
   const skus = [...(options.skus ?? [])];
   const tokens = new Map<string, number>();
   let tokensIssued = 0;
+  let certificateTokens = 0;
+  const assertionHeaders: Record<string, unknown>[] = [];
+  const registered = (options.certificates ?? []).map((pem) => {
+    const x509 = new X509Certificate(pem);
+    return { x509, sha1: createHash('sha1').update(x509.raw).digest('base64url'), sha256: createHash('sha256').update(x509.raw).digest('base64url') };
+  });
   const faults: Fault[] = [];
   let throttling: { every: number; retryAfterSeconds: number } | undefined;
   let throttleCount = 0;
@@ -219,7 +247,15 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     if (form.get('client_id') !== clientId) {
       return tokenError(res, 400, 'unauthorized_client', 700016, `Application with identifier '${form.get('client_id')}' was not found in the directory '${tenantId}'.`);
     }
-    if (form.get('client_secret') !== clientSecret) {
+    const assertion = form.get('client_assertion');
+    if (assertion !== null) {
+      if (form.get('client_assertion_type') !== 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer') {
+        return tokenError(res, 400, 'invalid_request', 50027, 'Invalid client_assertion_type.');
+      }
+      const refusal = assertionRefusal(assertion, `${url}/${tenant}/oauth2/v2.0/token`);
+      if (refusal) return tokenError(res, 401, 'invalid_client', refusal.code, refusal.description);
+      certificateTokens++;
+    } else if (form.get('client_secret') !== clientSecret) {
       return tokenError(res, 401, 'invalid_client', 7000215, `Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '${clientId}'.`);
     }
     if (form.get('scope') !== `${url}/.default`) {
@@ -229,6 +265,87 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     tokens.set(accessToken, Date.now() + lifetime * 1000);
     tokensIssued++;
     send(res, 200, { token_type: 'Bearer', expires_in: lifetime, ext_expires_in: lifetime, access_token: accessToken });
+  }
+
+  /**
+   * Why a client assertion is refused, as the identity platform says it (AADSTS700027 for a
+   * signature no registered certificate verifies), or undefined when it is good.
+   */
+  function assertionRefusal(assertion: string, audience: string): { code: number; description: string } | undefined {
+    const parts = assertion.split('.');
+    if (parts.length !== 3) return { code: 50012, description: 'The client assertion is not a JWT.' };
+    let header: Record<string, unknown>;
+    let claims: Record<string, unknown>;
+    try {
+      header = JSON.parse(Buffer.from(parts[0]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+      claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    } catch {
+      return { code: 50012, description: 'The client assertion is not a JWT.' };
+    }
+    const sha1 = typeof header.x5t === 'string' ? header.x5t : undefined;
+    const sha256 = typeof header['x5t#S256'] === 'string' ? header['x5t#S256'] : undefined;
+    const certificate = registered.find((c) => (sha256 !== undefined ? c.sha256 === sha256 : c.sha1 === sha1));
+    if (!certificate) {
+      return { code: 700027, description: `The certificate with identifier used to sign the client assertion is not registered on application. [Reason - The key was not found., Thumbprint of key used by client: '${sha256 ?? sha1 ?? 'none'}']` };
+    }
+    const data = Buffer.from(`${parts[0]}.${parts[1]}`);
+    const signature = Buffer.from(parts[2]!, 'base64url');
+    const key = certificate.x509.publicKey;
+    const good =
+      header.alg === 'PS256'
+        ? verify('sha256', data, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, signature)
+        : header.alg === 'RS256'
+          ? verify('sha256', data, key, signature)
+          : false;
+    if (!good) return { code: 700027, description: 'Client assertion failed signature validation.' };
+    const now = Date.now() / 1000;
+    if (claims.aud !== audience) return { code: 700021, description: `Client assertion audience claim does not match Realm issuer (${String(claims.aud)}).` };
+    if (claims.iss !== clientId || claims.sub !== clientId) return { code: 700016, description: `Application with identifier '${String(claims.iss)}' was not found in the directory '${tenantId}'.` };
+    if (typeof claims.exp !== 'number' || claims.exp < now - 300) return { code: 700024, description: 'Client assertion is not within its valid time range.' };
+    if (typeof claims.nbf === 'number' && claims.nbf > now + 300) return { code: 700024, description: 'Client assertion is not within its valid time range.' };
+    assertionHeaders.push(header);
+    return undefined;
+  }
+
+  function openIdConfiguration(res: ServerResponse, tenant: string) {
+    if (tenant !== tenantId) {
+      const traceId = randomUUID();
+      const correlationId = randomUUID();
+      return send(res, 400, {
+        error: 'invalid_tenant',
+        error_description: `AADSTS90002: Tenant '${tenant}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.\r\nTrace ID: ${traceId}\r\nCorrelation ID: ${correlationId}\r\nTimestamp: ${new Date().toISOString()}`,
+        error_codes: [90002],
+        timestamp: new Date().toISOString(),
+        trace_id: traceId,
+        correlation_id: correlationId,
+      });
+    }
+    const base = `${url}/${tenantId}`;
+    send(res, 200, {
+      token_endpoint: `${base}/oauth2/v2.0/token`,
+      token_endpoint_auth_methods_supported: ['client_secret_post', 'private_key_jwt', 'client_secret_basic'],
+      jwks_uri: `${url}/${tenantId}/discovery/v2.0/keys`,
+      response_modes_supported: ['query', 'fragment', 'form_post'],
+      subject_types_supported: ['pairwise'],
+      id_token_signing_alg_values_supported: ['RS256'],
+      response_types_supported: ['code', 'id_token', 'code id_token', 'id_token token'],
+      scopes_supported: ['openid', 'profile', 'email', 'offline_access'],
+      issuer: `${base}/v2.0`,
+      request_uri_parameter_supported: false,
+      userinfo_endpoint: `${url}/oidc/userinfo`,
+      authorization_endpoint: `${base}/oauth2/v2.0/authorize`,
+      device_authorization_endpoint: `${base}/oauth2/v2.0/devicecode`,
+      http_logout_supported: true,
+      frontchannel_logout_supported: true,
+      end_session_endpoint: `${base}/oauth2/v2.0/logout`,
+      claims_supported: ['sub', 'iss', 'aud', 'exp', 'iat', 'nbf', 'tid', 'ver'],
+      kerberos_endpoint: `${base}/kerberos`,
+      tenant_region_scope: 'EU',
+      cloud_instance_name: 'microsoftonline.com',
+      cloud_graph_host_name: 'graph.windows.net',
+      msgraph_host: new URL(url).host,
+      rbac_url: 'https://pas.windows.net',
+    });
   }
 
   /** The user as Graph returns it for `select`: every selected property, null when unset. */
@@ -325,6 +442,8 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     const parsed = new URL(req.url ?? '/', url);
     const path = parsed.pathname;
 
+    const metadata = /^\/([^/]+)\/v2\.0\/\.well-known\/openid-configuration$/.exec(path);
+    if (metadata) return openIdConfiguration(res, decodeURIComponent(metadata[1]!));
     const tokenPath = /^\/([^/]+)\/oauth2\/v2\.0\/token$/.exec(path);
     if (tokenPath) {
       if (req.method !== 'POST') return tokenError(res, 405, 'invalid_request', 900561, 'The endpoint only accepts POST requests.');
@@ -364,16 +483,19 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     return graphError(res, 400, 'BadRequest', `Resource not found for the segment '${path.split('/')[2] ?? ''}'.`);
   }
 
-  const server = createServer((req, res) => {
+  const certificateDir = mkdtempSync(join(tmpdir(), 'flowthru-fake-graph-'));
+  const tls = makeCertificates(certificateDir);
+  const server = createServer({ cert: readFileSync(tls.cert), key: readFileSync(tls.key) }, (req, res) => {
     handle(req, res).catch((error: unknown) => {
       if (!res.headersSent) graphError(res, 500, 'generalException', String(error));
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
   return {
     url,
+    caFile: tls.ca,
     tenantId,
     clientId,
     clientSecret,
@@ -381,6 +503,7 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
       for (const res of stalled) res.destroy();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(certificateDir, { recursive: true, force: true });
     },
     addUser,
     updateUser(id, changes) {
@@ -426,6 +549,10 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
     get tokensIssued() {
       return tokensIssued;
     },
+    get tokensIssuedForCertificate() {
+      return certificateTokens;
+    },
+    assertionHeaders,
     expireTokensNow() {
       for (const key of tokens.keys()) tokens.set(key, 0);
     },
@@ -433,4 +560,30 @@ export async function startFakeGraph(options: FakeGraphOptions = {}): Promise<Fa
       return requests.filter((r) => r.path.startsWith('/v1.0/'));
     },
   };
+}
+
+/**
+ * A self-signed RSA certificate for an app registration, as `az ad sp create-for-rbac --create-cert`
+ * makes one: `file` holds the private key and the certificate (what ClientCertificateCredential
+ * reads), `certificate` the public part to register with the fake.
+ */
+export function makeClientCertificate(dir: string, name = 'app', passphrase?: string): { file: string; certificate: string; key: string } {
+  const keyFile = join(dir, `${name}.key`);
+  const cert = join(dir, `${name}.crt`);
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', cert, '-days', '2', '-subj', `/CN=flowthru ${name}`], { stdio: 'pipe' });
+  const key =
+    passphrase === undefined
+      ? readFileSync(keyFile, 'utf8')
+      : execFileSync('openssl', ['pkcs8', '-topk8', '-v2', 'aes-256-cbc', '-in', keyFile, '-passout', `pass:${passphrase}`], { encoding: 'utf8' });
+  const certificate = readFileSync(cert, 'utf8');
+  const file = join(dir, `${name}.pem`);
+  writeFileSync(file, key + certificate, { mode: 0o600 });
+  return { file, certificate, key };
+}
+
+/** `fetch` that trusts the CA in `caFile` (the fake's), as a source with that caFile does. */
+export function trustingFetch(caFile: string): typeof fetch {
+  const dispatcher = new Agent({ connect: { ca: readFileSync(caFile, 'utf8') } });
+  return ((input: string | URL | Request, init?: RequestInit) =>
+    undiciFetch(input instanceof Request ? input.url : input, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher })) as unknown as typeof fetch;
 }

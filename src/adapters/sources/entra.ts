@@ -153,9 +153,18 @@ function client(source: EntraSourceConfig, options: GraphCallOptions): GraphClie
       name: source.name,
       tenantId: source.tenantId,
       clientId: source.clientId,
-      clientSecretEnv: source.clientSecretEnv,
+      credential:
+        source.clientCertificateFile !== undefined
+          ? {
+              kind: 'certificate',
+              file: source.clientCertificateFile,
+              ...(source.clientCertificatePasswordEnv === undefined ? {} : { passwordEnv: source.clientCertificatePasswordEnv }),
+              ...(source.sendCertificateChain === undefined ? {} : { sendChain: source.sendCertificateChain }),
+            }
+          : { kind: 'secret', env: source.clientSecretEnv ?? '' },
       authorityUrl: source.authorityUrl,
       graphUrl: source.graphUrl,
+      ...(source.caFile === undefined ? {} : { caFile: source.caFile }),
     },
     options,
   );

@@ -1,22 +1,43 @@
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { ClientCertificateCredential, ClientSecretCredential, type TokenCredential } from '@azure/identity';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { PermanentError } from '../errors.js';
+import { certificateFileProblem, untrustedCertificate } from '../tls.js';
 
 /**
- * A small Microsoft Graph client: OAuth 2.0 client credentials against the Microsoft identity
- * platform, and GET requests with Graph's documented fault handling (throttling with Retry-After,
- * retried server faults, one token refresh on 401, permanent errors for what retrying cannot fix).
+ * A small Microsoft Graph client: app-only tokens from the Microsoft identity platform through
+ * `@azure/identity` (a client secret or a client certificate), and GET requests with Graph's
+ * documented fault handling (throttling with Retry-After, retried server faults, one token refresh
+ * on 401, permanent errors for what retrying cannot fix).
  *
- * Why not @azure/msal-node: before MSAL asks for a token it resolves its authority. It fetches the
- * tenant's OpenID configuration (`{authority}/{tenant}/v2.0/.well-known/openid-configuration`) and,
- * for a host it does not know, asks Microsoft's instance discovery endpoint whether the host is an
- * authority at all; it also refuses authorities that are not https. A national cloud, a proxy or
- * the fake Graph of the tests would have to serve those documents (or be declared with
- * knownAuthorities/authorityMetadata/cloudDiscoveryMetadata per deployment), and MSAL keeps a token
- * cache of its own besides. Client credentials are one form POST to `{authority}/{tenant}/oauth2/
- * v2.0/token`, so flowthru does that itself and caches the token here.
+ * Tokens: `ClientSecretCredential` or `ClientCertificateCredential` (MSAL underneath: it reads the
+ * authority's OpenID metadata, signs the client assertion for a certificate, caches the token).
+ * `disableInstanceDiscovery` is always set: the authority is the one configured (a national cloud,
+ * a proxy, the tests' fake), never looked up at Microsoft's discovery endpoint.
+ *
+ * Graph requests: hand-written on `fetch` rather than `@microsoft/microsoft-graph-client`, whose
+ * retry handler waits out Retry-After without heartbeating the activity, gives up after 3 attempts
+ * without telling the caller how long Graph asked to wait (the activity's next retry delay here),
+ * and follows any `@odata.nextLink` with the token, where this client refuses a link to another
+ * origin.
  *
  * Secrets and tokens never appear in errors or logs: messages are built from the identity
  * platform's and Graph's error codes and descriptions, and are redacted once more before throwing.
  */
+
+/** How the app registration proves who it is. */
+export type GraphCredentialConfig =
+  | { readonly kind: 'secret'; /** The environment variable that holds the client secret. */ readonly env: string }
+  | {
+      readonly kind: 'certificate';
+      /** A PEM file with the private key and the certificate registered with the app. */
+      readonly file: string;
+      /** The environment variable holding the private key's passphrase, when it is encrypted. */
+      readonly passwordEnv?: string;
+      /** Send the certificate chain (x5c) with each assertion: subject name / issuer authentication. */
+      readonly sendChain?: boolean;
+    };
 
 /** What identifies an app registration in a tenant, and where its endpoints are. */
 export interface GraphConnection {
@@ -24,12 +45,13 @@ export interface GraphConnection {
   readonly name: string;
   readonly tenantId: string;
   readonly clientId: string;
-  /** The environment variable that holds the client secret. */
-  readonly clientSecretEnv: string;
+  readonly credential: GraphCredentialConfig;
   /** e.g. https://login.microsoftonline.com (https://login.microsoftonline.us for US Government). */
   readonly authorityUrl: string;
   /** e.g. https://graph.microsoft.com (https://graph.microsoft.us, https://microsoftgraph.chinacloudapi.cn). */
   readonly graphUrl: string;
+  /** CA certificates (PEM file) to trust instead of the system's, for the authority and Graph. */
+  readonly caFile?: string;
 }
 
 export interface GraphCallOptions {
@@ -41,6 +63,8 @@ export interface GraphCallOptions {
   readonly sleep?: (ms: number) => Promise<void>;
   /** Each HTTP request (headers and body) is aborted after this long; 30 s by default. */
   readonly requestTimeoutMs?: number;
+  /** The first wait before a failed token request is retried (doubling each time); 1 s by default. */
+  readonly tokenRetryDelayMs?: number;
 }
 
 /**
@@ -93,14 +117,32 @@ interface CachedToken {
   readonly renewAt: number;
 }
 
-/** Tokens per (authority, tenant, client, scope), shared by every call in this process. */
-const tokenCache = new Map<string, CachedToken>();
-/** A token request under way, so concurrent calls wait for it instead of asking again. */
-const tokenRequests = new Map<string, Promise<CachedToken>>();
+/** A credential and the token it gave, per (authority, tenant, client, credential, scope), shared in this process. */
+interface CredentialEntry {
+  readonly credential: TokenCredential;
+  token?: CachedToken;
+  /** A token request under way, so concurrent calls wait for it instead of asking again. */
+  request?: Promise<CachedToken>;
+}
 
+const credentials = new Map<string, CredentialEntry>();
+
+/** Forgets every credential and token (tests; a rotated secret or certificate takes effect at the next token anyway). */
 export function clearTokenCache(): void {
-  tokenCache.clear();
-  tokenRequests.clear();
+  credentials.clear();
+}
+
+/** `fetch` through an agent that trusts `ca` (PEM) instead of the system's CAs; one agent per CA. */
+const agents = new Map<string, Agent>();
+function fetchTrusting(ca: string): typeof fetch {
+  let dispatcher = agents.get(ca);
+  if (!dispatcher) {
+    dispatcher = new Agent({ connect: { ca } });
+    agents.set(ca, dispatcher);
+  }
+  const agent = dispatcher;
+  return ((input: string | URL, init?: RequestInit) =>
+    undiciFetch(input, { ...(init as Parameters<typeof undiciFetch>[1]), dispatcher: agent })) as unknown as typeof fetch;
 }
 
 function redact(text: string, secrets: readonly (string | undefined)[]): string {
@@ -168,6 +210,37 @@ export interface GraphGetRequest {
   readonly headers?: Readonly<Record<string, string>>;
 }
 
+/** Where the identity platform's error description ends in an MSAL ServerError's message. */
+const DESCRIPTION = /Description: (.*?)(?:\r?\n| - Correlation ID| - Trace ID|$)/s;
+const TRACE_ID = /Trace ID: ([0-9a-f-]{36})/i;
+const CORRELATION_ID = /Correlation ID: ([0-9a-f-]{36})/i;
+
+/** An MSAL ServerError, as @azure/identity passes it on in `cause`: the token endpoint's answer. */
+interface TokenEndpointError {
+  readonly errorCode: string;
+  readonly errorMessage: string;
+  readonly status?: number;
+}
+
+function tokenEndpointError(error: unknown): TokenEndpointError | undefined {
+  for (let e = error as { name?: string; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    const candidate = e as Partial<TokenEndpointError> & { name?: string };
+    if (candidate.name === 'ServerError' && typeof candidate.errorCode === 'string') {
+      return { errorCode: candidate.errorCode, errorMessage: String(candidate.errorMessage ?? ''), ...(typeof candidate.status === 'number' ? { status: candidate.status } : {}) };
+    }
+  }
+  return undefined;
+}
+
+/** `invalid_client: AADSTS7000215: Invalid client secret provided… (trace ID …, correlation ID …)`. */
+function describeTokenError(error: TokenEndpointError): string {
+  const description = DESCRIPTION.exec(error.errorMessage)?.[1]?.trim();
+  const trace = TRACE_ID.exec(error.errorMessage)?.[1];
+  const correlation = CORRELATION_ID.exec(error.errorMessage)?.[1];
+  const ids = [trace ? `trace ID ${trace}` : '', correlation ? `correlation ID ${correlation}` : ''].filter(Boolean);
+  return `${error.errorCode}${description ? `: ${description}` : ''}${ids.length ? ` (${ids.join(', ')})` : ''}`;
+}
+
 export class GraphClient {
   private readonly graph: string;
   private readonly authority: string;
@@ -175,7 +248,9 @@ export class GraphClient {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly heartbeat: () => void;
   private readonly timeoutMs: number;
+  private readonly tokenRetryDelayMs: number;
   private readonly env: NodeJS.ProcessEnv;
+  private readonly ca: string | undefined;
 
   constructor(
     private readonly connection: GraphConnection,
@@ -183,11 +258,13 @@ export class GraphClient {
   ) {
     this.graph = baseUrl(connection.graphUrl);
     this.authority = baseUrl(connection.authorityUrl);
-    this.fetch = options.fetch ?? globalThis.fetch;
     this.sleep = options.sleep ?? realSleep;
     this.heartbeat = options.heartbeat ?? (() => {});
     this.timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    this.tokenRetryDelayMs = options.tokenRetryDelayMs ?? FAULT_BACKOFF_MS;
     this.env = options.env ?? process.env;
+    this.ca = connection.caFile === undefined ? undefined : this.readFile(connection.caFile, 'caFile', 'the CA certificates');
+    this.fetch = options.fetch ?? (this.ca === undefined ? globalThis.fetch : fetchTrusting(this.ca));
   }
 
   /** The Graph root this client talks to, e.g. `https://graph.microsoft.com`. */
@@ -203,19 +280,76 @@ export class GraphClient {
     return `source "${this.connection.name}"`;
   }
 
-  private get cacheKey(): string {
-    return JSON.stringify([this.authority, this.connection.tenantId, this.connection.clientId, this.scope]);
+  /** The credential in words, for messages: `secret from GRAPH_SECRET`, `certificate /etc/flowthru/app.pem`. */
+  private get credentialName(): string {
+    const credential = this.connection.credential;
+    return credential.kind === 'secret' ? `secret from ${credential.env}` : `certificate ${credential.file}`;
   }
 
-  private secret(): string {
-    const secret = this.env[this.connection.clientSecretEnv];
-    if (secret === undefined || secret === '') {
-      throw new PermanentError(
-        'SourceCredentials',
-        `the environment variable ${this.connection.clientSecretEnv} (the client secret of Entra ID ${this.source}) is not set`,
-      );
+  private readFile(file: string, setting: string, what: string): string {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new PermanentError('SourceCredentials', `cannot read ${setting} ${file} (${what} of Entra ID ${this.source}): ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
-    return secret;
+  }
+
+  private secretFrom(variable: string, what: string): string {
+    const value = this.env[variable];
+    if (value === undefined || value === '') {
+      throw new PermanentError('SourceCredentials', `the environment variable ${variable} (${what} of Entra ID ${this.source}) is not set`);
+    }
+    return value;
+  }
+
+  /** The secrets a message must never show. */
+  private get secrets(): string[] {
+    const credential = this.connection.credential;
+    const variable = credential.kind === 'secret' ? credential.env : credential.passwordEnv;
+    const value = variable === undefined ? undefined : this.env[variable];
+    return value ? [value] : [];
+  }
+
+  /**
+   * The credential for this connection, made once per process and per secret or certificate
+   * content (a rotated secret or a replaced certificate file makes a new one). The certificate file
+   * is read and checked here, so a wrong file is named in the error, not deep inside MSAL.
+   */
+  private entry(): { key: string; entry: CredentialEntry } {
+    const { tenantId, clientId, credential } = this.connection;
+    const identity = {
+      authorityHost: this.authority,
+      disableInstanceDiscovery: true,
+      ...(this.ca === undefined ? {} : { tlsOptions: { ca: this.ca } }),
+      // Retried inside one token request: 5xx, 429 with Retry-After and network errors.
+      retryOptions: { maxRetries: MAX_FAULT_RETRIES, retryDelayInMs: this.tokenRetryDelayMs, maxRetryDelayInMs: this.tokenRetryDelayMs * 8 },
+    };
+    let material: string;
+    let make: () => TokenCredential;
+    if (credential.kind === 'secret') {
+      const secret = this.secretFrom(credential.env, 'the client secret');
+      material = secret;
+      make = () => new ClientSecretCredential(tenantId, clientId, secret, identity);
+    } else {
+      const pem = this.readFile(credential.file, 'clientCertificateFile', 'the client certificate');
+      const password = credential.passwordEnv === undefined ? undefined : this.secretFrom(credential.passwordEnv, 'the client certificate\'s passphrase');
+      const problem = certificateFileProblem(pem, password);
+      if (problem) throw new PermanentError('SourceCredentials', `clientCertificateFile ${credential.file} of Entra ID ${this.source} ${problem}`);
+      material = pem + (password ?? '');
+      make = () =>
+        new ClientCertificateCredential(tenantId, clientId, { certificate: pem, ...(password === undefined ? {} : { certificatePassword: password }) }, {
+          ...identity,
+          sendCertificateChain: credential.sendChain ?? false,
+        });
+    }
+    const fingerprint = createHash('sha256').update(material).digest('base64url');
+    const key = JSON.stringify([this.authority, tenantId, clientId, credential.kind, fingerprint, this.scope, this.ca ?? '']);
+    let entry = credentials.get(key);
+    if (!entry) {
+      entry = { credential: make() };
+      credentials.set(key, entry);
+    }
+    return { key, entry };
   }
 
   /** Waits `ms`, heartbeating at least every few seconds. */
@@ -230,94 +364,135 @@ export class GraphClient {
     this.heartbeat();
   }
 
-  /** A valid access token: the cached one, or a new one from the token endpoint. */
+  /** A valid access token: the cached one, or a new one from the identity platform. */
   async token(): Promise<string> {
-    const key = this.cacheKey;
-    const cached = tokenCache.get(key);
-    if (cached && Date.now() < cached.renewAt) return cached.accessToken;
-    let request = tokenRequests.get(key);
-    if (!request) {
-      request = this.requestToken().finally(() => tokenRequests.delete(key));
-      tokenRequests.set(key, request);
-    }
-    const token = await request;
-    tokenCache.set(key, token);
-    return token.accessToken;
-  }
-
-  /** Forgets `accessToken` (Graph refused it), unless a newer one has replaced it already. */
-  private dropToken(accessToken: string): void {
-    const key = this.cacheKey;
-    if (tokenCache.get(key)?.accessToken === accessToken) tokenCache.delete(key);
-  }
-
-  private async requestToken(): Promise<CachedToken> {
-    const secret = this.secret();
-    const { tenantId, clientId } = this.connection;
-    const url = `${this.authority}/${encodeURIComponent(tenantId)}/oauth2/v2.0/token`;
-    const form = new URLSearchParams({ client_id: clientId, client_secret: secret, grant_type: 'client_credentials', scope: this.scope });
-    const what = `the token endpoint ${this.authority} (tenant ${tenantId}, ${this.source})`;
-    let faults = 0;
-    let throttles = 0;
-    for (;;) {
-      this.heartbeat();
-      let response: Response;
-      try {
-        response = await this.fetch(url, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-          body: form.toString(),
-          redirect: 'manual',
-          signal: AbortSignal.timeout(this.timeoutMs),
-        });
-      } catch (error) {
-        if (faults >= MAX_FAULT_RETRIES) throw new GraphUnavailableError(`${what} is unreachable: ${networkReason(error, this.timeoutMs)}`);
-        await this.wait(backoffMs(faults++));
-        continue;
-      }
-      let body: Record<string, unknown>;
-      try {
-        body = ((await readBody(response)) ?? {}) as Record<string, unknown>;
-      } catch (error) {
-        if (faults >= MAX_FAULT_RETRIES) throw new GraphUnavailableError(`${what} did not finish its answer: ${networkReason(error, this.timeoutMs)}`);
-        await this.wait(backoffMs(faults++));
-        continue;
-      }
-      if (response.ok) {
-        const accessToken = body.access_token;
-        const expiresIn = Number(body.expires_in);
-        if (typeof accessToken !== 'string' || accessToken === '' || !Number.isFinite(expiresIn)) {
-          throw new GraphUnavailableError(`${what} answered without an access token and its lifetime`);
-        }
-        const lifetime = expiresIn * 1000;
-        return { accessToken, renewAt: Date.now() + lifetime - Math.min(TOKEN_RENEWAL_MARGIN_MS, lifetime / 10) };
-      }
-      const error = typeof body.error === 'string' ? body.error : `HTTP ${response.status}`;
-      const description = typeof body.error_description === 'string' ? body.error_description.split(/\r?\n/)[0]!.trim() : '';
-      const trace = [
-        typeof body.trace_id === 'string' ? `trace ID ${body.trace_id}` : '',
-        typeof body.correlation_id === 'string' ? `correlation ID ${body.correlation_id}` : '',
-      ].filter(Boolean);
-      const detail = redact(`${error}${description ? `: ${description}` : ''}${trace.length ? ` (${trace.join(', ')})` : ''}`, [secret]);
-      if (response.status === 429 || response.status >= 500) {
-        const after = retryAfterMs(response.headers.get('retry-after'));
-        const isThrottle = response.status === 429 || response.status === 503;
-        const exhausted = isThrottle ? throttles >= MAX_THROTTLE_RETRIES : faults >= MAX_FAULT_RETRIES;
-        if (exhausted || (after ?? 0) > MAX_SINGLE_WAIT_MS) {
-          throw new GraphUnavailableError(`${what} answered ${response.status} (${detail})`, after);
-        }
-        await this.wait(after ?? backoffMs(isThrottle ? throttles : faults));
-        if (isThrottle) throttles++;
-        else faults++;
-        continue;
-      }
-      // invalid_client (a wrong or expired secret), unauthorized_client (no such app in the tenant),
-      // invalid_request (no such tenant), invalid_scope: the configuration or the secret must change.
-      throw new PermanentError(
-        'SourceCredentials',
-        `Entra ID refused the client credentials of ${this.source} (tenant ${tenantId}, client ${clientId}, secret from ${this.connection.clientSecretEnv}): ${detail}`,
+    const { entry } = this.entry();
+    if (entry.token && Date.now() < entry.token.renewAt) return entry.token.accessToken;
+    if (!entry.request) {
+      const request = this.requestToken(entry.credential);
+      entry.request = request;
+      request.then(
+        (token) => {
+          entry.token = token;
+          if (entry.request === request) delete entry.request;
+        },
+        () => {
+          if (entry.request === request) delete entry.request;
+        },
       );
     }
+    return (await entry.request).accessToken;
+  }
+
+  /**
+   * Forgets `accessToken` (Graph refused it), unless a newer one has replaced it already, and the
+   * credential that gave it: MSAL would otherwise hand out the same token from its own cache.
+   */
+  private dropToken(accessToken: string): void {
+    const { key, entry } = this.entry();
+    if (entry.token?.accessToken === accessToken) credentials.delete(key);
+  }
+
+  /** Where MSAL reads the tenant's OpenID metadata before it asks for a token. */
+  private get metadataUrl(): string {
+    return `${this.authority}/${encodeURIComponent(this.connection.tenantId)}/v2.0/.well-known/openid-configuration`;
+  }
+
+  private async requestToken(credential: TokenCredential): Promise<CachedToken> {
+    const what = `the Microsoft identity platform at ${this.authority} (tenant ${this.connection.tenantId}, ${this.source})`;
+    // Two request timeouts for the metadata and the token each, with the retries' backoff between them.
+    const patience = 4 * this.timeoutMs + this.tokenRetryDelayMs * 2 ** (MAX_FAULT_RETRIES + 1);
+    const abort = new AbortController();
+    const beat = setInterval(() => this.heartbeat(), HEARTBEAT_SLICE_MS);
+    let timer: NodeJS.Timeout | undefined;
+    this.heartbeat();
+    try {
+      const token = await Promise.race([
+        credential.getToken(this.scope, { abortSignal: abort.signal }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            abort.abort();
+            reject(new GraphUnavailableError(`${what} gave no token within ${Math.round(patience / 1000)} s`));
+          }, patience);
+        }),
+      ]);
+      if (!token || token.token === '') throw new GraphUnavailableError(`${what} answered without an access token`);
+      const lifetime = token.expiresOnTimestamp - Date.now();
+      return { accessToken: token.token, renewAt: Date.now() + lifetime - Math.min(TOKEN_RENEWAL_MARGIN_MS, lifetime / 10) };
+    } catch (error) {
+      if (error instanceof GraphUnavailableError || error instanceof PermanentError) throw error;
+      throw await this.tokenFailure(error, what);
+    } finally {
+      clearInterval(beat);
+      clearTimeout(timer);
+      this.heartbeat();
+    }
+  }
+
+  /** Why no token came, as an error that names the cause and says whether retrying can help. */
+  private async tokenFailure(error: unknown, what: string): Promise<Error> {
+    const scrub = (text: string) => redact(text, this.secrets);
+    const refused = (detail: string) =>
+      new PermanentError(
+        'SourceCredentials',
+        `Entra ID refused the client credentials of ${this.source} (tenant ${this.connection.tenantId}, client ${this.connection.clientId}, ${this.credentialName}): ${scrub(detail)}`,
+      );
+    const server = tokenEndpointError(error);
+    if (server) {
+      const detail = describeTokenError(server);
+      // invalid_client (a wrong or expired secret, a certificate not registered), unauthorized_client
+      // (no such app in the tenant), invalid_request, invalid_scope: the configuration must change.
+      if (server.status === undefined || server.status === 429 || server.status >= 500) {
+        return new GraphUnavailableError(scrub(`${what} answered ${server.status ?? 'with an error'} (${detail})`));
+      }
+      return refused(detail);
+    }
+    const name = (error as Error | undefined)?.name;
+    const message = scrub(String((error as Error | undefined)?.message ?? error).split(/\r?\n/)[0]!.slice(0, 300));
+    if (name === 'CredentialUnavailableError' || /endpoints_resolution_error/.test(message)) {
+      // MSAL could not read the authority's OpenID metadata and does not say why: ask it ourselves.
+      return this.metadataFailure(what);
+    }
+    if (name === 'AbortError') return new GraphUnavailableError(`${what} gave no token: ${message}`);
+    return new GraphUnavailableError(`${what} gave no token: ${name ?? 'Error'}: ${message}`);
+  }
+
+  /** Reads the tenant's OpenID metadata to say why MSAL could not: TLS, the network, an unknown tenant. */
+  private async metadataFailure(what: string): Promise<Error> {
+    const url = this.metadataUrl;
+    let response: Response;
+    let body: unknown;
+    try {
+      response = await this.fetch(url, { headers: { accept: 'application/json' }, redirect: 'manual', signal: AbortSignal.timeout(this.timeoutMs) });
+      body = await readBody(response);
+    } catch (error) {
+      const certificate = untrustedCertificate((error as { cause?: unknown }).cause);
+      if (certificate) {
+        return new PermanentError(
+          'SourceCertificate',
+          `${what} presented a certificate that is not trusted (${certificate}): set caFile to the CA that signed it, or check authorityUrl (${this.authority})`,
+        );
+      }
+      return new GraphUnavailableError(`${what} is unreachable: ${networkReason(error, this.timeoutMs)}`);
+    }
+    const fields = (body ?? {}) as Record<string, unknown>;
+    const said = [
+      typeof fields.error === 'string' ? fields.error : '',
+      typeof fields.error_description === 'string' ? fields.error_description.split(/\r?\n/)[0]!.trim() : '',
+    ]
+      .filter(Boolean)
+      .join(': ');
+    if (response.status === 429 || response.status >= 500) return new GraphUnavailableError(`${what} answered ${response.status} for its OpenID metadata${said ? ` (${said})` : ''}`);
+    if (fields.error === 'invalid_tenant') {
+      return new PermanentError('SourceCredentials', `Entra ID does not know tenant ${this.connection.tenantId} of ${this.source} at ${this.authority}: ${said}`);
+    }
+    if (!response.ok) {
+      return new PermanentError(
+        'SourceRequest',
+        `${what} answered ${response.status} for its OpenID metadata (${url})${said ? `: ${said}` : ''}; check authorityUrl and tenantId`,
+      );
+    }
+    return new GraphUnavailableError(`${what}: MSAL could not use the OpenID metadata at ${url}`);
   }
 
   /**
@@ -346,7 +521,7 @@ export class GraphClient {
     for (;;) {
       const token = await this.token();
       this.heartbeat();
-      const scrub = (text: string) => redact(text, [token, this.env[this.connection.clientSecretEnv]]);
+      const scrub = (text: string) => redact(text, [token, ...this.secrets]);
       let response: Response;
       let body: unknown;
       try {
@@ -357,6 +532,13 @@ export class GraphClient {
         });
         body = await readBody(response);
       } catch (error) {
+        const certificate = untrustedCertificate((error as { cause?: unknown }).cause);
+        if (certificate) {
+          throw new PermanentError(
+            'SourceCertificate',
+            `Microsoft Graph (${this.graph}) presented a certificate that is not trusted (${certificate}) to ${this.source}: set caFile to the CA that signed it, or check graphUrl`,
+          );
+        }
         if (faults >= MAX_FAULT_RETRIES) {
           throw new GraphUnavailableError(
             `Microsoft Graph (${this.graph}) failed ${what} for ${this.source} ${faults + 1} times; last: ${scrub(networkReason(error, this.timeoutMs))}`,

@@ -207,6 +207,9 @@ const scheduleSchema = z
     { when: (payload) => typeof payload.value === 'object' && payload.value !== null && !Array.isArray(payload.value) },
   );
 
+/** An https:// URL: tokens and personal data never travel in the clear (and MSAL refuses anything else). */
+const httpsUrl = z.url({ protocol: /^https$/, error: 'expected an https:// URL' });
+
 const sourceCommon = {
   name,
   userType: z.enum(USER_TYPES),
@@ -251,9 +254,18 @@ const sourceSchema = z.discriminatedUnion(
       type: z.literal('entra'),
       tenantId: z.string().min(1),
       clientId: z.string().min(1),
-      clientSecretEnv: envName,
-      authorityUrl: z.url().default('https://login.microsoftonline.com'),
-      graphUrl: z.url().default('https://graph.microsoft.com'),
+      /** The client secret's variable; or clientCertificateFile (exactly one of the two). */
+      clientSecretEnv: envName.optional(),
+      /** A PEM file with the private key and the certificate registered with the app, relative to the configuration file. */
+      clientCertificateFile: z.string().min(1).optional(),
+      /** The variable holding the passphrase of an encrypted private key in clientCertificateFile. */
+      clientCertificatePasswordEnv: envName.optional(),
+      /** Send the certificate chain with each assertion (subject name and issuer authentication). */
+      sendCertificateChain: z.boolean().optional(),
+      authorityUrl: httpsUrl.default('https://login.microsoftonline.com'),
+      graphUrl: httpsUrl.default('https://graph.microsoft.com'),
+      /** CA certificates (PEM) to trust instead of the system's for the authority and Graph, relative to the configuration file. */
+      caFile: z.string().min(1).optional(),
     }),
   ],
   { error: 'source type is one of csv, ldap, entra' },

@@ -201,6 +201,24 @@ function lineNumberProblems(customer: CustomerConfig, at: (string | number)[], b
 }
 
 /** A schedule Temporal accepts but that probably does not do what its author meant. */
+/** An Entra source proves itself with a client secret or a client certificate: exactly one. */
+function entraCredentialProblems(source: Extract<CustomerConfig['sources'][number], { type: 'entra' }>, at: (string | number)[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const secret = source.clientSecretEnv !== undefined;
+  const certificate = source.clientCertificateFile !== undefined;
+  if (secret && certificate) {
+    problems.push({ path: [...at, 'clientCertificateFile'], message: 'set clientSecretEnv or clientCertificateFile, not both: the app proves itself with one credential' });
+  } else if (!secret && !certificate) {
+    problems.push({ path: at, message: 'an entra source needs clientSecretEnv (the variable holding the client secret) or clientCertificateFile (a PEM file with the private key and certificate)' });
+  }
+  if (!certificate) {
+    for (const setting of ['clientCertificatePasswordEnv', 'sendCertificateChain'] as const) {
+      if (source[setting] !== undefined) problems.push({ path: [...at, setting], message: `${setting} is used only with clientCertificateFile` });
+    }
+  }
+  return problems;
+}
+
 function scheduleWarnings(schedule: CustomerConfig['sources'][number]['schedule'], at: (string | number)[]): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   if (schedule?.cron !== undefined && cronRestrictsBothDays(schedule.cron)) {
@@ -267,6 +285,7 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
     // disabledWhen runs on every record read, as criteria do: the same regex guard.
     if (source.disabledWhen) problems.push(...conditionProblems(source.disabledWhen, [...at, 'sources', s, 'disabledWhen']));
     problems.push(...scheduleWarnings(source.schedule, [...at, 'sources', s, 'schedule']));
+    if (source.type === 'entra') problems.push(...entraCredentialProblems(source, [...at, 'sources', s]));
     // The external id names the user's workflow in Temporal (onboard/<customer>/<source>/<id>),
     // which is plaintext there by design: it must be an opaque id, never an email or a name.
     const mappedTo = source.type === 'csv' ? source.attributeMap[source.externalId] : undefined;
