@@ -3,6 +3,8 @@
 #   ./dev.sh test    install what is missing (Chromium too), then lint, type-check and run every test
 #   ./dev.sh demo    install what is missing, then run the Acme demo end to end
 #   ./dev.sh setup   only install and prepare (npm packages, Temporal CLI, database, build)
+#   ./dev.sh temporal-cluster setup|start|stop|status
+#                    a production-shaped Temporal server on PostgreSQL (not needed by test or demo)
 # Everything it installs outside the clone goes to $FLOWTHRU_CACHE (default ~/.cache/flowthru),
 # so a second clone on the same machine skips the slow parts.
 set -euo pipefail
@@ -125,8 +127,14 @@ case "${1:-}" in
     setup
     exec node bin/flowthru.js demo "${@:2}"
     ;;
+  temporal-cluster)
+    mkdir -p "$FLOWTHRU_CACHE"
+    install_temporal_cli
+    ensure_postgres
+    exec scripts/temporal-cluster.sh "${@:2}"
+    ;;
   *)
-    echo "usage: ./dev.sh test | demo | setup" >&2
+    echo "usage: ./dev.sh test | demo | setup | temporal-cluster setup|start|stop|status" >&2
     exit 2
     ;;
 esac

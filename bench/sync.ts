@@ -1,23 +1,33 @@
 /*
  * flowthru benchmark: N generated users through the full add-sync pipeline (numbers and email
  * included, SMTP a local sink), then an update sync after 100 of them changed (50 moved to another
- * site), the add sync again with two automatic provisioning targets (entries in a real slapd and users in a
- * SCIM server built on scimmy), with two references measured in the same run:
+ * site), the add sync again with two automatic provisioning targets (entries in a real slapd and
+ * users in a SCIM server built on scimmy), with three references measured in the same run:
  *   - orchestration ceiling: the same workflows with activities that do nothing;
+ *   - Temporal floor: one workflow per user that does nothing at all (200 in flight, start + result);
  *   - no durability: the same adapters and activity code called directly, without Temporal.
  *
- *   npm run bench              # 2,000 users, in-memory Temporal store
- *   npm run bench -- 10000     # 10,000 users
- *   npm run bench -- 2000 --db-file   # Temporal dev server on a file-backed store
+ * Every phase runs on a Temporal dev server and a database of its own, started for it, so none
+ * pays for another's finished executions. With `--runs K` the phases run K times, in a rotated
+ * order each time, and the report gives each rate's median and spread, and the ratios per run.
+ *
+ *   npm run bench                        # 2,000 users, in-memory Temporal store
+ *   npm run bench -- 10000 --runs 3      # 10,000 users, 3 runs
+ *   npm run bench -- 2000 --db-file      # Temporal dev server on a file-backed store
  *
  * A measurement, not a test: it prints a report and asserts nothing.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
+import { msToTs } from '@temporalio/common/lib/time.js';
+import proto from '@temporalio/proto';
 import pg from 'pg';
 import { stringify } from 'yaml';
 import { createActivities } from '../src/activities/index.js';
@@ -32,15 +42,48 @@ import { createSmtpMailer } from '../src/adapters/mail/smtp.js';
 import { freshPayloadKeyEnv } from '../src/adapters/temporal/codec.js';
 import { dataConverterFromEnv } from '../src/adapters/temporal/data-converter.js';
 import { runSync } from '../src/client/sync.js';
+import { ensureSearchAttributes } from '../src/client/temporal.js';
 import { startTemporalDevServer } from '../src/demo/temporal-dev-server.js';
 import { createWorker, WORKER_TUNING, workflowSource } from '../src/worker/index.js';
 import { DEFAULT_WINDOW } from '../src/workflows/sync-source.js';
 import { startSlapd } from '../src/demo/slapd.js';
 import { startScimServer } from '../test/support/scim-server.js';
 
-const args = process.argv.slice(2);
-const users = Number(args.find((a) => /^\d+$/.test(a)) ?? 2000);
-const fileStore = args.includes('--db-file');
+const { values: flags, positionals } = parseArgs({
+  args: process.argv.slice(2),
+  options: {
+    runs: { type: 'string', default: '1' },
+    'db-file': { type: 'boolean', default: false },
+    temporal: { type: 'string' },
+    'worker-processes': { type: 'string', default: '0' },
+    phases: { type: 'string', default: 'pipeline,ceiling,floor,direct,targets' },
+  },
+  allowPositionals: true,
+});
+const users = Number(positionals[0] ?? 2000);
+const runs = Number(flags.runs);
+const fileStore = flags['db-file'];
+/** An existing Temporal (a cluster: ./dev.sh temporal-cluster start) instead of a dev server per phase; each phase gets a namespace of its own there. */
+const externalTemporal = flags.temporal;
+/**
+ * The pipeline phase's workers as separate processes (`flowthru worker`, from dist/: run
+ * `npm run build` first), this many; 0 runs one worker inside the benchmark's process. Separate
+ * processes measure scale-out and each worker's own peak memory (VmHWM).
+ */
+const workerProcesses = Number(flags['worker-processes']);
+/** Which phases run (all by default): `--phases pipeline` measures the pipeline alone (scale-out runs). */
+const chosenPhases = new Set(flags.phases.split(',').map((p) => p.trim()));
+const unknownPhase = [...chosenPhases].find((p) => !['pipeline', 'ceiling', 'floor', 'direct', 'targets'].includes(p));
+if (unknownPhase !== undefined || !chosenPhases.has('pipeline')) {
+  console.error(`--phases: a comma-separated list of pipeline, ceiling, floor, direct, targets, with pipeline among them${unknownPhase ? ` (not ${unknownPhase})` : ''}`);
+  process.exit(2);
+}
+if (!Number.isInteger(users) || users < 1 || !Number.isInteger(runs) || runs < 1 || !Number.isInteger(workerProcesses) || workerProcesses < 0) {
+  console.error('usage: npm run bench -- [USERS] [--runs K] [--db-file | --temporal HOST:PORT] [--worker-processes W]');
+  process.exit(2);
+}
+/** Empty workflows in flight at once in the floor phase. */
+const FLOOR_IN_FLIGHT = 200;
 const ADMIN_URL = process.env.FLOWTHRU_TEST_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 Runtime.install({ logger: new DefaultLogger('ERROR') });
@@ -178,135 +221,323 @@ function noopActivities(): Activities {
   };
 }
 
-async function main(): Promise<void> {
-  const dir = mkdtempSync(join(tmpdir(), 'flowthru-bench-'));
-  writeFileSync(join(dir, 'users.csv'), directory(users));
+/** A Temporal dev server, a database with the configuration applied, and a client: what one phase runs on. */
+interface World {
+  readonly db: ReturnType<typeof createDatabase>;
+  readonly client: Client;
+  readonly address: string;
+  readonly namespace: string;
+  readonly databaseUrl: string;
+  readonly version: number;
+  close(): Promise<void>;
+}
+
+interface Shared {
+  readonly dir: string;
+  readonly sink: SmtpSink;
+  readonly mailer: ReturnType<typeof createSmtpMailer>;
+  readonly dataConverter: ReturnType<typeof dataConverterFromEnv>;
+}
+
+async function openWorld(shared: Shared, customers: string[], targets?: BenchTargets): Promise<World> {
   const dbName = `flowthru_bench_${randomBytes(3).toString('hex')}`;
   await admin(`create database "${dbName}"`);
   const dbUrl = new URL(ADMIN_URL);
   dbUrl.pathname = `/${dbName}`;
   const db = createDatabase(dbUrl.toString(), { max: 20 });
-  const sink = new SmtpSink();
-  await sink.start(0);
-  const temporal = await startTemporalDevServer({
-    port: 20000 + Math.floor(Math.random() * 20000),
-    uiPort: 0,
-    headless: true,
-    ...(fileStore ? { dbFile: join(dir, 'temporal.db') } : {}),
-  });
-  const memory = memorySampler();
-  const lines: string[] = [];
-  const say = (line = '') => {
-    lines.push(line);
-    console.log(line);
+  const temporal = externalTemporal
+    ? { address: externalTemporal, stop: async () => undefined }
+    : await startTemporalDevServer({
+        port: 20000 + Math.floor(Math.random() * 20000),
+        uiPort: 0,
+        headless: true,
+        ...(fileStore ? { dbFile: join(mkdtempSync(join(shared.dir, 'temporal-')), 'temporal.db') } : {}),
+      });
+  await migrateToLatest(db);
+  const configFile = join(shared.dir, `bench-${dbName}.yaml`);
+  writeFileSync(configFile, stringify(configFor(shared.dir, shared.sink.port, customers, targets)));
+  const loaded = await loadConfigFile(configFile);
+  if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+  const { version } = await applyConfig(db, loaded.config);
+  const connection = await Connection.connect({ address: temporal.address });
+  const namespace = externalTemporal ? await freshNamespace(connection, dbName.replace(/_/g, '-'), shared) : 'default';
+  const client = new Client({ connection, namespace, dataConverter: shared.dataConverter });
+  return {
+    db,
+    client,
+    address: temporal.address,
+    namespace,
+    databaseUrl: dbUrl.toString(),
+    version,
+    async close() {
+      await connection.close();
+      await db.destroy();
+      await temporal.stop();
+      await admin(`drop database if exists "${dbName}" with (force)`);
+    },
   };
+}
+
+/**
+ * A namespace of its own on an existing server, with flowthru's search attributes, usable once
+ * every service's namespace cache knows both (it is refreshed every 10 s: a start before that is
+ * refused with "no mapping defined for search attribute").
+ */
+async function freshNamespace(connection: Connection, namespace: string, shared: Shared): Promise<string> {
+  await connection.workflowService.registerNamespace({ namespace, workflowExecutionRetentionPeriod: msToTs('1 day') });
+  for (let i = 0; ; i++) {
+    try {
+      await ensureSearchAttributes(new Client({ connection, namespace, dataConverter: shared.dataConverter }));
+      break;
+    } catch (error) {
+      if (i > 30) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+    }
+  }
+  await new Promise((resolve) => setTimeout(resolve, 11_000));
+  return namespace;
+}
+
+async function withWorld<T>(shared: Shared, customers: string[], run: (world: World) => Promise<T>, targets?: BenchTargets): Promise<T> {
+  const world = await openWorld(shared, customers, targets);
   try {
-    await migrateToLatest(db);
-    const configFile = join(dir, 'bench.yaml');
-    writeFileSync(configFile, stringify(configFor(dir, sink.port, ['pipeline', 'direct'])));
-    const loaded = await loadConfigFile(configFile);
-    if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
-    const { version } = await applyConfig(db, loaded.config);
+    return await run(world);
+  } finally {
+    await world.close();
+  }
+}
 
-    // Payloads are encrypted as in production; a key of the run's own when none is set.
-    if (!process.env.FLOWTHRU_PAYLOAD_KEYS) Object.assign(process.env, freshPayloadKeyEnv('bench'));
-    const dataConverter = dataConverterFromEnv();
-    const connection = await Connection.connect({ address: temporal.address });
-    const client = new Client({ connection, dataConverter });
-    const mailer = createSmtpMailer();
-    const deps = { db, snapshots: new ConfigSnapshots(db), mailer, client };
-
-    say(`flowthru benchmark: ${users} users, Temporal dev server with ${fileStore ? 'a file-backed (SQLite) store' : 'the in-memory store'}`);
-    say(`machine: ${(await import('node:os')).cpus().length} cores; client, worker, Temporal and PostgreSQL share them`);
-    say(`worker: ${JSON.stringify(WORKER_TUNING)}, sync window ${DEFAULT_WINDOW}`);
-    say();
-
-    // 1. The full pipeline.
-    const taskQueue = 'bench-pipeline';
-    const native = await NativeConnection.connect({ address: temporal.address });
-    const worker = await createWorker({ connection: native, client, dataConverter, db, mailer, namespace: 'default', taskQueue });
-    const running = worker.run();
-    memory.reset();
-    let started = performance.now();
-    const report = await runSync(client, { customer: 'pipeline', source: 'hr', mode: 'add', configVersion: version, taskQueue });
-    const pipelineSeconds = (performance.now() - started) / 1000;
-    const pipelinePeak = memory.peak();
-    const latencies = (
-      await db
-        .selectFrom('transaction_log')
-        .select((eb) => [eb.fn.min('started_at').as('first'), eb.fn.max('ended_at').as('last')])
-        .where('kind', '=', 'step')
-        .groupBy('user_id')
-        .execute()
-    )
-      .map((r) => new Date(r.last as unknown as string).getTime() - new Date(r.first as unknown as string).getTime())
-      .sort((a, b) => a - b);
-    const sample = await client.workflow.getHandle('onboard/pipeline/hr/B7').fetchHistory();
-    const syncRuns: unknown[] = [];
-    for await (const run of client.workflow.list({ query: `WorkflowId = 'sync/pipeline/hr'` })) syncRuns.push(run);
-
-    // 1b. An update sync after 100 users changed: its cost should follow the 100, not the N.
-    writeFileSync(join(dir, 'users.csv'), directory(users, CHANGED));
-    const passesBefore = await countPasses(db);
-    started = performance.now();
-    const updated = await runSync(client, { customer: 'pipeline', source: 'hr', mode: 'update', taskQueue });
-    const updateSeconds = (performance.now() - started) / 1000;
-    const updatePasses = (await countPasses(db)) - passesBefore;
-    writeFileSync(join(dir, 'users.csv'), directory(users));
-
-    // 1c. The same add sync with two automatic targets (slapd entries and a SCIM service): what pushing costs.
-    const slapd = await startSlapd({ entries: [{ dn: 'ou=phones,dc=flowthru,dc=test', attributes: { objectClass: ['top', 'organizationalUnit'], ou: 'phones' } }], sizeLimit: users + 10 });
-    const scim = await startScimServer({ token: 'bench-token' });
-    Object.assign(process.env, { BENCH_LDAP_PASSWORD: slapd.adminPassword, BENCH_SCIM_TOKEN: 'bench-token' });
-    writeFileSync(configFile, stringify(configFor(dir, sink.port, ['pipeline', 'direct', 'targeted'], { slapd, scimUrl: scim.url })));
-    const withTargets = await loadConfigFile(configFile);
-    if (!withTargets.ok) throw new Error(JSON.stringify(withTargets.problems));
-    const targetedVersion = (await applyConfig(db, withTargets.config)).version;
-    started = performance.now();
-    const targeted = await runSync(client, { customer: 'targeted', source: 'hr', mode: 'add', configVersion: targetedVersion, taskQueue });
-    const targetedSeconds = (performance.now() - started) / 1000;
-    const pushes = await db.selectFrom('target_state').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'provisioned').executeTakeFirstOrThrow();
-    const scimUsers = scim.users().length;
-    const targetedSample = await client.workflow.getHandle('onboard/targeted/hr/B7').fetchHistory();
-    await scim.close();
-    await slapd.close();
+/** Runs a worker on `taskQueue` of the world's server for the duration of `body`. */
+async function withWorker<T>(world: World, options: Omit<Parameters<typeof Worker.create>[0], 'connection'>, body: () => Promise<T>): Promise<T> {
+  const native = await NativeConnection.connect({ address: world.address });
+  const worker = await Worker.create({ ...options, namespace: world.namespace, connection: native });
+  const running = worker.run();
+  try {
+    return await body();
+  } finally {
     worker.shutdown();
     await running;
     await native.close();
+  }
+}
 
-    // 2. Orchestration ceiling: the same workflows, activities that do nothing.
-    const ceilingQueue = 'bench-ceiling';
-    const ceilingNative = await NativeConnection.connect({ address: temporal.address });
-    const real = createActivities({ ...deps, taskQueue: ceilingQueue });
-    const ceilingWorker = await Worker.create({
-      connection: ceilingNative,
-      taskQueue: ceilingQueue,
-      dataConverter,
-      // Starting pipelines and passing their outcomes back are the orchestration itself: real.
-      activities: { ...noopActivities(), startUserPipelines: real.startUserPipelines, recordOutcome: real.recordOutcome, collectOutcomes: real.collectOutcomes },
-      ...workflowSource(),
-      ...WORKER_TUNING,
-    });
-    const ceilingRunning = ceilingWorker.run();
-    started = performance.now();
-    await runSync(client, { customer: 'ceiling', source: 'hr', mode: 'add', configVersion: version, taskQueue: ceilingQueue });
-    const ceilingSeconds = (performance.now() - started) / 1000;
-    ceilingWorker.shutdown();
-    await ceilingRunning;
-    await ceilingNative.close();
+/** `flowthru worker` processes on the world's server, database and `taskQueue`; `stop` returns each one's peak RSS. */
+async function startWorkerProcesses(world: World, taskQueue: string, count: number) {
+  const children = Array.from({ length: count }, () =>
+    spawn(process.execPath, [fileURLToPath(new URL('../bin/flowthru.js', import.meta.url)), 'worker'], {
+      env: { ...process.env, DATABASE_URL: world.databaseUrl, TEMPORAL_ADDRESS: world.address, TEMPORAL_NAMESPACE: world.namespace, FLOWTHRU_TASK_QUEUE: taskQueue, LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  );
+  // Timed from when every worker polls (both task types), as the in-process worker is.
+  for (const [i, taskQueueType] of [proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, proto.temporal.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY].entries()) {
+    for (let tries = 0; ; tries++) {
+      const { pollers } = await world.client.workflowService.describeTaskQueue({ namespace: world.namespace, taskQueue: { name: taskQueue }, taskQueueType });
+      if (new Set(pollers?.map((p) => p.identity)).size >= count) break;
+      if (children.some((child) => child.exitCode !== null)) throw new Error('a worker process exited at start (its error is above)');
+      if (tries > 120) throw new Error(`the worker processes did not poll ${taskQueue} (${i === 0 ? 'workflow' : 'activity'} tasks) within 60 s`);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+  }
+  const peakOf = (pid: number | undefined) => {
+    const status = pid === undefined ? '' : readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+  };
+  return {
+    async stop(): Promise<number[]> {
+      const peaks = children.map((child) => peakOf(child.pid));
+      await Promise.all(
+        children.map(
+          (child) =>
+            new Promise<void>((resolve) => {
+              if (child.exitCode !== null) return resolve();
+              child.once('exit', () => resolve());
+              child.kill('SIGTERM');
+            }),
+        ),
+      );
+      return peaks;
+    },
+  };
+}
 
-    // 3. The same adapters and activity code, called directly: no Temporal, no durability.
-    const direct = createActivities({ ...deps, taskQueue: 'unused' });
-    started = performance.now();
+interface PipelineResult {
+  seconds: number;
+  provisioned: number;
+  emailed: number;
+  latencies: number[];
+  peak: number;
+  events: number | string;
+  syncRuns: number;
+  /** With --worker-processes: each worker process's peak RSS. */
+  workerPeaks?: number[];
+  update?: { seconds: number; imported: number; passes: number; moved: number; provisioned: number; emailed: number };
+}
+
+/** 1. The full pipeline, then (when asked) an update sync after 100 users changed. */
+async function pipelinePhase(shared: Shared, withUpdate: boolean): Promise<PipelineResult> {
+  return withWorld(shared, ['pipeline'], async (world) => {
+    const taskQueue = 'bench-pipeline';
+    const processes = workerProcesses > 0 ? await startWorkerProcesses(world, taskQueue, workerProcesses) : undefined;
+    const native = processes ? undefined : await NativeConnection.connect({ address: world.address });
+    const worker = native
+      ? await createWorker({ connection: native, client: world.client, dataConverter: shared.dataConverter, db: world.db, mailer: shared.mailer, namespace: world.namespace, taskQueue })
+      : undefined;
+    const running = worker?.run();
+    let result: PipelineResult | undefined;
+    try {
+      writeFileSync(join(shared.dir, 'users.csv'), directory(users));
+      const memory = memorySampler();
+      const started = performance.now();
+      const report = await runSync(world.client, { customer: 'pipeline', source: 'hr', mode: 'add', configVersion: world.version, taskQueue });
+      const seconds = (performance.now() - started) / 1000;
+      memory.stop();
+      const latencies = (
+        await world.db
+          .selectFrom('transaction_log')
+          .select((eb) => [eb.fn.min('started_at').as('first'), eb.fn.max('ended_at').as('last')])
+          .where('kind', '=', 'step')
+          .groupBy('user_id')
+          .execute()
+      )
+        .map((r) => new Date(r.last as unknown as string).getTime() - new Date(r.first as unknown as string).getTime())
+        .sort((a, b) => a - b);
+      const sample = await world.client.workflow.getHandle('onboard/pipeline/hr/B7').fetchHistory();
+      const description = await world.client.workflow.getHandle('sync/pipeline/hr').describe();
+      result = {
+        seconds,
+        provisioned: report.counts.provisioned,
+        emailed: report.counts.emailed,
+        latencies,
+        peak: memory.peak(),
+        events: sample.events?.length ?? '?',
+        // The run the handle describes is the last of the sync's chain; its first run id tells whether it continued as new.
+        syncRuns: description.raw.workflowExecutionInfo?.firstRunId === description.runId ? 1 : 2,
+      };
+      if (withUpdate) {
+        writeFileSync(join(shared.dir, 'users.csv'), directory(users, CHANGED));
+        const passesBefore = await countPasses(world.db);
+        const updateStarted = performance.now();
+        const updated = await runSync(world.client, { customer: 'pipeline', source: 'hr', mode: 'update', taskQueue });
+        result.update = {
+          seconds: (performance.now() - updateStarted) / 1000,
+          imported: updated.counts.imported,
+          passes: (await countPasses(world.db)) - passesBefore,
+          moved: updated.counts.moved,
+          provisioned: updated.counts.provisioned,
+          emailed: updated.counts.emailed,
+        };
+        writeFileSync(join(shared.dir, 'users.csv'), directory(users));
+      }
+      return result;
+    } finally {
+      if (processes) {
+        const peaks = await processes.stop();
+        if (result) result.workerPeaks = peaks;
+      }
+      worker?.shutdown();
+      await running;
+      await native?.close();
+    }
+  });
+}
+
+/** 1c. The same add sync with two automatic targets (slapd entries and a SCIM service): what pushing costs. */
+async function targetsPhase(shared: Shared) {
+  const slapd = await startSlapd({ entries: [{ dn: 'ou=phones,dc=flowthru,dc=test', attributes: { objectClass: ['top', 'organizationalUnit'], ou: 'phones' } }], sizeLimit: users + 10 });
+  const scim = await startScimServer({ token: 'bench-token' });
+  Object.assign(process.env, { BENCH_LDAP_PASSWORD: slapd.adminPassword, BENCH_SCIM_TOKEN: 'bench-token' });
+  try {
+    return await withWorld(
+      shared,
+      ['targeted'],
+      async (world) => {
+        const taskQueue = 'bench-targets';
+        const native = await NativeConnection.connect({ address: world.address });
+        const worker = await createWorker({ connection: native, client: world.client, dataConverter: shared.dataConverter, db: world.db, mailer: shared.mailer, namespace: world.namespace, taskQueue });
+        const running = worker.run();
+        try {
+          const started = performance.now();
+          const report = await runSync(world.client, { customer: 'targeted', source: 'hr', mode: 'add', configVersion: world.version, taskQueue });
+          const seconds = (performance.now() - started) / 1000;
+          const pushes = await world.db.selectFrom('target_state').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'provisioned').executeTakeFirstOrThrow();
+          const sample = await world.client.workflow.getHandle('onboard/targeted/hr/B7').fetchHistory();
+          return { seconds, provisioned: report.counts.provisioned, pushes: Number(pushes.n), scimUsers: scim.users().length, events: sample.events?.length ?? '?' };
+        } finally {
+          worker.shutdown();
+          await running;
+          await native.close();
+        }
+      },
+      { slapd, scimUrl: scim.url },
+    );
+  } finally {
+    await scim.close();
+    await slapd.close();
+  }
+}
+
+/** 2. Orchestration ceiling: the same workflows, activities that do nothing (starting pipelines and collecting outcomes stay real). */
+async function ceilingPhase(shared: Shared): Promise<number> {
+  return withWorld(shared, ['ceiling'], async (world) => {
+    const taskQueue = 'bench-ceiling';
+    const real = createActivities({ db: world.db, snapshots: new ConfigSnapshots(world.db), mailer: shared.mailer, client: world.client, taskQueue });
+    return withWorker(
+      world,
+      {
+        taskQueue,
+        dataConverter: shared.dataConverter,
+        activities: { ...noopActivities(), startUserPipelines: real.startUserPipelines, recordOutcome: real.recordOutcome, collectOutcomes: real.collectOutcomes },
+        ...workflowSource(),
+        ...WORKER_TUNING,
+      },
+      async () => {
+        const started = performance.now();
+        await runSync(world.client, { customer: 'ceiling', source: 'hr', mode: 'add', configVersion: world.version, taskQueue });
+        return (performance.now() - started) / 1000;
+      },
+    );
+  });
+}
+
+/** 3. The Temporal floor: one empty workflow per user, FLOOR_IN_FLIGHT at a time, each started and awaited by the client. */
+async function floorPhase(shared: Shared): Promise<number> {
+  return withWorld(shared, ['floor'], async (world) => {
+    const taskQueue = 'bench-floor';
+    return withWorker(
+      world,
+      { taskQueue, dataConverter: shared.dataConverter, workflowsPath: fileURLToPath(new URL('./floor-workflows.ts', import.meta.url)), ...WORKER_TUNING },
+      async () => {
+        let next = 0;
+        const started = performance.now();
+        await Promise.all(
+          Array.from({ length: Math.min(FLOOR_IN_FLIGHT, users) }, async () => {
+            for (let i = next++; i < users; i = next++) {
+              const handle = await world.client.workflow.start('emptyWorkflow', { taskQueue, workflowId: `floor/${i}`, args: [] });
+              await handle.result();
+            }
+          }),
+        );
+        return (performance.now() - started) / 1000;
+      },
+    );
+  });
+}
+
+/** 4. The same adapters and activity code, called directly: no Temporal, no durability. */
+async function directPhase(shared: Shared): Promise<number> {
+  return withWorld(shared, ['direct'], async (world) => {
+    const direct = createActivities({ db: world.db, snapshots: new ConfigSnapshots(world.db), mailer: shared.mailer, client: world.client, taskQueue: 'unused' });
+    const started = performance.now();
     let cursor = null;
     const concurrency = WORKER_TUNING.maxConcurrentLocalActivityExecutions;
     do {
-      const page: Awaited<ReturnType<Activities['readSourcePage']>> = await direct.readSourcePage({ customer: 'direct', source: 'hr', configVersion: version, cursor, pageSize: 500, syncId: 'direct' });
+      const page: Awaited<ReturnType<Activities['readSourcePage']>> = await direct.readSourcePage({ customer: 'direct', source: 'hr', configVersion: world.version, cursor, pageSize: 500, syncId: 'direct' });
       const queue = [...page.targets];
       await Promise.all(
         Array.from({ length: concurrency }, async () => {
           for (let target = queue.shift(); target; target = queue.shift()) {
-            const ids: StepInput = { userId: target.userId, customer: 'direct', configVersion: version, mode: 'add', workflowId: `direct/${target.externalId}`, runId: `direct-${target.externalId}`, attempt: 1 };
+            const ids: StepInput = { userId: target.userId, customer: 'direct', configVersion: world.version, mode: 'add', workflowId: `direct/${target.externalId}`, runId: `direct-${target.externalId}`, attempt: 1 };
             await direct.createLocalUser(ids);
             await direct.moveUser(ids);
             const matched = await direct.matchProfile(ids);
@@ -318,37 +549,103 @@ async function main(): Promise<void> {
       );
       cursor = page.next;
     } while (cursor);
-    const directSeconds = (performance.now() - started) / 1000;
-    mailer.close();
-    await connection.close();
+    return (performance.now() - started) / 1000;
+  });
+}
 
-    const rate = (seconds: number) => users / seconds;
-    const pipelineRate = rate(pipelineSeconds);
-    say(`pipeline          ${pipelineRate.toFixed(1).padStart(7)} users/s   (${pipelineSeconds.toFixed(1)} s; ${report.counts.provisioned} provisioned, ${report.counts.emailed} emailed)`);
-    say(`  per-user latency, first step to last: p50 ${percentile(latencies, 50)} ms, p95 ${percentile(latencies, 95)} ms`);
-    say(`  peak memory of this process (client + worker): ${(pipelinePeak / 1024 / 1024).toFixed(0)} MiB`);
-    say(`  events per onboardUser history: ${sample.events?.length ?? '?'}; sync runs (continue-as-new): ${syncRuns.length}`);
-    say(
-      `update sync       ${updateSeconds.toFixed(1).padStart(7)} s         (${CHANGED} of ${users} changed: ${updated.counts.imported} imported, ` +
-        `${updatePasses} pipelines started, ${updated.counts.moved} moved, ${updated.counts.provisioned} provisioned, ${updated.counts.emailed} emailed)`,
-    );
-    say(
-      `with 2 targets    ${rate(targetedSeconds).toFixed(1).padStart(7)} users/s   (${targetedSeconds.toFixed(1)} s; ${targeted.counts.provisioned} provisioned; ` +
-        `LDAP write-back to slapd + SCIM, automatic: ${pushes.n} pushes, ${scimUsers} SCIM users; ${((rate(targetedSeconds) / pipelineRate) * 100).toFixed(0)} % of the run without; ` +
-        `${targetedSample.events?.length ?? '?'} events per onboardUser history)`,
-    );
-    say(`orchestration     ${rate(ceilingSeconds).toFixed(1).padStart(7)} users/s   (same workflows, no-op activities)`);
-    say(`no durability     ${rate(directSeconds).toFixed(1).padStart(7)} users/s   (same adapters, no Temporal, ${concurrency} at a time)`);
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+};
+
+type PhaseName = 'pipeline' | 'ceiling' | 'floor' | 'direct';
+const PHASES: readonly PhaseName[] = ['pipeline', 'ceiling', 'floor', 'direct'];
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'flowthru-bench-'));
+  writeFileSync(join(dir, 'users.csv'), directory(users));
+  const sink = new SmtpSink();
+  await sink.start(0);
+  // Payloads are encrypted as in production; a key of the run's own when none is set.
+  if (!process.env.FLOWTHRU_PAYLOAD_KEYS) Object.assign(process.env, freshPayloadKeyEnv('bench'));
+  const shared: Shared = { dir, sink, mailer: createSmtpMailer(), dataConverter: dataConverterFromEnv() };
+  const say = (line = '') => console.log(line);
+  try {
+    const server = externalTemporal
+      ? `the Temporal server at ${externalTemporal}, a fresh namespace and database per phase`
+      : `Temporal dev server with ${fileStore ? 'a file-backed (SQLite) store' : 'the in-memory store'}, a fresh server and database per phase`;
+    say(`flowthru benchmark: ${users} users, ${runs} run${runs === 1 ? '' : 's'}, ${server}`);
+    say(`machine: ${(await import('node:os')).cpus().length} cores; client, worker, Temporal and PostgreSQL share them`);
+    say(`worker: ${workerProcesses > 0 ? `${workerProcesses} separate process${workerProcesses === 1 ? '' : 'es'} (flowthru worker) in the pipeline phase, ` : ''}${JSON.stringify(WORKER_TUNING)}, sync window ${DEFAULT_WINDOW}`);
     say();
-    say(`pipeline / orchestration ceiling: ${((pipelineRate / rate(ceilingSeconds)) * 100).toFixed(0)} %`);
-    say(`pipeline / no durability:         ${((pipelineRate / rate(directSeconds)) * 100).toFixed(0)} %`);
-    say(`emails received by the sink: ${sink.messages.length} (pipeline ${report.counts.emailed} + direct ${sink.messages.length - report.counts.emailed})`);
+
+    const rates: Record<PhaseName, number[]> = { pipeline: [], ceiling: [], floor: [], direct: [] };
+    let first: PipelineResult | undefined;
+    for (let run = 0; run < runs; run++) {
+      // Each run starts the rotation one phase further, so no phase always runs on a warmer machine.
+      const order = PHASES.map((_, i) => PHASES[(i + run) % PHASES.length]!).filter((phase) => chosenPhases.has(phase));
+      say(`run ${run + 1}: ${order.join(', ')}`);
+      for (const phase of order) {
+        let seconds: number;
+        if (phase === 'pipeline') {
+          const result = await pipelinePhase(shared, run === 0);
+          first ??= result;
+          seconds = result.seconds;
+        } else if (phase === 'ceiling') seconds = await ceilingPhase(shared);
+        else if (phase === 'floor') seconds = await floorPhase(shared);
+        else seconds = await directPhase(shared);
+        rates[phase].push(users / seconds);
+        say(`  ${phase.padEnd(9)} ${(users / seconds).toFixed(1).padStart(7)} users/s  (${seconds.toFixed(1)} s)`);
+      }
+    }
+    const targeted = chosenPhases.has('targets') ? await targetsPhase(shared) : undefined;
+    say();
+
+    const describe = (phase: PhaseName) => {
+      const values = rates[phase];
+      const spread = values.length > 1 ? `, spread ${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)}` : '';
+      return `${median(values).toFixed(1).padStart(7)} users/s   (median of ${values.length}${spread})`;
+    };
+    const ratio = (a: PhaseName, b: PhaseName) => {
+      const perRun = rates[a].map((rate, i) => (rate / rates[b][i]!) * 100);
+      return `${median(perRun).toFixed(0)} %${perRun.length > 1 ? ` (runs: ${perRun.map((r) => r.toFixed(0)).join(', ')} %)` : ''}`;
+    };
+    const pipeline = first!;
+    say(`pipeline          ${describe('pipeline')}; run 1: ${pipeline.provisioned} provisioned, ${pipeline.emailed} emailed`);
+    say(`  per-user latency, first step to last (run 1): p50 ${percentile(pipeline.latencies, 50)} ms, p95 ${percentile(pipeline.latencies, 95)} ms`);
+    const mib = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`;
+    say(
+      pipeline.workerPeaks
+        ? `  peak memory of each worker process (${workerProcesses}, on their own), run 1: ${pipeline.workerPeaks.map(mib).join(', ')}; of this process (client): ${mib(pipeline.peak)}`
+        : `  peak memory of this process (client + worker) during run 1's add sync: ${mib(pipeline.peak)}`,
+    );
+    say(`  events per onboardUser history: ${pipeline.events}; sync continued as new: ${pipeline.syncRuns > 1 ? 'yes' : 'no'}`);
+    const update = pipeline.update!;
+    say(
+      `update sync       ${update.seconds.toFixed(1).padStart(7)} s         (${CHANGED} of ${users} changed: ${update.imported} imported, ` +
+        `${update.passes} pipelines started, ${update.moved} moved, ${update.provisioned} provisioned, ${update.emailed} emailed)`,
+    );
+    if (targeted) {
+      const targetedRate = users / targeted.seconds;
+      say(
+        `with 2 targets    ${targetedRate.toFixed(1).padStart(7)} users/s   (${targeted.seconds.toFixed(1)} s, one run; ${targeted.provisioned} provisioned; ` +
+          `LDAP write-back to slapd + SCIM, automatic: ${targeted.pushes} pushes, ${targeted.scimUsers} SCIM users; ${((targetedRate / median(rates.pipeline)) * 100).toFixed(0)} % of the median without; ` +
+          `${targeted.events} events per onboardUser history)`,
+      );
+    }
+    if (rates.ceiling.length) say(`orchestration     ${describe('ceiling')}: same workflows, no-op activities`);
+    if (rates.floor.length) say(`Temporal floor    ${describe('floor')}: one empty workflow per user, ${FLOOR_IN_FLIGHT} in flight`);
+    if (rates.direct.length) say(`no durability     ${describe('direct')}: same adapters, no Temporal, ${WORKER_TUNING.maxConcurrentLocalActivityExecutions} at a time`);
+    say();
+    if (rates.ceiling.length) say(`pipeline / orchestration ceiling: ${ratio('pipeline', 'ceiling')}`);
+    if (rates.floor.length) say(`pipeline / Temporal floor:        ${ratio('pipeline', 'floor')}`);
+    if (rates.ceiling.length && rates.floor.length) say(`ceiling / Temporal floor:         ${ratio('ceiling', 'floor')}`);
+    if (rates.direct.length) say(`pipeline / no durability:         ${ratio('pipeline', 'direct')}`);
+    say(`emails received by the sink: ${sink.messages.length}`);
   } finally {
-    memory.stop();
-    await db.destroy();
+    shared.mailer.close();
     await sink.stop();
-    await temporal.stop();
-    await admin(`drop database if exists "${dbName}" with (force)`);
   }
 }
 
