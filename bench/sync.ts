@@ -244,7 +244,7 @@ async function openWorld(shared: Shared, customers: string[], targets?: BenchTar
   await admin(`create database "${dbName}"`);
   const dbUrl = new URL(ADMIN_URL);
   dbUrl.pathname = `/${dbName}`;
-  const db = createDatabase(dbUrl.toString(), { max: 20 });
+  const db = createDatabase(dbUrl.toString(), { max: workerProcesses > 0 ? 5 : 20 });
   const temporal = externalTemporal
     ? { address: externalTemporal, stop: async () => undefined }
     : await startTemporalDevServer({

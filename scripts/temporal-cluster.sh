@@ -77,13 +77,15 @@ setup() {
   sql_tool --db "$VISIBILITY_DB" setup-schema -v 0.0
   sql_tool --db "$VISIBILITY_DB" update-schema -d "$BIN_DIR/schema/visibility/versioned"
   mkdir -p "$STATE/config/dynamicconfig"
-  write_config "$shards"
   echo "$shards" >"$STATE/shards"
   say "Set up. Start it with: ./dev.sh temporal-cluster start [--split]"
 }
 
 write_config() {
-  local shards=$1 base=$((FRONTEND_PORT - 7433))
+  # PostgreSQL's default max_connections is 100, shared with flowthru's workers (20 each): each
+  # process of the server keeps a pool, so four processes get a quarter each.
+  local shards=$1 split=$2 base=$((FRONTEND_PORT - 7433)) conns=20 visibility_conns=4
+  if $split; then conns=8 visibility_conns=2; fi
   cat >"$STATE/config/dynamicconfig/flowthru.yaml" <<'EOF'
 # Dynamic configuration of flowthru's production-shaped Temporal (see the server's docs/dynamic config).
 frontend.enableUpdateWorkflowExecution:
@@ -108,8 +110,8 @@ persistence:
         connectProtocol: tcp
         user: $PG_USER
         password: ""
-        maxConns: 40
-        maxIdleConns: 40
+        maxConns: $conns
+        maxIdleConns: $conns
         maxConnLifetime: 1h
     postgres-visibility:
       sql:
@@ -119,8 +121,8 @@ persistence:
         connectProtocol: tcp
         user: $PG_USER
         password: ""
-        maxConns: 10
-        maxIdleConns: 10
+        maxConns: $visibility_conns
+        maxIdleConns: $visibility_conns
         maxConnLifetime: 1h
 global:
   membership:
@@ -162,9 +164,10 @@ start() {
       *) die "unknown option $1" ;;
     esac
   done
-  [[ -f $STATE/config/flowthru.yaml ]] || die "not set up: run ./dev.sh temporal-cluster setup first."
+  [[ -f $STATE/shards ]] || die "not set up: run ./dev.sh temporal-cluster setup first."
   build
   stop_all quiet
+  write_config "$(cat "$STATE/shards")" "$split"
   mkdir -p "$STATE/logs"
   local services=(frontend history matching worker)
   if $split; then
