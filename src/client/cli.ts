@@ -13,7 +13,7 @@ import { listLog, listNumbers, listUsers } from '../adapters/db/queries.js';
 import type { Database } from '../adapters/db/schema.js';
 import { formatProblem, type ConfigProblem } from '../domain/config/validate.js';
 import { readSettings, type Settings } from '../settings.js';
-import { SYNC_MODES, type SyncMode } from '../workflows/config.js';
+import { SYNC_MODES, syncModes, type SyncMode } from '../workflows/config.js';
 import type { SyncReport } from '../workflows/messages.js';
 import { PermanentError } from '../adapters/errors.js';
 import { ConfigSnapshots } from '../adapters/db/snapshots.js';
@@ -23,7 +23,7 @@ import { registerRetryCommand } from './commands/retry.js';
 import { registerScheduleCommand } from './commands/schedule.js';
 import { registerTargetCommand } from './commands/target.js';
 import { registerUserCommand, whyInBrief } from './commands/user.js';
-import { previewSource } from './preview.js';
+import { previewSource, type PreviewUser } from './preview.js';
 import { describeReconcile, reconcileAfterApply } from './schedules.js';
 import { startSync, SyncBusyError } from './sync.js';
 import { describeChanges } from '../adapters/db/user-services.js';
@@ -72,11 +72,64 @@ function reportProblems(io: CliIo, file: string, problems: readonly ConfigProble
 
 /** Prints rows as aligned columns (the human form of the --json listings). */
 export function table<T extends object>(io: CliIo, rows: readonly T[], columns: readonly (keyof T & string)[]): void {
+  const stream = tableStream(io, columns);
+  stream.rows(rows);
+  stream.end();
+}
+
+/**
+ * A table printed as its rows arrive, batch by batch: the column widths come from the first batch
+ * that has rows (a later, longer cell overflows its column instead of holding every row back).
+ */
+export function tableStream<T extends object>(io: CliIo, columns: readonly (keyof T & string)[]) {
   const text = (v: unknown) => (v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(' ') || '-' : String(v));
-  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => text(r[c]).length)));
-  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd();
-  io.out(line(columns.map((c) => c.toUpperCase())));
-  for (const row of rows) io.out(line(columns.map((c) => text(row[c]))));
+  let widths: number[] | undefined;
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths![i]!)).join('  ').trimEnd();
+  const header = (rows: readonly T[]) => {
+    widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => text(r[c]).length)));
+    io.out(line(columns.map((c) => c.toUpperCase())));
+  };
+  return {
+    rows(rows: readonly T[]): void {
+      if (rows.length === 0) return;
+      if (!widths) header(rows);
+      for (const row of rows) io.out(line(columns.map((c) => text(row[c]))));
+    },
+    end(): void {
+      if (!widths) header([]);
+    },
+  };
+}
+
+/**
+ * A JSON object printed as it is made: `{ "<key>": [` and its items as they arrive (from the first
+ * batch on, so nothing is printed when the command fails before it), then the object's other
+ * fields. Parsed, it is the object `JSON.stringify` would have printed, with `key` first.
+ */
+export function jsonArrayStream(io: CliIo, key: string) {
+  let started = false;
+  let pending: string | undefined;
+  const indent = (text: string) => text.replace(/^/gm, '    ');
+  const start = () => {
+    if (started) return;
+    started = true;
+    io.out(`{\n  ${JSON.stringify(key)}: [`);
+  };
+  return {
+    items(items: readonly unknown[]): void {
+      start();
+      for (const item of items) {
+        if (pending !== undefined) io.out(`${pending},`);
+        pending = indent(JSON.stringify(item, null, 2));
+      }
+    },
+    end(rest: Record<string, unknown>): void {
+      start();
+      if (pending !== undefined) io.out(pending);
+      const fields = JSON.stringify(rest, null, 2).split('\n').slice(1);
+      io.out(fields.length > 1 ? `  ],\n${fields.join('\n')}` : '  ]\n}');
+    },
+  };
 }
 
 export async function withDatabase<T>(fn: (db: Kysely<Database>) => Promise<T>): Promise<T> {
@@ -365,10 +418,30 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .option('--config-version <n>', 'evaluate this configuration version (default: the newest)', (v) => Number.parseInt(v, 10))
     .description('dry run: read the whole source and show what a sync would do to each user, and why; changes nothing')
     .action(async (source: string, opts: { customer?: string; mode?: SyncMode[]; json?: boolean; configVersion?: number }) => {
+      // The users are printed page by page as the source is read, never held all at once.
+      const modes = syncModes({ mode: 'add', modes: opts.mode ?? SYNC_MODES });
+      const updates = modes.includes('update');
+      const rows = tableStream<Record<string, unknown>>(
+        io,
+        updates ? ['externalId', 'username', 'change', 'pass', 'site', 'profile', 'number', 'services'] : ['externalId', 'username', 'change', 'site', 'profile', 'pool'],
+      );
+      const json = jsonArrayStream(io, 'users');
+      const onUsers = (users: PreviewUser[]) => {
+        if (opts.json) return json.items(users);
+        rows.rows(
+          users.map((u) => ({
+            ...u,
+            site: u.kept ? `${u.currentSite} (kept: no site matches)` : u.move ? `${u.currentSite} → ${u.site}` : u.site,
+            pool: u.numberPool,
+            number: u.numbers ? `${u.numbers.from.join(' ') || '-'} → ${u.numbers.to ?? '-'}` : null,
+            services: u.services ? describeChanges(u.services) : null,
+          })),
+        );
+      };
       const report = await withDatabase(async (db) => {
         const target = await resolveSource(db, source, opts.customer, opts.configVersion);
         try {
-          return await previewSource(db, new ConfigSnapshots(db), { customer: target.customer, source, configVersion: target.version, ...(opts.mode ? { modes: opts.mode } : {}) });
+          return await previewSource(db, new ConfigSnapshots(db), { customer: target.customer, source, configVersion: target.version, modes, onUsers });
         } catch (error) {
           if (error instanceof PermanentError) throw new UserError(error.message);
           throw error;
@@ -377,21 +450,11 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
         }
       });
       if (opts.json) {
-        io.out(JSON.stringify(report, null, 2));
+        const { users: _users, ...rest } = report;
+        json.end(rest);
         return;
       }
-      const updates = report.modes.includes('update');
-      table(
-        io,
-        report.users.map((u) => ({
-          ...u,
-          site: u.kept ? `${u.currentSite} (kept: no site matches)` : u.move ? `${u.currentSite} → ${u.site}` : u.site,
-          pool: u.numberPool,
-          number: u.numbers ? `${u.numbers.from.join(' ') || '-'} → ${u.numbers.to ?? '-'}` : null,
-          services: u.services ? describeChanges(u.services) : null,
-        })),
-        updates ? ['externalId', 'username', 'change', 'pass', 'site', 'profile', 'number', 'services'] : ['externalId', 'username', 'change', 'site', 'profile', 'pool'],
-      );
+      rows.end();
       const c = report.counts;
       io.out('');
       io.out(

@@ -88,12 +88,25 @@ export interface PreviewReport {
 
 /**
  * A dry run: reads the whole source with the same adapters and mapping as a sync, and evaluates the
- * same criteria against each user, with no side effects (nothing imported, reserved or sent).
+ * same criteria against each user, with no side effects (nothing imported, reserved or sent). What
+ * it keeps for the whole read is small per user: the external ids seen (to find deletions), the
+ * disabled accounts' ids and the numbers it predicts.
  */
 export async function previewSource(
   db: Kysely<Database>,
   snapshots: ConfigSnapshots,
-  options: { customer: string; source: string; configVersion: number; pageSize?: number; modes?: readonly SyncMode[] },
+  options: {
+    customer: string;
+    source: string;
+    configVersion: number;
+    pageSize?: number;
+    modes?: readonly SyncMode[];
+    /**
+     * Receives the listed users page by page, as the source is read; `report.users` then stays
+     * empty, so a source of any size is previewed in the memory of one page.
+     */
+    onUsers?: (users: PreviewUser[]) => void | Promise<void>;
+  },
 ): Promise<PreviewReport> {
   const modes = syncModes({ mode: 'add', modes: options.modes ?? SYNC_MODES });
   const snap = await snapshots.customer(options.configVersion, options.customer);
@@ -193,6 +206,7 @@ export async function previewSource(
       .filter((e) => e !== undefined && e.site_id !== null && e.status !== 'deleted' && users.some((u) => u.externalId === e.external_id && u.hash !== e.source_hash))
       .map((e) => String(e!.id));
     [held, services] = await Promise.all([numbersHeld(db, updating), activeServices(db, updating)]);
+    const listedUsers: PreviewUser[] = [];
     for (const user of users) {
       seen.add(user.externalId);
       const existing = onRecord.get(user.externalId);
@@ -223,7 +237,7 @@ export async function previewSource(
         ...update,
         why: { site: siteWhy, profile: profileWhy },
       };
-      if (listed) report.users.push(preview);
+      if (listed) listedUsers.push(preview);
       const c = report.counts;
       c.seen++;
       c[preview.change]++;
@@ -234,6 +248,8 @@ export async function previewSource(
       if (preview.profile) c.matched++;
       else if (preview.site) c.unmatched++;
     }
+    if (options.onUsers) await options.onUsers(listedUsers);
+    else report.users.push(...listedUsers);
     cursor = page.next;
   } while (cursor);
 

@@ -454,6 +454,9 @@ describe('flowthru preview', () => {
     // by the update sync.
     expect(report.counts).toMatchObject({ seen: LDAP_USERS, new: 0, changed: 1, unchanged: LDAP_USERS - 1, moves: 1, deletions: 1, invalid: 0 });
     expect(report.deletions).toEqual([u0009.external_id]);
+    // Printed page by page (two pages of the source here), every user once.
+    expect(report.users).toHaveLength(LDAP_USERS);
+    expect(new Set(report.users.map((u) => u.externalId)).size).toBe(LDAP_USERS);
     const moved = report.users.find((u) => u.externalId === u0006.external_id)!;
     expect(moved).toMatchObject({ change: 'changed', currentSite: 'chicago', site: 'dallas', move: true, profile: 'engineering', numberPool: 'site' });
     expect(moved.why.site.considered.map((c) => c.site)).toEqual(['chicago', 'dallas']);
@@ -468,6 +471,11 @@ describe('flowthru preview', () => {
     const text = await cli('preview', 'directory', '--customer', 'corp');
     expect(text.out).toMatch(/changed +update +chicago → dallas +engineering +\+1312555\d{4} → \+1214555\d{4} +~phone/);
     expect(text.out).toMatch(/Preview of corp\/directory .*: 900 users, 0 new, 1 changed, 899 unchanged/);
+    // One header, then a row per user, across both pages.
+    expect(text.out.split('\n').filter((line) => line.startsWith('EXTERNALID'))).toHaveLength(1);
+    const lines = text.out.split('\n');
+    const header = lines.findIndex((line) => line.startsWith('EXTERNALID'));
+    expect(lines.slice(header + 1, lines.indexOf('', header))).toHaveLength(LDAP_USERS);
   });
 
   it('works the same for an Entra source, and says clearly when the source refuses', async () => {
