@@ -113,7 +113,6 @@ function memorySampler() {
   let peak = process.memoryUsage().rss;
   const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 100);
   return {
-    reset: () => (peak = process.memoryUsage().rss),
     peak: () => peak,
     stop: () => clearInterval(timer),
   };

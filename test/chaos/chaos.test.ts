@@ -305,6 +305,17 @@ async function outcome(x: PipelineHarness, workflowId: string): Promise<SyncRepo
 }
 
 /**
+ * The CSV customer `name` changes (changesOf: a tenth leave, a twentieth join, a third change
+ * city), then changeScenario runs it under `fault`: everyone who stays or joins active, the
+ * leavers offboarded, no message sent twice.
+ */
+async function csvChangeScenario(label: string, name: string, v: number, fault: (done: () => boolean) => Promise<string>, x: PipelineHarness = h): Promise<void> {
+  const { stay, gone, added } = changesOf(name);
+  x.writeFile(`${name}.csv`, acmeCsv([...stay, ...added]));
+  await changeScenario(label, name, v, fault, async () => ({ active: idsOf([...stay, ...added]), deleted: idsOf(gone), resendsAllowed: 0 }), x);
+}
+
+/**
  * Runs the add + update + delete sync of `name` with `fault` injected while it runs (`fault`
  * returns what it did, for the table), then the invariants against `expected`.
  */
@@ -464,22 +475,14 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
       N,
     );
 
-    const { stay, gone, added } = changesOf('smtp');
-    h.writeFile('smtp.csv', acmeCsv([...stay, ...added]));
-    await changeScenario(
-      'SMTP down',
-      'smtp',
-      version,
-      async () => {
-        const port = h.smtp.port;
-        await h.smtp.stop();
-        const began = Date.now();
-        await new Promise((r) => setTimeout(r, SMTP_OUTAGE_MS));
-        await h.smtp.start(port);
-        return `SMTP refused connections for ${(Date.now() - began) / 1000} s`;
-      },
-      async () => ({ active: idsOf([...stay, ...added]), deleted: idsOf(gone), resendsAllowed: 0 }),
-    );
+    await csvChangeScenario('SMTP down', 'smtp', version, async () => {
+      const port = h.smtp.port;
+      await h.smtp.stop();
+      const began = Date.now();
+      await new Promise((r) => setTimeout(r, SMTP_OUTAGE_MS));
+      await h.smtp.start(port);
+      return `SMTP refused connections for ${(Date.now() - began) / 1000} s`;
+    });
   }, TIMEOUT);
 
   it('slapd stopped and restarted during an LDAP read', async () => {
@@ -679,9 +682,7 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
         N,
         x,
       );
-      const { stay, gone, added } = changesOf('pgr');
-      x.writeFile('pgr.csv', acmeCsv([...stay, ...added]));
-      await changeScenario(
+      await csvChangeScenario(
         'PostgreSQL restarted',
         'pgr',
         v,
@@ -691,7 +692,6 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
           await server.restart();
           return '1 × PostgreSQL fast restart (every session ended)';
         },
-        async () => ({ active: idsOf([...stay, ...added]), deleted: idsOf(gone), resendsAllowed: 0 }),
         x,
       );
     } finally {
@@ -725,25 +725,14 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
           await new Promise((r) => setTimeout(r, 2_000));
           server = await start();
           // The client's long poll fails while the server is away: ask again until it answers.
-          const deadline = Date.now() + TIMEOUT;
-          for (;;) {
-            try {
-              await x.client.workflow.getHandle(handle.workflowId).result();
-              break;
-            } catch (error) {
-              if (error instanceof WorkflowFailedError || Date.now() > deadline) throw error;
-              await new Promise((r) => setTimeout(r, 1_000));
-            }
-          }
+          await outcome(x, handle.workflowId);
           return { active: idsOf(people), resendsAllowed: 0 };
         },
         'tmp',
         N,
         x,
       );
-      const { stay, gone, added } = changesOf('tmp');
-      x.writeFile('tmp.csv', acmeCsv([...stay, ...added]));
-      await changeScenario(
+      await csvChangeScenario(
         'Temporal server SIGKILLed',
         'tmp',
         v,
@@ -755,7 +744,6 @@ describe(`chaos (${FULL ? 'full' : 'small'}: ${N} users)`, () => {
           server = await start();
           return 'Temporal dev server SIGKILLed 1 ×, restarted on its SQLite file after 2 s';
         },
-        async () => ({ active: idsOf([...stay, ...added]), deleted: idsOf(gone), resendsAllowed: 0 }),
         x,
       );
     } finally {
