@@ -19,6 +19,8 @@ import { PermanentError } from '../adapters/errors.js';
 import { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { closeLdapConnections } from '../adapters/sources/ldap.js';
 import { registerCodecServerCommand } from './commands/codec-server.js';
+import { registerConsoleCommand } from './commands/console.js';
+import { OperationRefused } from './operations.js';
 import { registerRetryCommand } from './commands/retry.js';
 import { registerScheduleCommand } from './commands/schedule.js';
 import { registerTargetCommand } from './commands/target.js';
@@ -545,6 +547,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   registerScheduleCommand(program, io);
   registerCodecServerCommand(program, io);
   registerTargetCommand(program, io);
+  registerConsoleCommand(program, io);
   return program;
 }
 
@@ -580,7 +583,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 1;
-    if (error instanceof UserError || error instanceof PayloadKeyError) {
+    if (error instanceof UserError || error instanceof PayloadKeyError || error instanceof OperationRefused) {
       io.err(`flowthru: ${error.message}`);
       return 1;
     }

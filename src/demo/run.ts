@@ -25,6 +25,8 @@ export interface DemoOptions {
   readonly exit: boolean;
   readonly config: string;
   readonly stateDir: string;
+  /** Called once the summary is printed, while everything still runs (tests look at the console then). */
+  readonly onReady?: (running: { consoleUrl: string | undefined }) => Promise<void>;
 }
 
 async function writeDirectory(path: string, users: number): Promise<void> {
@@ -121,6 +123,23 @@ export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
 
     const client = await connectClient({ ...settings, temporalAddress: temporal?.address ?? settings.temporalAddress });
     cleanup.push(() => client.connection.close());
+
+    // The web console, beside Temporal UI: loopback only, no token needed there.
+    const { startConsole, DEFAULT_CONSOLE_PORT } = await import('../console/server.js');
+    const consolePort = Number(process.env.FLOWTHRU_DEMO_CONSOLE_PORT ?? DEFAULT_CONSOLE_PORT);
+    const webConsole = await startConsole({
+      settings: { ...settings, temporalAddress: temporal?.address ?? settings.temporalAddress },
+      host: '127.0.0.1',
+      port: consolePort,
+      temporalUi: uiUrl,
+    }).catch((error: unknown) => {
+      io.out(`The console could not start on port ${consolePort} (${error instanceof Error ? error.message : String(error)}); set FLOWTHRU_DEMO_CONSOLE_PORT to another port.`);
+      return undefined;
+    });
+    if (webConsole) {
+      cleanup.push(() => webConsole.close());
+      io.out(`flowthru console at ${webConsole.url}: customers, users, numbers, syncs (flowthru console runs it on its own).`);
+    }
     const reports: { source: string; type: string; counts: SyncCounts; seconds: number }[] = [];
     for (const synced of customer.sources.filter((s) => s.type === 'csv' || s.type === 'ldap')) {
       const started = Date.now();
@@ -143,6 +162,7 @@ export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
     mkdirSync(join(options.stateDir, 'mail'), { recursive: true });
     sink.messages.forEach((m, i) => writeFileSync(join(options.stateDir, 'mail', `${String(i + 1).padStart(4, '0')}.eml`), m.raw));
 
+    await options.onReady?.({ consoleUrl: webConsole?.url });
     if (!options.exit) {
       io.out('\nEverything keeps running so you can look around. Press Ctrl-C to stop.');
       await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')]);

@@ -54,9 +54,9 @@ describe('the database schema', () => {
   });
 
   it('migrates down completely and up again', async () => {
-    expect(await migrateDownAll(t.db)).toEqual(['0007_targets', '0006_lifecycle', '0005_licence_assignments', '0004_licences', '0003_number_lookups', '0002_pipeline_outcomes', '0001_initial']);
+    expect(await migrateDownAll(t.db)).toEqual(['0008_console', '0007_targets', '0006_lifecycle', '0005_licence_assignments', '0004_licences', '0003_number_lookups', '0002_pipeline_outcomes', '0001_initial']);
     expect(Object.keys(await columns())).toEqual([]);
-    expect(await migrateToLatest(t.db)).toEqual(['0001_initial', '0002_pipeline_outcomes', '0003_number_lookups', '0004_licences', '0005_licence_assignments', '0006_lifecycle', '0007_targets']);
+    expect(await migrateToLatest(t.db)).toEqual(['0001_initial', '0002_pipeline_outcomes', '0003_number_lookups', '0004_licences', '0005_licence_assignments', '0006_lifecycle', '0007_targets', '0008_console']);
     expect(Object.keys(await columns()).sort()).toEqual(Object.keys(DATABASE_COLUMNS).sort());
   });
 

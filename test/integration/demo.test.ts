@@ -22,15 +22,28 @@ describe('the demo', () => {
       FLOWTHRU_TASK_QUEUE: `demo-${process.pid}`,
       FLOWTHRU_DEMO_SMTP_PORT: String(await freePort()),
       FLOWTHRU_DEMO_CODEC_PORT: String(await freePort()),
+      FLOWTHRU_DEMO_CONSOLE_PORT: String(await freePort()),
       LOG_LEVEL: 'error',
     });
     // No key set: the demo makes one of its own, and keeps it beside its state.
     delete process.env.FLOWTHRU_PAYLOAD_KEYS;
     delete process.env.FLOWTHRU_PAYLOAD_KEY_ID;
     const out: string[] = [];
+    let consoleOverview = '';
     const stateDir = mkdtempSync(join(tmpdir(), 'flowthru-demo-'));
     try {
-      await runDemo({ out: (l) => out.push(l), err: (l) => out.push(l) }, { users: 60, exit: true, config: resolve('examples/acme.yaml'), stateDir });
+      await runDemo(
+        { out: (l) => out.push(l), err: (l) => out.push(l) },
+        {
+          users: 60,
+          exit: true,
+          config: resolve('examples/acme.yaml'),
+          stateDir,
+          onReady: async ({ consoleUrl }) => {
+            consoleOverview = await (await fetch(`${consoleUrl}/`)).text();
+          },
+        },
+      );
     } finally {
       process.env = saved;
     }
@@ -49,6 +62,9 @@ describe('the demo', () => {
     expect(readFileSync(join(stateDir, 'payload-keys.env'), 'utf8')).toMatch(/^FLOWTHRU_PAYLOAD_KEYS=demo=[A-Za-z0-9+/]{43}=\nFLOWTHRU_PAYLOAD_KEY_ID=demo\n$/);
     expect(statSync(join(stateDir, 'payload-keys.env')).mode & 0o077).toBe(0);
     expect(text).toMatch(/Codec server at http:\/\/127\.0\.0\.1:\d+: set it as the codec endpoint/);
+    // The console ran beside Temporal UI, with the demo's numbers.
+    expect(text).toMatch(/flowthru console at http:\/\/127\.0\.0\.1:\d+: customers, users, numbers, syncs/);
+    expect(consoleOverview).toMatch(/data-testid="total-users">75</);
   }, 120_000);
 });
 

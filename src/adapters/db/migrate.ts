@@ -7,6 +7,7 @@ import * as licences from './migrations/0004_licences.js';
 import * as licenceAssignments from './migrations/0005_licence_assignments.js';
 import * as lifecycle from './migrations/0006_lifecycle.js';
 import * as targets from './migrations/0007_targets.js';
+import * as consoleIndexes from './migrations/0008_console.js';
 
 /** Migrations in order; a new one is a new file in migrations/ and a line here. */
 const MIGRATIONS: Record<string, Migration> = {
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0005_licence_assignments': licenceAssignments,
   '0006_lifecycle': lifecycle,
   '0007_targets': targets,
+  '0008_console': consoleIndexes,
 };
 
 const provider: MigrationProvider = { getMigrations: async () => MIGRATIONS };

@@ -212,7 +212,7 @@ export interface TransactionLogTable {
   id: Generated<string>;
   customer_id: number | null;
   user_id: BigId | null;
-  kind: 'sync' | 'step' | 'config';
+  kind: 'sync' | 'step' | 'config' | 'operator';
   action: string;
   subject: string | null;
   status: 'started' | 'succeeded' | 'failed' | 'skipped' | 'blocked' | 'held';

@@ -54,7 +54,7 @@ export async function serveCodec(options: CodecServerCommandOptions): Promise<Co
   });
 }
 
-const parsePort = (value: string) => {
+export const parsePort = (value: string) => {
   const port = Number(value);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InvalidArgumentError('a port is a number from 0 to 65535');
   return port;

@@ -1,11 +1,9 @@
 import type { Command } from 'commander';
-import type { Client, ScheduleDescription, ScheduleHandle } from '@temporalio/client';
-import { ScheduleNotFoundError } from '@temporalio/client';
 import { loadConfigVersion } from '../../adapters/db/config-store.js';
 import { readSettings } from '../../settings.js';
-import { scheduleId } from '../../workflows/config.js';
-import { resolveSource, table, temporalUiUrl, UserError, withDatabase, type CliIo } from '../cli.js';
-import { declaredSchedules, listSchedules, scheduleView, type ScheduleDeclaration, type ScheduleView } from '../schedules.js';
+import { table, temporalUiUrl, withDatabase, type CliIo } from '../cli.js';
+import { cliActor, setSchedulePaused, triggerSchedule } from '../operations.js';
+import { declaredSchedules, listSchedules, type ScheduleDeclaration, type ScheduleView } from '../schedules.js';
 import { withClient } from '../temporal.js';
 
 /*
@@ -13,24 +11,6 @@ import { withClient } from '../temporal.js';
  * configuration (`schedule:` on a source) and reconciled by `config apply`; these look at them and
  * steer them between applies.
  */
-
-/** The schedule of SOURCE: the source must exist and declare one, and Temporal must have it. */
-async function scheduleOfSource(client: Client, source: string, customer: string | undefined): Promise<{ handle: ScheduleHandle; description: ScheduleDescription }> {
-  const { owner, declared } = await withDatabase(async (db) => {
-    const target = await resolveSource(db, source, customer);
-    const found = await loadConfigVersion(db, target.version);
-    return { owner: target.customer, declared: found && declaredSchedules(found.config).some((d) => d.customer === target.customer && d.source === source) };
-  });
-  if (!declared) throw new UserError(`source "${source}" of customer "${owner}" has no schedule: add schedule: to the source in the configuration and apply it`);
-  const id = scheduleId(owner, source);
-  const handle = client.schedule.getHandle(id);
-  try {
-    return { handle, description: await handle.describe() };
-  } catch (error) {
-    if (!(error instanceof ScheduleNotFoundError)) throw error;
-    throw new UserError(`schedule ${id} is in the configuration but not in Temporal yet: run flowthru config apply FILE again, or start a worker (it reconciles schedules at start)`);
-  }
-}
 
 /** `2026-03-02 14:15:00Z` */
 const when = (iso: string) => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
@@ -59,29 +39,6 @@ function printSchedules(io: CliIo, views: readonly ScheduleView[]): void {
     if (view.recentRuns.length > recent.length) io.out(`  … ${view.recentRuns.length - recent.length} earlier (--json)`);
     if (view.skippedOverlap > 0) io.out(`  ${view.skippedOverlap} run${view.skippedOverlap === 1 ? '' : 's'} skipped: the one before was still running`);
   }
-}
-
-type TriggerOutcome = { outcome: 'started'; workflowId: string } | { outcome: 'skipped'; running: string[] } | { outcome: 'pending' };
-
-/**
- * Triggers a run with overlap SKIP (the SDK's default would start one beside a running run), then
- * watches the schedule for a few seconds to say whether it started or was skipped.
- */
-async function triggerAndWatch(handle: ScheduleHandle, before: ScheduleDescription): Promise<TriggerOutcome> {
-  await handle.trigger('SKIP');
-  const deadline = Date.now() + 5_000;
-  while (Date.now() < deadline) {
-    const now = await handle.describe();
-    if (now.info.numActionsTaken > before.info.numActionsTaken) {
-      const newest = now.info.recentActions.at(-1);
-      if (newest) return { outcome: 'started', workflowId: newest.action.workflow.workflowId };
-    }
-    if (now.info.numActionsSkippedOverlap > before.info.numActionsSkippedOverlap) {
-      return { outcome: 'skipped', running: now.info.runningActions.map((run) => run.workflow.workflowId) };
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  return { outcome: 'pending' };
 }
 
 export function registerScheduleCommand(program: Command, io: CliIo): void {
@@ -120,10 +77,7 @@ export function registerScheduleCommand(program: Command, io: CliIo): void {
     .description("run a source's schedule now (its modes, the newest configuration); skipped while its previous run is still going")
     .action(async (source: string, opts: { customer?: string; json?: boolean }) => {
       const settings = readSettings();
-      const { id, result } = await withClient(settings, async (client) => {
-        const { handle, description } = await scheduleOfSource(client, source, opts.customer);
-        return { id: handle.scheduleId, result: await triggerAndWatch(handle, description) };
-      });
+      const { scheduleId: id, ...result } = await withDatabase((db) => withClient(settings, (client) => triggerSchedule(db, client, source, opts.customer, cliActor())));
       if (opts.json) {
         io.out(JSON.stringify({ scheduleId: id, ...result }));
         return;
@@ -153,11 +107,7 @@ export function registerScheduleCommand(program: Command, io: CliIo): void {
       .action(async (source: string, opts: { customer?: string; note?: string; json?: boolean }) => {
         const settings = readSettings();
         const note = opts.note ?? `${pause ? 'paused' : 'unpaused'} with flowthru schedule ${verb} by ${process.env.USER ?? 'unknown'}`;
-        const view = await withClient(settings, async (client) => {
-          const { handle } = await scheduleOfSource(client, source, opts.customer);
-          await (pause ? handle.pause(note) : handle.unpause(note));
-          return scheduleView(await handle.describe());
-        });
+        const view = await withDatabase((db) => withClient(settings, (client) => setSchedulePaused(db, client, source, opts.customer, pause, cliActor(), note)));
         if (opts.json) io.out(JSON.stringify(view, null, 2));
         else io.out(`${pause ? 'Paused' : 'Unpaused'} ${view.scheduleId} (${note}).${view.nextRuns[0] ? ` Next run ${when(view.nextRuns[0])}.` : ''}`);
       });

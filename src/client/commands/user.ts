@@ -1,27 +1,17 @@
 import type { Command } from 'commander';
-import type { Kysely } from 'kysely';
-import { findUsers, userDetail, type Decision, type UserDetail } from '../../adapters/db/queries.js';
-import type { Database } from '../../adapters/db/schema.js';
+import { userDetail, type Decision, type UserDetail } from '../../adapters/db/queries.js';
 import { formatExplanation, type Explanation } from '../../domain/criteria.js';
 import type { FtpResolution, SiteResolution } from '../../domain/matching.js';
 import { readSettings } from '../../settings.js';
 import { onboardWorkflowId } from '../../workflows/config.js';
 import { temporalUiUrl, UserError, withDatabase, type CliIo } from '../cli.js';
+import { findOneUser } from '../operations.js';
 
-/** The one user USER names (username, external id or email); unknown or ambiguous is the operator's to fix. */
-export async function findOneUser(db: Kysely<Database>, who: string, customer: string | undefined) {
-  const users = await findUsers(db, who, customer);
-  if (users.length === 0) throw new UserError(`no user "${who}"${customer ? ` for customer ${customer}` : ''}`);
-  if (users.length > 1) {
-    const which = users.map((u) => `${u.customer}/${u.source}/${u.externalId}`).join(', ');
-    throw new UserError(`"${who}" matches ${users.length} users (${which}): say which with --customer, or use the external id`);
-  }
-  return users[0]!;
-}
+export { findOneUser };
 
-const isSiteResolution = (why: unknown): why is SiteResolution =>
+export const isSiteResolution = (why: unknown): why is SiteResolution =>
   typeof why === 'object' && why !== null && 'site' in why && Array.isArray((why as SiteResolution).considered);
-const isFtpResolution = (why: unknown): why is FtpResolution =>
+export const isFtpResolution = (why: unknown): why is FtpResolution =>
   typeof why === 'object' && why !== null && 'rule' in why && Array.isArray((why as FtpResolution).considered);
 
 const mark = (held: boolean) => (held ? '✓' : '✗');
@@ -35,13 +25,13 @@ function compactExplanation(e: Explanation): string {
 }
 
 /** What a site decision concluded, in a sentence. */
-function siteVerdict(why: SiteResolution): string {
+export function siteVerdict(why: SiteResolution): string {
   const matched = why.considered.at(-1);
   return why.site === null ? `no site matched (${why.considered.length} considered)` : `site ${why.site} matched (move criteria ${matched?.criteria ?? '?'})`;
 }
 
 /** What a profile decision concluded, in a sentence. */
-function profileVerdict(why: FtpResolution): string {
+export function profileVerdict(why: FtpResolution): string {
   if (!why.rule) return why.considered.length === 0 ? 'no FTP rules in force' : `no FTP rule matched (${why.considered.length} considered)`;
   return `rule ${(why.index ?? 0) + 1} matched (criteria ${why.rule.criteria.name}): profile ${why.rule.profile}${why.rule.role ? `, role ${why.rule.role}` : ''}`;
 }

@@ -1,0 +1,300 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConsoleRefused, startConsole, type RunningConsole } from '../../src/console/server.js';
+import { acmeCsv, PipelineHarness, type Customer } from '../support/pipeline.js';
+
+/*
+ * The web console in a real browser (Debian's Chromium through playwright-core) against a real
+ * worker, Temporal and PostgreSQL: what it shows, its one confirmed action end to end, and its
+ * access rules. Screenshots of each page go to test-artifacts/.
+ */
+
+const ARTIFACTS = join(process.cwd(), 'test-artifacts');
+
+let h: PipelineHarness;
+let browser: Browser;
+let web: RunningConsole;
+const logLines: string[] = [];
+
+function chromiumPath(): string {
+  try {
+    return execFileSync('sh', ['-c', 'command -v chromium || command -v chromium-browser'], { encoding: 'utf8' }).trim();
+  } catch {
+    throw new Error('Chromium is not installed: ./dev.sh test installs it (apt-get install chromium)');
+  }
+}
+
+/** Two sites taking engineers by city, each with `size` numbers: more engineers than numbers are blocked. */
+function raceCustomer(size: number): Customer {
+  const range = (base: number) => ({ from: String(base), to: String(base + size - 1) });
+  return {
+    name: 'race',
+    settings: { flowThrough: { enabled: true, addSync: true, criteria: 'ftp' } },
+    criteria: [
+      { name: 'in-hq', usage: 'move', when: { attribute: 'city', op: 'equals', value: 'HQ' } },
+      { name: 'engineers', usage: 'ftp', when: { attribute: 'department', op: 'equals', value: 'Engineering' } },
+    ],
+    profiles: [{ name: 'line', line: { numberFrom: 'site' }, services: [{ kind: 'phone', model: '8865' }] }],
+    ftpCriteria: [{ name: 'ftp', rules: [{ criteria: 'engineers', profile: 'line' }] }],
+    sources: [{ name: 'hr', type: 'csv', userType: 'csv', path: join(h.dir, 'race.csv'), externalId: 'employee_id', attributeMap: { employee_id: 'employeeId', login: 'username', department: 'department', city: 'city' } }],
+    sites: [{ name: 'hq', moveCriteria: { csv: 'in-hq' }, numberRanges: [range(5000)] }],
+  };
+}
+
+const configuration = (raceNumbers: number) => ({ version: 1, customers: [h.acmeCustomer('acme'), raceCustomer(raceNumbers)] });
+const cities = ['Chicago', 'Dallas', 'Boston'];
+/** 55 Acme people: more than a page of users (50). */
+const acmePeople = Array.from({ length: 55 }, (_, i) => ({
+  employee_id: `A${String(i + 1).padStart(3, '0')}`,
+  login: `person${i + 1}`,
+  mail: `person${i + 1}@acme.example`,
+  given_name: 'Pat',
+  surname: `Person${i + 1}`,
+  department: i % 2 === 0 ? 'Engineering' : 'Sales',
+  city: cities[i % 3]!,
+  title: 'Engineer',
+}));
+
+async function shot(page: Page, name: string): Promise<void> {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await page.screenshot({ path: join(ARTIFACTS, `console-${name}.png`), fullPage: true });
+}
+
+const settingsOf = (harness: PipelineHarness) => ({ databaseUrl: harness.t.url, temporalAddress: harness.temporalAddress, temporalNamespace: 'default', taskQueue: harness.taskQueue });
+
+beforeAll(async () => {
+  h = await PipelineHarness.create();
+  await h.startWorker();
+  const version = await h.apply(configuration(2));
+  h.writeFile('acme.csv', acmeCsv(acmePeople));
+  h.writeFile('race.csv', acmeCsv([1, 2, 3].map((i) => ({ employee_id: `H${i}`, login: `hq${i}`, department: 'Engineering', city: 'HQ' }))));
+  await h.sync('acme', 'hr', version);
+  expect((await h.sync('race', 'hr', version)).counts).toMatchObject({ seen: 3, provisioned: 2, blocked: 1 });
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      logLines.push(chunk.toString());
+      done();
+    },
+  });
+  web = await startConsole({ settings: settingsOf(h), host: '127.0.0.1', port: 0, logger: pino({ level: 'info' }, sink) });
+  browser = await chromium.launch({ executablePath: chromiumPath(), args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update'] });
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await web?.close();
+  await h?.close();
+});
+
+describe('the console in a browser', () => {
+  it('overview: the customer’s users per site and status, its pools, syncs and who needs attention', async () => {
+    const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+    await page.goto(`${web.url}/?customer=acme`);
+    const total = await h.db.selectFrom('users').innerJoin('customers', 'customers.id', 'users.customer_id').select((eb) => eb.fn.countAll<string>().as('n')).where('customers.name', '=', 'acme').executeTakeFirstOrThrow();
+    expect(await page.getByTestId('total-users').textContent()).toBe(String(total.n));
+    const provisioned = await h.db.selectFrom('users').innerJoin('customers', 'customers.id', 'users.customer_id').select((eb) => eb.fn.countAll<string>().as('n')).where('customers.name', '=', 'acme').where('status', '=', 'provisioned').executeTakeFirstOrThrow();
+    expect(await page.getByTestId('status-provisioned').textContent()).toBe(String(provisioned.n));
+    // The pools as flowthru numbers counts them.
+    const used = await h.db.selectFrom('number_inventory').innerJoin('sites', 'sites.id', 'number_inventory.site_id').select((eb) => eb.fn.countAll<string>().as('n')).where('sites.name', '=', 'chicago').where('number_inventory.status', '=', 'used').executeTakeFirstOrThrow();
+    expect(await page.getByTestId('pool-chicago').textContent()).toContain(`${used.n} used`);
+    // The chart drew (Chart.js from the package, under the console's CSP), and the syncs are listed.
+    await expect.poll(() => page.locator('#placement-chart').evaluate((c) => { const canvas = c as unknown as { width: number; toDataURL(): string }; return canvas.width > 0 && canvas.toDataURL().length > 5_000; })).toBe(true);
+    expect(await page.getByTestId('syncs').locator('tbody tr').count()).toBe(1);
+    expect(await page.getByTestId('syncs').textContent()).toContain('succeeded');
+    await shot(page, 'overview');
+
+    // race: the engineer who lost the race for numbers needs attention, with the reason.
+    await page.goto(`${web.url}/?customer=race`);
+    const attention = page.getByTestId('attention');
+    expect(await attention.locator('tbody tr').count()).toBe(1);
+    expect(await attention.textContent()).toContain('no available number in the site hq pool');
+    expect(errors).toEqual([]);
+    await page.close();
+  });
+
+  it('users: filtered on the server, sorted and paged', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${web.url}/users`);
+    expect(await page.getByTestId('user-count').textContent()).toContain('58 users, 1–50 shown');
+    expect(await page.getByTestId('page').textContent()).toBe('Page 1 of 2');
+    await page.getByRole('link', { name: 'Next →' }).click();
+    expect(await page.getByTestId('page').textContent()).toBe('Page 2 of 2');
+    expect(await page.getByTestId('users').locator('tbody tr').count()).toBe(8);
+    await shot(page, 'users');
+
+    // Filter with the form: customer, status, free text.
+    await page.goto(`${web.url}/users`);
+    await page.locator('select[name=customer]').selectOption('acme');
+    await page.locator('select[name=site]').selectOption('dallas');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    const dallas = acmePeople.filter((p) => p.city === 'Dallas').length;
+    expect(await page.getByTestId('user-count').textContent()).toContain(`${dallas} users`);
+    await page.getByLabel('Search').fill('PERSON1');
+    await page.getByRole('button', { name: 'Filter' }).click();
+    // person1, person10..19 … at dallas: i % 3 === 1, i = index (person number - 1).
+    const expected = acmePeople.filter((p) => p.city === 'Dallas' && p.login.startsWith('person1')).map((p) => p.login);
+    const names = await page.getByTestId('users').locator('tbody tr td:first-child').allTextContents();
+    expect(names.sort()).toEqual(expected.sort());
+    // Sorted by name, descending, on the server.
+    await page.goto(`${web.url}/users?customer=acme&sort=name&desc=1`);
+    const first = await page.getByTestId('users').locator('tbody tr td:first-child').first().textContent();
+    expect(first).toBe('person9');
+    await page.close();
+  });
+
+  it('a user page explains the site and profile decisions: each condition, the value seen', async () => {
+    const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
+    const user = await h.userRow('acme', 'A001'); // person1: Chicago, Engineering
+    await page.goto(`${web.url}/users/${user.id}`);
+    expect(await page.getByTestId('user-status').textContent()).toBe('provisioned');
+    expect(await page.getByTestId('user-site').textContent()).toBe('chicago');
+    const timeline = page.getByTestId('timeline');
+    const text = (await timeline.textContent())!.replace(/\s+/g, ' ');
+    expect(text).toContain('site chicago matched (move criteria city-chicago)');
+    expect(text).toContain('site chicago, move criteria city-chicago: matched');
+    expect(text).toContain('✓ city equals "Chicago" seen "Chicago"');
+    expect(text).toContain('rule 1 matched (criteria engineering): profile engineering');
+    expect(text).toContain('✓ department equals "Engineering" seen "Engineering"');
+    expect(await page.getByTestId('attributes').textContent()).toContain('person1@acme.example');
+    expect(await page.getByRole('link', { name: 'Pipeline in Temporal UI ↗' }).getAttribute('href')).toBe('http://127.0.0.1:8233/namespaces/default/workflows/onboard%2Facme%2Fhr%2FA001');
+    await shot(page, 'user');
+    await page.goto(`${web.url}/numbers?customer=acme&site=chicago&status=used`);
+    expect(await page.getByTestId('numbers').locator('tbody tr').count()).toBeGreaterThan(0);
+    await shot(page, 'numbers');
+    await page.goto(`${web.url}/syncs`);
+    await shot(page, 'syncs');
+    await page.close();
+  });
+
+  it('retry of a blocked user, once numbers were added, ends provisioned; the log says who did it', async () => {
+    await h.apply(configuration(3));
+    const blocked = await h.db.selectFrom('users').select(['id', 'username']).where('status', '=', 'blocked').executeTakeFirstOrThrow();
+    const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
+    await page.goto(`${web.url}/users/${blocked.id}`);
+    expect(await page.getByTestId('user-status').textContent()).toBe('blocked');
+    await page.getByTestId('retry').click();
+    expect(await page.locator('main p').first().textContent()).toContain(`Run the pipeline of ${blocked.username} again`);
+    await shot(page, 'confirm');
+    await page.getByLabel(/Your name/).fill('Dana Operator');
+    await page.getByRole('button', { name: /Confirm/ }).click();
+    expect(await page.getByRole('status').textContent()).toBe(`Handed ${blocked.username} to their pipeline.`);
+    await expect.poll(async () => (await h.db.selectFrom('users').select('status').where('id', '=', blocked.id).executeTakeFirstOrThrow()).status, { timeout: 30_000, interval: 250 }).toBe('provisioned');
+    await page.goto(`${web.url}/users/${blocked.id}`);
+    expect(await page.getByTestId('user-status').textContent()).toBe('provisioned');
+    expect(await page.getByTestId('timeline').textContent()).toContain(`retry ${blocked.username} (blocked) (by Dana Operator, console 127.0.0.1)`);
+    const entry = await h.db.selectFrom('transaction_log').select(['kind', 'action', 'status', 'details']).where('kind', '=', 'operator').where('user_id', '=', blocked.id).executeTakeFirstOrThrow();
+    expect(entry).toMatchObject({ kind: 'operator', action: 'retry', status: 'succeeded', details: { actor: { name: 'Dana Operator', via: 'console 127.0.0.1' } } });
+    await page.close();
+  });
+
+  it('refuses an action sent from another site, and a form without its CSRF token', async () => {
+    const user = await h.userRow('acme', 'A002');
+    const before = await h.db.selectFrom('transaction_log').select((eb) => eb.fn.countAll<string>().as('n')).where('kind', '=', 'operator').executeTakeFirstOrThrow();
+    // A page on another origin that posts to the console as soon as it loads.
+    const attacker: Server = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<form id="f" method="post" action="${web.url}/actions/retry-user"><input name="user" value="${user.id}"><input name="operator" value="mallory"></form><script>document.getElementById('f').submit()</script>`);
+    });
+    await new Promise<void>((resolve) => attacker.listen(0, '127.0.0.1', resolve));
+    try {
+      const page = await browser.newPage();
+      const answered = page.waitForResponse((r) => r.url().startsWith(`${web.url}/actions/`));
+      await page.goto(`http://127.0.0.1:${(attacker.address() as { port: number }).port}/`);
+      const response = await answered;
+      expect(response.status()).toBe(403);
+      expect(await response.text()).toContain('refused');
+      await page.close();
+    } finally {
+      attacker.close();
+    }
+    // Same origin, but no token from the console's own form (a script, a forged request).
+    const forged = await fetch(`${web.url}/actions/retry-user`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', origin: web.url }, body: `user=${user.id}&operator=mallory` });
+    expect(forged.status).toBe(403);
+    const after = await h.db.selectFrom('transaction_log').select((eb) => eb.fn.countAll<string>().as('n')).where('kind', '=', 'operator').executeTakeFirstOrThrow();
+    expect(after.n).toBe(before.n);
+  });
+
+  it('keeps personal data out of its log: routes, not URLs', () => {
+    const log = logLines.join('');
+    expect(log).toContain('"route":"/users/:id"');
+    expect(log).not.toMatch(/person1|PERSON1|acme\.example|Dana Operator|hq\d/);
+  });
+});
+
+describe('access', () => {
+  it('refuses to listen beyond loopback without FLOWTHRU_CONSOLE_TOKEN', async () => {
+    await expect(startConsole({ settings: settingsOf(h), host: '0.0.0.0', port: 0 })).rejects.toThrow(ConsoleRefused);
+    await expect(startConsole({ settings: settingsOf(h), host: '0.0.0.0', port: 0 })).rejects.toThrow(/needs FLOWTHRU_CONSOLE_TOKEN/);
+  });
+
+  it('with a token, a remote request without it is refused; the token as bearer or signed in opens it', async () => {
+    const token = 'test-console-token-0123456789';
+    const open = await startConsole({ settings: settingsOf(h), host: '0.0.0.0', port: 0, token });
+    try {
+      const port = new URL(open.url).port;
+      // A remote address where the machine has one (else loopback: the token is asked of everyone).
+      const remote = Object.values(networkInterfaces()).flat().find((a) => a && a.family === 'IPv4' && !a.internal)?.address ?? '127.0.0.1';
+      const base = `http://${remote}:${port}`;
+      const refused = await fetch(`${base}/users`);
+      expect(refused.status).toBe(401);
+      expect(await refused.text()).not.toContain('person1');
+      expect((await fetch(`${base}/users`, { headers: { authorization: 'Bearer wrong' } })).status).toBe(401);
+      const bearer = await fetch(`${base}/users?q=person1`, { headers: { authorization: `Bearer ${token}` } });
+      expect(bearer.status).toBe(200);
+      expect(await bearer.text()).toContain('person1');
+
+      const page = await browser.newPage();
+      await page.goto(`${base}/`);
+      expect(await page.locator('h1').textContent()).toBe('Sign in');
+      await page.getByLabel('Token').fill('not it');
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      expect(await page.locator('.problem').textContent()).toContain('not the console');
+      await page.getByLabel('Token').fill(token);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      expect(await page.locator('h1').textContent()).toBe('Overview');
+      await page.close();
+    } finally {
+      await open.close();
+    }
+  });
+
+  it('without a token answers loopback names only (no DNS rebinding)', async () => {
+    // fetch will not send another Host: a plain HTTP request does, as a browser on a rebound name would.
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      request(`${web.url}/`, { headers: { host: 'rebound.example' } }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      })
+        .on('error', reject)
+        .end();
+    });
+    expect(status).toBe(421);
+  });
+
+  it('read-only: every page, no action', async () => {
+    const readOnly = await startConsole({ settings: settingsOf(h), host: '127.0.0.1', port: 0, readOnly: true });
+    try {
+      const user = await h.userRow('race', 'H2');
+      const page = await browser.newPage();
+      await page.goto(`${readOnly.url}/users/${user.id}`);
+      expect(await page.getByTestId('user-status').textContent()).toBe('provisioned');
+      expect(await page.getByTestId('retry').count()).toBe(0);
+      expect(await page.locator('.badge').textContent()).toBe('read-only');
+      await page.goto(`${readOnly.url}/actions/retry-user?user=${user.id}`);
+      expect(await page.locator('.problem').textContent()).toContain('read-only');
+      await page.close();
+    } finally {
+      await readOnly.close();
+    }
+  });
+});
