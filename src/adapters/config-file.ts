@@ -122,12 +122,19 @@ export async function loadConfigFile(file: string, env: NodeJS.ProcessEnv = proc
   } catch (error) {
     return { ok: false, problems: [{ path: [], message: `cannot read ${file}: ${errorCode(error)}` }], warnings: [] };
   }
+  return loadConfigText(text, dirname(resolve(file)), env);
+}
+
+/**
+ * A configuration given as text (an upload), checked in full as a file is: relative paths (CSV
+ * files, templates, certificates) are resolved against `base`.
+ */
+export async function loadConfigText(text: string, base: string, env: NodeJS.ProcessEnv = process.env): Promise<LoadResult> {
   const parsed = parseConfigText(text);
   if (!parsed.ok) return { ok: false, problems: parsed.problems, warnings: [] };
   const validated = validateConfig(parsed.document.data);
   // A rejected document is still checked as far as it parsed, so that nothing waits for a second run.
   const config = validated.ok ? validated.config : validated.partial;
-  const base = dirname(resolve(file));
   const at = (path: string) => (isAbsolute(path) ? path : resolve(base, path));
   const found: ConfigProblem[] = [...(validated.ok ? [] : validated.problems), ...validated.warnings];
   const templates: Record<string, string> = {};

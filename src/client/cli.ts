@@ -26,6 +26,7 @@ import { registerScheduleCommand } from './commands/schedule.js';
 import { registerTargetCommand } from './commands/target.js';
 import { registerUserCommand, whyInBrief } from './commands/user.js';
 import { previewSource, type PreviewUser } from './preview.js';
+import { previewCandidate } from './commands/impact.js';
 import { describeReconcile, reconcileAfterApply } from './schedules.js';
 import { startSync, SyncBusyError } from './sync.js';
 import { describeChanges } from '../adapters/db/user-services.js';
@@ -418,8 +419,17 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .option('--mode <modes>', 'preview these modes only: add, update, delete, or several (default: all three)', parseModes)
     .option('--json', 'machine-readable output: every user with the criteria explanation')
     .option('--config-version <n>', 'evaluate this configuration version (default: the newest)', (v) => Number.parseInt(v, 10))
-    .description('dry run: read the whole source and show what a sync would do to each user, and why; changes nothing')
-    .action(async (source: string, opts: { customer?: string; mode?: SyncMode[]; json?: boolean; configVersion?: number }) => {
+    .option('--config <file>', "impact of a candidate configuration (not applied): what it would change for the source's users already synced")
+    .option('--read-source', 'with --config: read the source as the candidate describes it (new users, and who left)')
+    .option('--all', 'with --config: list users it would not change too')
+    .description('dry run: read the whole source and show what a sync would do to each user, and why; or, with --config, what a candidate configuration would change; changes nothing')
+    .action(async (source: string, opts: { customer?: string; mode?: SyncMode[]; json?: boolean; configVersion?: number; config?: string; readSource?: boolean; all?: boolean }) => {
+      if (opts.config !== undefined) {
+        if (opts.mode !== undefined || opts.configVersion !== undefined) throw new UserError('--config compares a candidate with the configuration in force: --mode and --config-version go without it');
+        await previewCandidate(io, source, { ...opts, config: opts.config }, setExit);
+        return;
+      }
+      if (opts.readSource || opts.all) throw new UserError('--read-source and --all go with --config FILE');
       // The users are printed page by page as the source is read, never held all at once.
       const modes = syncModes({ mode: 'add', modes: opts.mode ?? SYNC_MODES });
       const updates = modes.includes('update');

@@ -2,7 +2,7 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP } from 'node:net';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import fastifyCookie from '@fastify/cookie';
@@ -15,6 +15,11 @@ import type { Logger } from 'pino';
 import { createDatabase } from '../adapters/db/connection.js';
 import type { Database } from '../adapters/db/schema.js';
 import { loadConfigVersion } from '../adapters/db/config-store.js';
+import { loadConfigText } from '../adapters/config-file.js';
+import { closeLdapConnections } from '../adapters/sources/ldap.js';
+import { formatProblem } from '../domain/config/validate.js';
+import { impactRow } from '../client/commands/impact.js';
+import { previewImpact, type ImpactUser } from '../client/impact.js';
 import { OperationRefused, retryPipelines, RETRYABLE_STATUSES, setSchedulePaused, startSyncAs, triggerSchedule, type Actor } from '../client/operations.js';
 import { declaredSchedules, listSchedules, type ScheduleView } from '../client/schedules.js';
 import { SyncBusyError } from '../client/sync.js';
@@ -32,6 +37,9 @@ import { customerNames, filterChoices, NUMBER_STATUSES, numbersPage, overview, s
  */
 
 export const DEFAULT_CONSOLE_PORT = 8235;
+
+/** How many changed users the console's preview page lists (the counts cover everyone). */
+const PREVIEW_ROWS = 200;
 
 /** A console that cannot start as asked (an open address without a token). */
 export class ConsoleRefused extends Error {}
@@ -151,6 +159,12 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     cookieKey: 'flowthru_csrf',
     cookieOpts: { path: '/', sameSite: 'strict', httpOnly: true },
     getToken: (req) => (req.body as Record<string, string> | undefined)?._csrf,
+  });
+
+  // Server-Timing: how long the page took to make, for the browser's devtools and bench/console.ts.
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('server-timing', `app;dur=${reply.elapsedTime.toFixed(1)}`);
+    return payload;
   });
 
   // Requests are logged by route pattern, never by URL: a search or a user's id is nobody's business in a log.
@@ -336,6 +350,51 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       return reply.type('text/html; charset=utf-8').send(pages.progress!({ progress }));
     } catch (error) {
       return reply.type('text/html; charset=utf-8').send(pages.progress!({ error: message(error) }));
+    }
+  });
+
+  // The impact of a candidate configuration: the same code as flowthru preview --config, nothing written.
+  const previewForm = async (req: FastifyRequest, reply: FastifyReply, extra: Record<string, unknown> = {}, status = 200) => {
+    const found = await loadConfigVersion(db);
+    const sources = (found?.config.customers ?? []).flatMap((c) => c.sources.map((s) => ({ value: `${c.name}/${s.name}`, label: `${c.name}/${s.name} (${s.type})` })));
+    return render(reply, 'preview', { title: 'Impact of a configuration change', nav: 'preview', sources, csrf: reply.generateCsrf(), configVersion: found?.version ?? null, ...extra }, status);
+  };
+  app.get('/preview', (req, reply) => previewForm(req, reply));
+  app.post('/preview', { bodyLimit: 4 * 1024 * 1024, preHandler: [sameOrigin, app.csrfProtection] }, async (req, reply) => {
+    const body = req.body as Record<string, string | undefined>;
+    const [customer, source] = (body.source ?? '').split('/');
+    const yaml = body.yaml ?? '';
+    const asked = { chosen: body.source, yaml, readSource: body.readSource === 'on' };
+    if (!customer || !source || yaml.trim() === '') return previewForm(req, reply, { ...asked, problems: ['Choose a source and give the candidate configuration (paste it, or choose the file).'] }, 400);
+    const inForce = await loadConfigVersion(db);
+    // Relative paths in the candidate (CSV files, templates) mean what they mean beside the configuration in force.
+    const base = inForce ? dirname(resolve((await db.selectFrom('config_versions').select('source_file').where('id', '=', inForce.version).executeTakeFirst())?.source_file ?? '.')) : process.cwd();
+    const loaded = await loadConfigText(yaml, base);
+    if (!loaded.ok) return previewForm(req, reply, { ...asked, problems: loaded.problems.map((p) => formatProblem(p, 'candidate')) }, 400);
+    const candidate = loaded.config.customers.find((c) => c.name === customer && c.sources.some((s) => s.name === source));
+    if (!candidate) return previewForm(req, reply, { ...asked, problems: [`The candidate has no source ${source} for customer ${customer}.`] }, 400);
+    // The first users with a change are shown; the counts cover everyone.
+    const shown: ImpactUser[] = [];
+    let more = 0;
+    try {
+      const report = await previewImpact(db, {
+        customer,
+        source,
+        configVersion: inForce?.version ?? 0,
+        candidate,
+        inForce: inForce?.config.customers.find((c) => c.name === customer),
+        readSource: asked.readSource,
+        onUsers: (users) => {
+          const room = PREVIEW_ROWS - shown.length;
+          shown.push(...users.slice(0, Math.max(0, room)));
+          more += Math.max(0, users.length - Math.max(0, room));
+        },
+      });
+      return previewForm(req, reply, { ...asked, report, shown: shown.map(impactRow), more });
+    } catch (error) {
+      return previewForm(req, reply, { ...asked, problems: [`The preview failed: ${message(error)}`] }, 502);
+    } finally {
+      if (asked.readSource) await closeLdapConnections();
     }
   });
 

@@ -5,6 +5,7 @@ import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
+import { stringify } from 'yaml';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConsoleRefused, startConsole, type RunningConsole } from '../../src/console/server.js';
@@ -222,6 +223,34 @@ describe('the console in a browser', () => {
     expect(forged.status).toBe(403);
     const after = await h.db.selectFrom('transaction_log').select((eb) => eb.fn.countAll<string>().as('n')).where('kind', '=', 'operator').executeTakeFirstOrThrow();
     expect(after.n).toBe(before.n);
+  });
+
+  it('previews the impact of a candidate configuration from a chosen file, and writes nothing', async () => {
+    const versions = async () => Number((await h.db.selectFrom('config_versions').select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow()).n);
+    const before = { versions: await versions(), log: await h.db.selectFrom('transaction_log').select((eb) => eb.fn.max('id').as('id')).executeTakeFirstOrThrow() };
+    // The candidate moves hq's engineers to a phone of another model, and adds a rule nobody matches.
+    const next = raceCustomer(3);
+    next.profiles[0].services[0].model = '9871';
+    next.criteria.push({ name: 'legal', usage: 'ftp', when: { attribute: 'department', op: 'equals', value: 'Legal' } });
+    next.ftpCriteria[0].rules.push({ criteria: 'legal', profile: 'line' });
+    const page = await browser.newPage({ viewport: { width: 1300, height: 900 } });
+    await page.goto(`${web.url}/preview`);
+    await page.locator('select[name=source]').selectOption('race/hr');
+    await page.locator('input[type=file]').setInputFiles({ name: 'candidate.yaml', mimeType: 'text/yaml', buffer: Buffer.from(stringify({ version: 1, customers: [next] })) });
+    await expect.poll(() => page.locator('#yaml').inputValue()).toContain('name: race');
+    await page.getByRole('button', { name: 'Preview the impact' }).click();
+    const impact = page.getByTestId('impact');
+    expect(await impact.locator('h2').textContent()).toBe('race/hr: 3 of 3 would change');
+    expect(await page.getByTestId('impact-users').locator('tbody tr').count()).toBe(3);
+    expect(await page.getByTestId('impact-users').textContent()).toContain('~phone');
+    expect(await page.getByTestId('rules').textContent()).toMatch(/2\s*legal\s*line\s*0/);
+    await shot(page, 'preview');
+    // A candidate that is not valid says why, by line.
+    await page.locator('#yaml').fill('version: 1\ncustomers: 3\n');
+    await page.getByRole('button', { name: 'Preview the impact' }).click();
+    expect(await page.getByTestId('preview-problems').textContent()).toContain('candidate');
+    await page.close();
+    expect({ versions: await versions(), log: await h.db.selectFrom('transaction_log').select((eb) => eb.fn.max('id').as('id')).executeTakeFirstOrThrow() }).toEqual(before);
   });
 
   it('keeps personal data out of its log: routes, not URLs', () => {

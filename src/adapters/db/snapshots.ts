@@ -22,6 +22,24 @@ export interface CustomerSnapshot {
   readonly sources: ReadonlyMap<string, SourceConfig & { readonly id: number }>;
 }
 
+/** A customer's sites and FTP rules as the matching functions take them: configuration only, no database. */
+export function matchingOf(config: CustomerConfig): { sites: SiteCandidate[]; ftpRules: FtpRuleCandidate[] } {
+  const criteria = new Map(config.criteria.map((k) => [k.name, { name: k.name, condition: k.when }]));
+  const sites: SiteCandidate[] = config.sites.map((site) => ({
+    name: site.name,
+    moveCriteria: Object.fromEntries(
+      Object.entries(site.moveCriteria).flatMap(([userType, ref]) => (ref && criteria.has(ref) ? [[userType, criteria.get(ref)!]] : [])),
+    ),
+  }));
+  const ftp = config.ftpCriteria.find((f) => f.name === config.settings.flowThrough.criteria);
+  const ftpRules: FtpRuleCandidate[] = (ftp?.rules ?? []).map((rule) => ({
+    criteria: criteria.get(rule.criteria)!,
+    profile: rule.profile,
+    role: rule.role,
+  }));
+  return { sites, ftpRules };
+}
+
 /**
  * Configuration versions are immutable, so each is read and compiled once per process and then
  * served from memory: a step costs no configuration queries.
@@ -74,19 +92,7 @@ export class ConfigSnapshots {
       );
     const [siteIds, profileIds, sourceIds] = await Promise.all([ids('sites'), ids('user_profiles'), ids('sync_sources')]);
 
-    const criteria = new Map(config.criteria.map((k) => [k.name, { name: k.name, condition: k.when }]));
-    const sites: SiteCandidate[] = config.sites.map((site) => ({
-      name: site.name,
-      moveCriteria: Object.fromEntries(
-        Object.entries(site.moveCriteria).flatMap(([userType, ref]) => (ref && criteria.has(ref) ? [[userType, criteria.get(ref)!]] : [])),
-      ),
-    }));
-    const ftp = config.ftpCriteria.find((f) => f.name === config.settings.flowThrough.criteria);
-    const ftpRules: FtpRuleCandidate[] = (ftp?.rules ?? []).map((rule) => ({
-      criteria: criteria.get(rule.criteria)!,
-      profile: rule.profile,
-      role: rule.role,
-    }));
+    const { sites, ftpRules } = matchingOf(config);
     const withId = <T extends { name: string }>(items: readonly T[], idsByName: Map<string, number>, what: string) =>
       new Map(
         items.map((item) => {

@@ -4,6 +4,13 @@ document.addEventListener('DOMContentLoaded', () => {
   for (const select of document.querySelectorAll('select[data-autosubmit]')) {
     select.addEventListener('change', () => select.form.submit());
   }
+  // A chosen file fills the textarea it names: the YAML goes up as form text, no multipart needed.
+  for (const input of document.querySelectorAll('input[type=file][data-fills]')) {
+    input.addEventListener('change', async () => {
+      const file = input.files && input.files[0];
+      if (file) document.getElementById(input.dataset.fills).value = await file.text();
+    });
+  }
   for (const bar of document.querySelectorAll('[data-width]')) {
     bar.style.width = `${bar.dataset.width}%`;
   }
