@@ -55,7 +55,14 @@ export type RetryableStatus = (typeof RETRYABLE_STATUSES)[number];
 export type RetrySelection =
   | { readonly userId: string }
   | { readonly who: string; readonly customer?: string | undefined }
-  | { readonly status: RetryableStatus; readonly customer?: string | undefined; readonly site?: string | undefined; readonly source?: string | undefined };
+  | {
+      readonly status: RetryableStatus;
+      readonly customer?: string | undefined;
+      readonly site?: string | undefined;
+      readonly source?: string | undefined;
+      /** Users whose line comes from this pool: `customer`, or a site's name. */
+      readonly pool?: string | undefined;
+    };
 
 export interface RetriedUser {
   readonly customer: string;
@@ -142,7 +149,8 @@ export async function retryPipelines(
     const user = targets[0]!;
     await recordOperatorAction(db, { customer: user.customer, userId: user.id, action: 'retry', subject: `retry ${user.username ?? user.externalId} (${user.status})`, actor });
   } else if ('status' in selection) {
-    const scope = [selection.site && `at site ${selection.site}`, selection.source && `from source ${selection.source}`].filter(Boolean).join(' ');
+    const pool = selection.pool && (selection.pool === 'customer' ? "drawing from the customer's pool" : `drawing from the ${selection.pool} pool`);
+    const scope = [selection.site && `at site ${selection.site}`, selection.source && `from source ${selection.source}`, pool].filter(Boolean).join(' ');
     const byCustomer = new Map<string, number>();
     for (const user of users) byCustomer.set(user.customer, (byCustomer.get(user.customer) ?? 0) + 1);
     for (const customer of selection.customer ? [selection.customer] : byCustomer.size > 0 ? [...byCustomer.keys()] : [null]) {
@@ -152,7 +160,7 @@ export async function retryPipelines(
         action: 'retry',
         subject: `retry ${count} ${selection.status} user${count === 1 ? '' : 's'}${scope ? ` ${scope}` : ''}`,
         actor,
-        details: { status: selection.status, site: selection.site ?? null, source: selection.source ?? null, users: count },
+        details: { status: selection.status, site: selection.site ?? null, source: selection.source ?? null, pool: selection.pool ?? null, users: count },
       });
     }
   }

@@ -30,6 +30,8 @@ export interface PoolUsage {
   readonly cooling: number;
   readonly available: number;
   readonly total: number;
+  /** Blocked users whose profile draws its line from this pool (a retry once numbers were added). */
+  readonly blocked: number;
 }
 
 export interface SyncRun {
@@ -155,7 +157,10 @@ export async function overview(db: Kysely<Database>, customer: string): Promise<
         count(*) filter (where n.status = 'reserved')::int as reserved,
         count(*) filter (where n.status = 'cooling' and n.cooling_until > now())::int as cooling,
         count(*) filter (where n.status = 'available' or (n.status = 'cooling' and n.cooling_until <= now()))::int as available,
-        count(*)::int as total
+        count(*)::int as total,
+        (select count(*)::int from users u join user_profiles p on p.id = u.profile_id
+          where u.customer_id = ${id} and u.status = 'blocked'
+            and ((s.name is null and p.number_from = 'customer') or (p.number_from = 'site' and u.site_id = min(s.id)))) as blocked
       from number_inventory n left join sites s on s.id = n.site_id
       where n.customer_id = ${id}
       group by s.name, s.position order by s.position nulls first`.execute(db),

@@ -431,7 +431,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       case 'retry-user':
         return `Run the pipeline of ${q.name ?? 'this user'} again (customer ${q.customer ?? '?'}).`;
       case 'retry-status':
-        return `Run the pipeline of every ${q.status ?? '?'} user${q.site ? ` at site ${q.site}` : ''}${q.source ? ` of source ${q.source}` : ''} of customer ${q.customer ?? '?'} again.`;
+        return `Run the pipeline of every ${q.status ?? '?'} user${q.site ? ` at site ${q.site}` : ''}${q.source ? ` of source ${q.source}` : ''}${q.pool ? ` whose line comes from the ${q.pool === 'customer' ? "customer's" : q.pool} pool` : ''} of customer ${q.customer ?? '?'} again.`;
       case 'sync':
         return `Sync ${q.customer ?? '?'}/${q.source ?? '?'} now (${q.modes ?? 'add'}).`;
       case 'schedule-trigger':
@@ -475,7 +475,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       case 'retry-status': {
         const status = body.status as (typeof RETRYABLE_STATUSES)[number];
         if (!RETRYABLE_STATUSES.includes(status)) throw new OperationRefused(`only blocked or failed users are retried, not "${body.status}"`);
-        const { users } = await retryPipelines(db, client, settings.taskQueue, { status, customer, site: text(body.site), source: text(body.source) }, actor);
+        const { users } = await retryPipelines(db, client, settings.taskQueue, { status, customer, site: text(body.site), source: text(body.source), pool: text(body.pool) }, actor);
         return { message: `Handed ${users.length} ${status} user${users.length === 1 ? '' : 's'} to their pipelines.`, links: [{ href: `/users${queryWith({}, { customer, status, site: text(body.site) })}`, text: `The ${status} users` }] };
       }
       case 'sync':

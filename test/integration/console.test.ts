@@ -8,6 +8,9 @@ import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfigFile } from '../../src/adapters/config-file.js';
+import { applyConfig } from '../../src/adapters/db/config-store.js';
+import { reconcileSchedules } from '../../src/client/schedules.js';
 import { ConsoleRefused, startConsole, type RunningConsole } from '../../src/console/server.js';
 import { acmeCsv, PipelineHarness, type Customer } from '../support/pipeline.js';
 
@@ -326,4 +329,104 @@ describe('access', () => {
       await readOnly.close();
     }
   });
+});
+
+describe('actions on pools, deletions and schedules', () => {
+  /** Confirms the action on the page it is on: name, then the button. */
+  async function confirm(page: Page): Promise<string> {
+    await page.getByLabel(/Your name/).fill('Sam Operator');
+    await page.getByRole('button', { name: /Confirm/ }).click();
+    return (await page.getByRole('status').textContent()) ?? '';
+  }
+
+  it("retries every blocked user of a pool, once numbers were added", async () => {
+    // Two more engineers at hq, whose pool (3 numbers) is full: both blocked.
+    h.writeFile('race.csv', acmeCsv([1, 2, 3, 4, 5].map((i) => ({ employee_id: `H${i}`, login: `hq${i}`, department: 'Engineering', city: 'HQ' }))));
+    const version = await h.apply(configuration(3));
+    expect((await h.sync('race', 'hr', version)).counts).toMatchObject({ blocked: 2 });
+    await h.apply(configuration(5));
+    const page = await browser.newPage();
+    await page.goto(`${web.url}/?customer=race`);
+    expect(await page.getByTestId('pool-hq').textContent()).toContain('2 blocked');
+    await page.getByTestId('retry-pool-hq').click();
+    expect(await page.locator('main p').first().textContent()).toContain("every blocked user whose line comes from the hq pool of customer race");
+    expect(await confirm(page)).toBe('Handed 2 blocked users to their pipelines.');
+    const statuses = async () => (await h.db.selectFrom('users').select('status').where('external_id', 'in', ['H4', 'H5']).execute()).map((u) => u.status);
+    await expect.poll(statuses, { timeout: 30_000, interval: 250 }).toEqual(['provisioned', 'provisioned']);
+    const entry = await h.db.selectFrom('transaction_log').select(['subject', 'details']).where('kind', '=', 'operator').where('action', '=', 'retry').orderBy('id', 'desc').executeTakeFirstOrThrow();
+    expect(entry.subject).toBe('retry 2 blocked users drawing from the hq pool (by Sam Operator, console 127.0.0.1)');
+    await page.close();
+  });
+
+  it('lets held deletions through, from the overview', async () => {
+    // 10 of acme's 55 people leave the source: over the 10 % threshold, the delete sync is held.
+    h.writeFile('acme.csv', acmeCsv(acmePeople.slice(10)));
+    const version = await h.apply(configuration(5));
+    const held = await h.sync('acme', 'hr', version, { mode: 'delete' });
+    expect(held).toMatchObject({ status: 'held', held: { deletions: 10 } });
+    const page = await browser.newPage();
+    await page.goto(`${web.url}/?customer=acme`);
+    expect(await page.locator('.held').textContent()).toContain('10 users gone from the source');
+    await page.getByRole('link', { name: 'Let them through…' }).click();
+    expect(await page.locator('main p').first().textContent()).toContain('may offboard up to 10 users');
+    expect(await confirm(page)).toBe('Started sync/acme/hr.');
+    const gone = async () => Number((await h.db.selectFrom('users').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'deleted').where('external_id', 'in', acmePeople.slice(0, 10).map((p) => p.employee_id)).executeTakeFirstOrThrow()).n);
+    await expect.poll(gone, { timeout: 30_000, interval: 250 }).toBe(10);
+    await page.goto(`${web.url}/?customer=acme`);
+    expect(await page.locator('.held').count()).toBe(0);
+    await page.close();
+  });
+
+  it('pauses, unpauses and triggers a schedule', async () => {
+    const document = configuration(5);
+    const race = document.customers[1]!;
+    race.sources[0].schedule = { every: '24h', modes: ['add'], paused: true };
+    const file = h.writeFile('scheduled.yaml', stringify(document));
+    const loaded = await loadConfigFile(file);
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+    await applyConfig(h.db, loaded.config);
+    await reconcileSchedules(h.client, loaded.config, h.taskQueue);
+    const page = await browser.newPage();
+    await page.goto(`${web.url}/syncs?customer=race`);
+    const schedules = page.getByTestId('schedules');
+    expect(await schedules.textContent()).toContain('paused');
+    await schedules.getByRole('link', { name: 'Unpause…' }).click();
+    expect(await confirm(page)).toBe('Unpaused flowthru/race/hr.');
+    await page.goto(`${web.url}/syncs?customer=race`);
+    await schedules.getByRole('link', { name: 'Pause…' }).click();
+    await page.getByLabel(/Why/).fill('numbers being ported');
+    expect(await confirm(page)).toBe('Paused flowthru/race/hr.');
+    const handle = h.client.schedule.getHandle('flowthru/race/hr');
+    expect((await handle.describe()).state).toMatchObject({ paused: true, note: 'numbers being ported' });
+    await page.goto(`${web.url}/syncs?customer=race`);
+    await schedules.getByRole('link', { name: 'Run now…' }).click();
+    expect(await confirm(page)).toMatch(/^Triggered flowthru\/race\/hr: started sync\/race\/hr/);
+    const actions = await h.db.selectFrom('transaction_log').select('action').where('kind', '=', 'operator').where('action', 'like', 'schedule.%').orderBy('id').execute();
+    expect(actions.map((a) => a.action)).toEqual(['schedule.unpause', 'schedule.pause', 'schedule.trigger']);
+    await page.close();
+  });
+
+  it("shows a running sync's live progress, then its report", async () => {
+    // An import-only customer with 300 people: long enough a sync to watch.
+    const document = configuration(5);
+    document.customers.push({
+      name: 'bulk',
+      settings: { flowThrough: { enabled: false } },
+      sources: [{ name: 'hr', type: 'csv', userType: 'csv', path: join(h.dir, 'bulk.csv'), externalId: 'employee_id', attributeMap: { employee_id: 'employeeId', login: 'username', city: 'city' } }],
+    });
+    h.writeFile('bulk.csv', acmeCsv(Array.from({ length: 300 }, (_, i) => ({ employee_id: `K${i}`, login: `bulk${i}`, city: 'Nowhere' }))));
+    const version = await h.apply(document);
+    const handle = await h.startSync('bulk', 'hr', version, { window: 20 });
+    const run = async () => h.db.selectFrom('transaction_log').select(['id', 'status']).where('kind', '=', 'sync').where('workflow_id', '=', handle.workflowId).where('run_id', 'is not', null).orderBy('id', 'desc').executeTakeFirst();
+    await expect.poll(async () => (await run())?.status, { timeout: 20_000, interval: 50 }).toBe('started');
+    const page = await browser.newPage();
+    await page.goto(`${web.url}/syncs/${(await run())!.id}`);
+    await expect.poll(() => page.getByTestId('progress').textContent(), { timeout: 10_000, interval: 100 }).toMatch(/\d+ read .* pipelines in flight/);
+    await shot(page, 'sync-running');
+    await handle.result();
+    // When the sync ends the page reloads itself with the report.
+    await expect.poll(() => page.getByTestId('report').count(), { timeout: 15_000, interval: 200 }).toBe(1);
+    expect(await page.getByTestId('report').textContent()).toMatch(/seen\s*300/);
+    await page.close();
+  }, 60_000);
 });

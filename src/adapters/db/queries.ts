@@ -226,6 +226,8 @@ export async function userDetail(db: Kysely<Database>, userId: string): Promise<
 export interface RetryScope extends Scope {
   readonly status: UserStatus;
   readonly source?: string | undefined;
+  /** Users whose profile draws its line from this pool: `customer`, or a site's name (its own pool). */
+  readonly pool?: string | undefined;
 }
 
 /** The users in one status (blocked, failed), within a customer, site or source: whom `retry --status` hands back to their pipelines. */
@@ -243,5 +245,11 @@ export async function usersInStatus(db: Kysely<Database>, scope: RetryScope) {
   if (scope.customer) query = query.where('c.name', '=', scope.customer);
   if (scope.site) query = query.where('s.name', '=', scope.site);
   if (scope.source) query = query.where('src.name', '=', scope.source);
+  if (scope.pool) {
+    const pool = scope.pool;
+    query = query
+      .innerJoin('user_profiles as p', 'p.id', 'u.profile_id')
+      .where((eb) => (pool === 'customer' ? eb('p.number_from', '=', 'customer') : eb.and([eb('p.number_from', '=', 'site'), eb('s.name', '=', pool)])));
+  }
   return query.execute();
 }

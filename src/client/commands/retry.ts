@@ -11,11 +11,13 @@ export interface RetryOptions {
   readonly status?: RetryableStatus | undefined;
   readonly site?: string | undefined;
   readonly source?: string | undefined;
+  readonly pool?: string | undefined;
   readonly json?: boolean | undefined;
 }
 
 function describeScope(opts: RetryOptions): string {
-  const parts = [opts.site && `at site ${opts.site}`, opts.source && `from source ${opts.source}`, opts.customer && `of customer ${opts.customer}`].filter(Boolean);
+  const pool = opts.pool && (opts.pool === 'customer' ? "drawing from the customer's pool" : `drawing from the ${opts.pool} pool`);
+  const parts = [opts.site && `at site ${opts.site}`, opts.source && `from source ${opts.source}`, pool, opts.customer && `of customer ${opts.customer}`].filter(Boolean);
   return parts.length > 0 ? ` ${parts.join(' ')}` : '';
 }
 
@@ -23,9 +25,9 @@ function describeScope(opts: RetryOptions): string {
 export async function retryUsers(io: CliIo, who: string | undefined, opts: RetryOptions): Promise<void> {
   if (who === undefined && opts.status === undefined) throw new UserError('say whom to retry: a USER, or --status blocked|failed');
   if (who !== undefined && opts.status !== undefined) throw new UserError('retry takes a USER or --status, not both');
-  if (who !== undefined && (opts.site !== undefined || opts.source !== undefined)) throw new UserError('--site and --source choose users with --status; a USER names one already');
+  if (who !== undefined && (opts.site !== undefined || opts.source !== undefined || opts.pool !== undefined)) throw new UserError('--site, --source and --pool choose users with --status; a USER names one already');
   const settings = readSettings();
-  const selection: RetrySelection = who !== undefined ? { who, customer: opts.customer } : { status: opts.status!, customer: opts.customer, site: opts.site, source: opts.source };
+  const selection: RetrySelection = who !== undefined ? { who, customer: opts.customer } : { status: opts.status!, customer: opts.customer, site: opts.site, source: opts.source, pool: opts.pool };
   const { configVersion: version, users: retried } = await withDatabase((db) => withClient(settings, (client) => retryPipelines(db, client, settings.taskQueue, selection, cliActor())));
   if (retried.length === 0) {
     if (opts.json) io.out(JSON.stringify({ status: opts.status, configVersion: version, retried: 0, users: [] }));
@@ -53,6 +55,7 @@ export function registerRetryCommand(program: Command, io: CliIo): void {
     .addOption(new Option('--status <status>', 'retry every user in this status').choices(RETRYABLE_STATUSES))
     .option('--site <name>', 'with --status: only users at this site')
     .option('--source <name>', 'with --status: only users of this source')
+    .option('--pool <pool>', "with --status: only users whose line comes from this pool: customer, or a site's name")
     .option('--json', 'machine-readable output')
     .description("run users' pipelines again: one USER, or every blocked or failed user (once numbers or licences were added)")
     .action((who: string | undefined, opts: RetryOptions) => retryUsers(io, who, opts));
