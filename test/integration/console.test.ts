@@ -414,7 +414,8 @@ describe('actions on pools, deletions and schedules', () => {
       settings: { flowThrough: { enabled: false } },
       sources: [{ name: 'hr', type: 'csv', userType: 'csv', path: join(h.dir, 'bulk.csv'), externalId: 'employee_id', attributeMap: { employee_id: 'employeeId', login: 'username', city: 'city' } }],
     });
-    h.writeFile('bulk.csv', acmeCsv(Array.from({ length: 300 }, (_, i) => ({ employee_id: `K${i}`, login: `bulk${i}`, city: 'Nowhere' }))));
+    // …and one record a sync cannot use (no id), skipped with its line.
+    h.writeFile('bulk.csv', acmeCsv([...Array.from({ length: 300 }, (_, i) => ({ employee_id: `K${i}`, login: `bulk${i}`, city: 'Nowhere' })), { login: 'nobody', city: 'Nowhere' }]));
     const version = await h.apply(document);
     const handle = await h.startSync('bulk', 'hr', version, { window: 20 });
     const run = async () => h.db.selectFrom('transaction_log').select(['id', 'status']).where('kind', '=', 'sync').where('workflow_id', '=', handle.workflowId).where('run_id', 'is not', null).orderBy('id', 'desc').executeTakeFirst();
@@ -426,7 +427,9 @@ describe('actions on pools, deletions and schedules', () => {
     await handle.result();
     // When the sync ends the page reloads itself with the report.
     await expect.poll(() => page.getByTestId('report').count(), { timeout: 15_000, interval: 200 }).toBe(1);
-    expect(await page.getByTestId('report').textContent()).toMatch(/seen\s*300/);
+    expect(await page.getByTestId('report').textContent()).toMatch(/seen\s*301/);
+    expect(await page.getByTestId('problems').textContent()).toContain('line 302no employee_id (the external id)');
+    await shot(page, 'sync-report');
     await page.close();
   }, 60_000);
 });
