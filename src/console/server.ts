@@ -41,6 +41,9 @@ export const DEFAULT_CONSOLE_PORT = 8235;
 /** How many changed users the console's preview page lists (the counts cover everyone). */
 const PREVIEW_ROWS = 200;
 
+/** How long a page waits for Temporal (schedules) before it shows the page without them. */
+const TEMPORAL_PAGE_WAIT_MS = 3_000;
+
 /** A console that cannot start as asked (an open address without a token). */
 export class ConsoleRefused extends Error {}
 
@@ -209,7 +212,16 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
   const sameOrigin = async (req: FastifyRequest, reply: FastifyReply) => {
     const origin = req.headers.origin;
     const site = req.headers['sec-fetch-site'];
-    if ((origin !== undefined && origin !== `http://${req.headers.host}`) || (site !== undefined && site !== 'same-origin' && site !== 'none')) {
+    // Behind a TLS proxy the page's origin is https: the host must be the console's (a proxy passes Host on).
+    const sameHost = (value: string) => {
+      try {
+        const url = new URL(value);
+        return (url.protocol === 'http:' || url.protocol === 'https:') && url.host === req.headers.host;
+      } catch {
+        return false;
+      }
+    };
+    if ((origin !== undefined && !sameHost(origin)) || (site !== undefined && site !== 'same-origin' && site !== 'none')) {
       return reply.code(403).type('text/plain').send('refused: this action was sent from another site');
     }
   };
@@ -249,11 +261,20 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     });
   });
 
+  /** The schedules of the configuration in force, as Temporal has them; a page does not wait more than a few seconds for Temporal. */
   async function scheduleViews(customer: string | undefined): Promise<ScheduleView[]> {
     const found = await loadConfigVersion(db);
     const declared = found ? declaredSchedules(found.config).filter((d) => !customer || d.customer === customer) : [];
     if (declared.length === 0) return [];
-    return listSchedules(await temporal(), settings.taskQueue, declared);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`Temporal at ${settings.temporalAddress} did not answer within ${TEMPORAL_PAGE_WAIT_MS / 1000} s`)), TEMPORAL_PAGE_WAIT_MS);
+    });
+    try {
+      return await Promise.race([temporal().then((client) => listSchedules(client, settings.taskQueue, declared)), late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   app.get('/users', async (req, reply) => {

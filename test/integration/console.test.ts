@@ -406,6 +406,21 @@ describe('actions on pools, deletions and schedules', () => {
     await page.close();
   });
 
+  it('shows the page without the schedules when Temporal does not answer, and says so', async () => {
+    const away = await startConsole({ settings: { ...settingsOf(h), temporalAddress: '127.0.0.1:1' }, host: '127.0.0.1', port: 0 });
+    try {
+      const started = Date.now();
+      const page = await (await fetch(`${away.url}/syncs?customer=race`)).text();
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(page).toContain('Temporal did not answer, so schedules cannot be shown');
+      expect(page).toContain('data-testid="syncs"');
+      const action = await (await fetch(`${away.url}/actions/schedule-trigger?customer=race&source=hr`)).text();
+      expect(action).toContain('Confirm');
+    } finally {
+      await away.close();
+    }
+  });
+
   it("shows a running sync's live progress, then its report", async () => {
     // An import-only customer with 300 people: long enough a sync to watch.
     const document = configuration(5);
