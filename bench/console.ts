@@ -8,11 +8,16 @@
  *   npm run bench:console -- 20000        # fewer
  *
  * Its own database (created and dropped), no Temporal: the pages measured read PostgreSQL only.
+ * Then `flowthru preview hr --config` over every user (from dist/: run npm run build first), with
+ * its time and peak memory.
  * A measurement, not a test: it prints a report and asserts nothing.
  */
 import { randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { parseArgs } from 'node:util';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import pg from 'pg';
 import { sql } from 'kysely';
 import { loadConfigFile } from '../src/adapters/config-file.js';
@@ -142,6 +147,27 @@ async function main(): Promise<void> {
       console.log(`${name.padEnd(36)} ${ms(percentile(server, 50)).padStart(14)} ${ms(percentile(server, 95)).padStart(11)} ${ms(percentile(client, 50)).padStart(14)}`);
     }
     await web.close();
+
+    // The impact preview over every user: its own process (the CLI, from dist/: npm run build), its peak memory.
+    const candidate = join(mkdtempSync(join(tmpdir(), 'flowthru-bench-')), 'candidate.yaml');
+    const example = readFileSync(resolve('examples/acme.yaml'), 'utf8')
+      .replace('when: { attribute: city, op: equals, value: Dallas }', 'when: { attribute: city, op: in, values: [Dallas, Boston] }')
+      .replace('model: Cisco 8865', 'model: Cisco 9871')
+      .replaceAll('path: data/', `path: ${resolve('examples/data')}/`)
+      .replaceAll('template: templates/', `template: ${resolve('examples/templates')}/`);
+    writeFileSync(candidate, example);
+    const run = spawnSync('/usr/bin/time', ['-f', '%M %e', process.execPath, 'bin/flowthru.js', 'preview', 'hr', '--config', candidate, '--json'], {
+      env: { ...process.env, DATABASE_URL: url.toString() },
+      encoding: 'utf8',
+      maxBuffer: 1024 * 1024 * 1024,
+    });
+    const [kb, seconds] = (run.stderr.trim().split('\n').at(-1) ?? '').split(' ').map(Number);
+    if (run.status !== 0 || !kb) throw new Error(`preview --config failed: ${run.stderr}`);
+    const listed = JSON.parse(run.stdout) as { users: unknown[]; counts: { evaluated: number; changed: number } };
+    console.log(
+      `impact preview (preview hr --config, --json): ${listed.counts.evaluated.toLocaleString('en-US')} users evaluated, ${listed.counts.changed.toLocaleString('en-US')} listed, ` +
+        `${seconds!.toFixed(1)} s, peak RSS ${(kb / 1024).toFixed(0)} MiB`,
+    );
   } finally {
     await db.destroy();
     await admin(`drop database if exists "${dbName}" with (force)`);

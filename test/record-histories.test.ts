@@ -242,7 +242,7 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
       customer.sources = [
         { ...customer.sources[0]!, path: `${h.dir}/branches.csv` },
         { ...customer.sources[0]!, name: 'gone', path: `${h.dir}/no-such-file.csv` },
-        { name: 'tenant', type: 'entra', userType: 'microsoft', tenantId: graph.tenantId, clientId: graph.clientId, clientSecretEnv: 'FLOWTHRU_RECORD_BRANCHES_SECRET', authorityUrl: graph.url, graphUrl: graph.url },
+        { name: 'tenant', type: 'entra', userType: 'microsoft', tenantId: graph.tenantId, clientId: graph.clientId, clientSecretEnv: 'FLOWTHRU_RECORD_BRANCHES_SECRET', authorityUrl: graph.url, graphUrl: graph.url, caFile: graph.caFile },
       ];
       customer.sites = [{ name: 'hq', moveCriteria: { csv: 'chicago', microsoft: 'chicago-cloud' }, numberRanges: [{ from: '6000', to: '6000' }] }];
       let version = await applyWith(customer as { name: string });

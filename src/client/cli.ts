@@ -20,7 +20,7 @@ import { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { closeLdapConnections } from '../adapters/sources/ldap.js';
 import { registerCodecServerCommand } from './commands/codec-server.js';
 import { registerConsoleCommand } from './commands/console.js';
-import { OperationRefused } from './operations.js';
+import { cliActor, OperationRefused, startSyncAs } from './operations.js';
 import { registerRetryCommand } from './commands/retry.js';
 import { registerScheduleCommand } from './commands/schedule.js';
 import { registerTargetCommand } from './commands/target.js';
@@ -28,7 +28,7 @@ import { registerUserCommand, whyInBrief } from './commands/user.js';
 import { previewSource, type PreviewUser } from './preview.js';
 import { previewCandidate } from './commands/impact.js';
 import { describeReconcile, reconcileAfterApply } from './schedules.js';
-import { startSync, SyncBusyError } from './sync.js';
+import { SyncBusyError } from './sync.js';
 import { describeChanges } from '../adapters/db/user-services.js';
 import { connectClient } from './temporal.js';
 
@@ -366,15 +366,24 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       try {
         let handle;
         try {
-          handle = await startSync(client, {
-            customer: target.customer,
-            source,
-            mode: opts.mode[0]!,
-            modes: opts.mode,
-            ...(opts.configVersion !== undefined ? { configVersion: opts.configVersion } : {}),
-            ...(opts.allowDeletes !== undefined ? { allowDeletes: opts.allowDeletes } : {}),
-            taskQueue: settings.taskQueue,
-          });
+          // Written to the transaction log with who started it, as the console's "start a sync" is.
+          const started = await withDatabase((db) =>
+            startSyncAs(
+              db,
+              client,
+              {
+                customer: target.customer,
+                source,
+                mode: opts.mode[0]!,
+                modes: opts.mode,
+                ...(opts.configVersion !== undefined ? { configVersion: opts.configVersion } : {}),
+                ...(opts.allowDeletes !== undefined ? { allowDeletes: opts.allowDeletes } : {}),
+                taskQueue: settings.taskQueue,
+              },
+              cliActor(),
+            ),
+          );
+          handle = started.handle;
         } catch (error) {
           if (!(error instanceof SyncBusyError)) throw error;
           // Did nothing because another sync of the source runs: the same exit status as a skipped run.

@@ -243,7 +243,7 @@ export async function startSyncAs(
   client: Client,
   options: Parameters<typeof startSync>[1],
   actor: Actor,
-): Promise<{ workflowId: string }> {
+): Promise<{ workflowId: string; handle: Awaited<ReturnType<typeof startSync>> }> {
   const handle = await startSync(client, options);
   const modes = options.modes ?? [options.mode];
   const what = options.allowDeletes !== undefined ? `let held deletions of ${options.source} through (at most ${options.allowDeletes})` : `sync ${options.source} (${modes.join(', ')})`;
@@ -254,5 +254,5 @@ export async function startSyncAs(
     actor,
     details: { workflowId: handle.workflowId, modes, ...(options.allowDeletes !== undefined ? { allowDeletes: options.allowDeletes } : {}) },
   });
-  return { workflowId: handle.workflowId };
+  return { workflowId: handle.workflowId, handle };
 }
