@@ -75,7 +75,7 @@ export interface ImpactReport {
   readonly byProfile: Record<string, number>;
   /** Each FTP rule of the candidate with the users it would match first. */
   readonly byRule: { rule: number; criteria: string; profile: string; users: number }[];
-  /** Sites and rules of the candidate that would take nobody. */
+  /** Sites whose move criteria and rules of the candidate that would match nobody. */
   readonly matchingNobody: { readonly sites: string[]; readonly rules: number[] };
   threshold: { readonly deletions: number; readonly limit: number; readonly sourceUsers: number; readonly held: boolean; readonly reason?: string } | null;
   readonly problems: SourceProblem[];
@@ -142,6 +142,8 @@ export async function previewImpact(
     problems: [],
   };
   const bump = (counts: Record<string, number>, key: string) => (counts[key] = (counts[key] ?? 0) + 1);
+  /** Users each site's move criteria match (a kept user is at a site that no longer matches them). */
+  const siteMatches: Record<string, number> = {};
 
   /** Evaluates a page of users (on record, from the source, or both) and hands on those with a change. */
   async function evaluate(page: { record?: OnRecord; user: CanonicalUser; userType: UserType; externalId: string; username: string | null }[]): Promise<void> {
@@ -160,6 +162,7 @@ export async function previewImpact(
       if (next.move) c.moves++;
       if (next.kept) c.kept++;
       bump(report.bySite, next.site ?? '(customer level)');
+      if (next.why.site?.site) bump(siteMatches, next.why.site.site);
       if (next.site) bump(report.byProfile, next.profile ?? '(none)');
       if (next.rule !== null) report.byRule[next.rule]!.users++;
       const siteChanged = (record?.site ?? null) !== next.site || (now !== undefined && now.site !== next.site);
@@ -173,7 +176,9 @@ export async function previewImpact(
       if (lineChanged) c.lineChanges++;
       if (servicesChanged) c.serviceChanges++;
       if (targetsChanged) c.targetChanges++;
-      const changed = !record || siteChanged || profileChanged || lineChanged || servicesChanged || targetsChanged;
+      // Matched by a site now, kept where they are by the candidate (no site matches them any more), or the reverse.
+      const keptChanged = now !== undefined && now.kept !== next.kept;
+      const changed = !record || siteChanged || keptChanged || profileChanged || lineChanged || servicesChanged || targetsChanged;
       if (changed) c.changed++;
       else c.unchanged++;
       if (!changed && !options.all) continue;
@@ -275,7 +280,7 @@ export async function previewImpact(
       report.threshold = { deletions: report.counts.deletions, limit: decision.limit, sourceUsers, held: !decision.proceed, ...(decision.proceed ? {} : { reason: decision.reason }) };
     }
   }
-  report.matchingNobody.sites.push(...sites.map((s) => s.name).filter((name) => !report.bySite[name]));
+  report.matchingNobody.sites.push(...sites.map((s) => s.name).filter((name) => !siteMatches[name]));
   report.matchingNobody.rules.push(...report.byRule.filter((r) => r.users === 0).map((r) => r.rule));
   return report;
 }

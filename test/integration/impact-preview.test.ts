@@ -131,6 +131,32 @@ describe('preview --config: the impact of a candidate configuration', () => {
     expect(text.out).toContain('A delete sync would be held, offboarding nobody');
   });
 
+  it('names a user the candidate would keep where they are, because no site matches them any more', async () => {
+    h.writeFile('acme.csv', acmeCsv([joe, bea, sal, dan]));
+    const file = join(h.dir, 'candidate-kept.yaml');
+    writeFileSync(
+      file,
+      stringify({
+        version: 1,
+        customers: [
+          h.acmeCustomer('acme', (c) => {
+            c.criteria.find((k: Customer) => k.name === 'city-chicago').when = { attribute: 'city', op: 'equals', value: 'Springfield' };
+          }),
+        ],
+      }),
+    );
+    const result = await cli('preview', 'hr', '--config', file, '--json');
+    expect(result.code, result.err).toBe(0);
+    const report = JSON.parse(result.out);
+    expect(report.users).toHaveLength(1);
+    expect(report.users[0]).toMatchObject({ externalId: 'E1', kept: true, move: false, site: { from: 'chicago', to: 'chicago' }, profile: { from: 'engineering', to: 'engineering' } });
+    expect(report.counts).toMatchObject({ kept: 1, changed: 1 });
+    // Joe stays at chicago, but its move criteria take nobody any more.
+    expect(report.matchingNobody).toEqual({ sites: ['chicago'], rules: [] });
+    const text = await cli('preview', 'hr', '--config', file);
+    expect(text.out).toMatch(/^E1 +jadams +kept +chicago +engineering +/m);
+  });
+
   it('refuses a candidate that is not valid, and options that go with --config only', async () => {
     const file = h.writeFile('broken.yaml', 'version: 1\ncustomers:\n  - name: acme\n    sites: 3\n');
     const result = await cli('preview', 'hr', '--config', file);
