@@ -1,5 +1,5 @@
-import { sql, type Kysely, type RawBuilder } from 'kysely';
-import { userDetail, type UserDetail } from '../adapters/db/queries.js';
+import { sql, type Kysely } from 'kysely';
+import { isoUtc, userDetail, type UserDetail } from '../adapters/db/queries.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { Explanation } from '../domain/criteria.js';
 import { USER_STATUSES } from '../domain/user.js';
@@ -12,7 +12,6 @@ import type { SyncCounts, SyncReport } from '../workflows/messages.js';
  * filtered with indexes it can use, so pages stay fast with 100,000 users (bench/console.ts).
  */
 
-const iso = (column: string): RawBuilder<string | null> => sql<string | null>`to_char(${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')`;
 
 /** `%text%` for ILIKE, with the pattern's own characters taken literally. */
 const containing = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
@@ -108,8 +107,8 @@ function syncRunsQuery(db: Kysely<Database>) {
     .leftJoin('customers as c', 'c.id', 'l.customer_id')
     .select(syncRunColumns)
     .select([
-      iso('l.started_at').as('startedAt'),
-      iso('l.ended_at').as('endedAt'),
+      isoUtc('l.started_at').as('startedAt'),
+      isoUtc('l.ended_at').as('endedAt'),
       sql<number | null>`extract(epoch from (l.ended_at - l.started_at))::float8`.as('seconds'),
     ])
     .where('l.kind', '=', 'sync')
@@ -312,7 +311,7 @@ export async function usersPage(db: Kysely<Database>, filter: UserFilter): Promi
       'p.name as profile',
       'u.status',
       'u.status_reason as reason',
-      iso('u.updated_at').$castTo<string>().as('updatedAt'),
+      isoUtc('u.updated_at').$castTo<string>().as('updatedAt'),
     ])
     .orderBy(sql`${order} ${sql.raw(filter.desc ? 'desc nulls last' : 'asc nulls first')}`)
     .orderBy('u.id')
@@ -409,13 +408,13 @@ export async function userPage(db: Kysely<Database>, id: string): Promise<UserPa
     userDetail(db, id),
     db
       .selectFrom('users as u')
-      .select(['u.attributes', 'u.user_type as userType', iso('u.created_at').$castTo<string>().as('createdAt'), iso('u.updated_at').$castTo<string>().as('updatedAt')])
+      .select(['u.attributes', 'u.user_type as userType', isoUtc('u.created_at').$castTo<string>().as('createdAt'), isoUtc('u.updated_at').$castTo<string>().as('updatedAt')])
       .where('u.id', '=', id)
       .executeTakeFirst(),
     db
       .selectFrom('transaction_log as l')
       .select([
-        iso('l.started_at').$castTo<string>().as('at'),
+        isoUtc('l.started_at').$castTo<string>().as('at'),
         'l.kind',
         'l.action',
         'l.status',
@@ -477,7 +476,7 @@ export async function numbersPage(db: Kysely<Database>, filter: NumberFilter) {
       status.as('status'),
       'u.id as userId',
       sql<string | null>`coalesce(u.username, u.external_id)`.as('holder'),
-      sql<string | null>`case when n.status = 'cooling' and n.cooling_until > now() then ${iso('n.cooling_until')} end`.as('coolingUntil'),
+      sql<string | null>`case when n.status = 'cooling' and n.cooling_until > now() then ${isoUtc('n.cooling_until')} end`.as('coolingUntil'),
     ])
     .orderBy('c.name')
     .orderBy(sql`s.position nulls first`)

@@ -1,7 +1,6 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { isIP } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
@@ -24,6 +23,7 @@ import { OperationRefused, retryPipelines, RETRYABLE_STATUSES, setSchedulePaused
 import { declaredSchedules, listSchedules, type ScheduleView } from '../client/schedules.js';
 import { SyncBusyError } from '../client/sync.js';
 import { connectClient } from '../client/temporal.js';
+import { isLoopback } from '../client/loopback.js';
 import type { Settings } from '../settings.js';
 import { onboardWorkflowId, SYNC_MODES, type SyncMode } from '../workflows/config.js';
 import { syncProgressQuery } from '../workflows/messages.js';
@@ -35,8 +35,6 @@ import { customerNames, filterChoices, NUMBER_STATUSES, numbersPage, overview, s
  * package. Read-mostly: its few actions call the same operations as the CLI (client/operations.ts)
  * and are written to the transaction log with who took them.
  */
-
-export const DEFAULT_CONSOLE_PORT = 8235;
 
 /** How many changed users the console's preview page lists (the counts cover everyone). */
 const PREVIEW_ROWS = 200;
@@ -68,7 +66,6 @@ export interface RunningConsole {
   close(): Promise<void>;
 }
 
-export const isLoopback = (host: string) => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 
 const SESSION_COOKIE = 'flowthru_console';
 const OPERATOR_COOKIE = 'flowthru_operator';

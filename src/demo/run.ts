@@ -125,7 +125,8 @@ export async function runDemo(io: CliIo, options: DemoOptions): Promise<void> {
     cleanup.push(() => client.connection.close());
 
     // The web console, beside Temporal UI: loopback only, no token needed there.
-    const { startConsole, DEFAULT_CONSOLE_PORT } = await import('../console/server.js');
+    const { startConsole } = await import('../console/server.js');
+    const { DEFAULT_CONSOLE_PORT } = await import('../client/commands/console.js');
     const consolePort = Number(process.env.FLOWTHRU_DEMO_CONSOLE_PORT ?? DEFAULT_CONSOLE_PORT);
     const webConsole = await startConsole({
       settings: { ...settings, temporalAddress: temporal?.address ?? settings.temporalAddress },

@@ -2,7 +2,7 @@ import { sql, type Kysely, type RawBuilder } from 'kysely';
 import type { Database, UserStatus } from './schema.js';
 
 /** A timestamp as ISO 8601 in UTC (milliseconds, `Z`), the form every --json listing uses. */
-const isoUtc = (column: string): RawBuilder<string | null> => sql<string | null>`to_char(${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+export const isoUtc = (column: string): RawBuilder<string | null> => sql<string | null>`to_char(${sql.ref(column)} at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 /** A user as `flowthru users --json` shows it (SPEC §5). */
 export interface UserView {

@@ -1,11 +1,11 @@
 import { once } from 'node:events';
-import { isIP } from 'node:net';
 import { InvalidArgumentError, type Command } from 'commander';
 import { pino } from 'pino';
 import { AesGcmPayloadCodec, payloadKeysFromEnv } from '../../adapters/temporal/codec.js';
 import { readSettings } from '../../settings.js';
 import { startCodecServer, type CodecServer } from '../codec-server.js';
 import { UserError, type CliIo } from '../cli.js';
+import { isLoopback } from '../loopback.js';
 
 /*
  * `flowthru codec-server`: decodes flowthru's encrypted payloads for Temporal UI and the Temporal
@@ -16,7 +16,6 @@ import { UserError, type CliIo } from '../cli.js';
 export const DEFAULT_CODEC_PORT = 8234;
 export const DEFAULT_UI_ORIGINS = ['http://127.0.0.1:8233', 'http://localhost:8233'];
 
-const loopback = (host: string) => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 
 export interface CodecServerCommandOptions {
   readonly host: string;
@@ -29,7 +28,7 @@ export interface CodecServerCommandOptions {
 export async function serveCodec(options: CodecServerCommandOptions): Promise<CodecServer> {
   const env = options.env ?? process.env;
   const token = env.FLOWTHRU_CODEC_TOKEN?.trim() || undefined;
-  if (!loopback(options.host) && token === undefined) {
+  if (!isLoopback(options.host) && token === undefined) {
     throw new UserError(`the codec server decrypts every payload it is sent: listening on ${options.host} needs FLOWTHRU_CODEC_TOKEN set (or listen on 127.0.0.1)`);
   }
   for (const origin of options.origins) {

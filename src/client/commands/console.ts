@@ -1,10 +1,12 @@
 import { once } from 'node:events';
 import type { Command } from 'commander';
 import { pino } from 'pino';
-import { ConsoleRefused, DEFAULT_CONSOLE_PORT, startConsole } from '../../console/server.js';
 import { readSettings } from '../../settings.js';
 import { UserError, type CliIo } from '../cli.js';
 import { parsePort } from './codec-server.js';
+
+/** The console's port (8235): beside Temporal UI's 8233 and the codec server's 8234. */
+export const DEFAULT_CONSOLE_PORT = 8235;
 
 export function registerConsoleCommand(program: Command, io: CliIo): void {
   program
@@ -14,6 +16,8 @@ export function registerConsoleCommand(program: Command, io: CliIo): void {
     .option('--read-only', 'show everything, take no action (help-desk use)')
     .description('the web console: customers, users, numbers, syncs and schedules, with a few confirmed actions')
     .action(async (opts: { host: string; port: number; readOnly?: boolean }) => {
+      // Fastify and the views load when the console runs, not at every start of the CLI.
+      const { ConsoleRefused, startConsole } = await import('../../console/server.js');
       const logger = pino({ name: 'flowthru-console', level: process.env.LOG_LEVEL ?? 'info' });
       let running;
       try {
