@@ -110,6 +110,15 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
   }
 
   /**
+   * Messages this worker handed to the mail server and has not yet recorded as sent, by outbox id:
+   * the send, pending or accepted. An attempt of the email step that timed out keeps running (a
+   * slow mail server, a database restarting under the record), and its retry runs in this same
+   * process, as local activities' retries always do: the retry waits for that send and records it
+   * instead of sending the message a second time. An entry goes when the send is recorded or fails.
+   */
+  const handedOver = new Map<string, Promise<void>>();
+
+  /**
    * Sends the user an email through the outbox: written once (with a stable Message-ID) before it
    * is sent, so a rerun finds it and never sends a second one. The welcome is one per user; a moved
    * email one per move (the pass that moved them).
@@ -156,19 +165,31 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
       return mine ? { sent: true } : { sent: false, skipped: `${kind} email already sent (${message.message_id})` };
     }
     if (message.status === 'failed') return { sent: false, skipped: message.last_error ?? 'refused earlier' };
+    // An earlier attempt's send of this message, still pending or accepted and not yet recorded, is
+    // this attempt's send too.
+    let sending = handedOver.get(message.id);
+    if (!sending) {
+      sending = mailer
+        .send(smtp!, { from: from!, to: message.to_address, subject: message.subject, html: message.html, text: message.text, messageId: message.message_id })
+        .catch(async (error: unknown) => {
+          handedOver.delete(message.id);
+          await recordSendFailure(db, message.id, (error as Error).message, error instanceof PermanentError);
+          throw error;
+        });
+      handedOver.set(message.id, sending);
+    }
     try {
-      await mailer.send(smtp!, { from: from!, to: message.to_address, subject: message.subject, html: message.html, text: message.text, messageId: message.message_id });
+      await sending;
     } catch (error) {
-      const permanent = error instanceof PermanentError;
-      await recordSendFailure(db, message.id, (error as Error).message, permanent);
-      if (permanent) return { sent: false, skipped: (error as Error).message };
+      if (error instanceof PermanentError) return { sent: false, skipped: error.message };
       throw error;
     }
     // Recorded in one transaction the moment the server accepts: the window in which a dying
     // worker would send this message again (same Message-ID) is one round trip wide. The step's
     // log entry commits with it, so a retry of this pass knows the message was its own. The server
     // has the message now: a database restarting in this moment is waited out here (retrying the
-    // record, not the send), or the activity's retry would send it a second time.
+    // record, not the send); one away for longer fails the attempt, and its retry finds the send in
+    // handedOver and records it.
     const record = () =>
       runStep(db, ctx, step, async (tx) => {
         await markSent(tx, message.id);
@@ -178,6 +199,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
       try {
         await record();
+        handedOver.delete(message.id);
         break;
       } catch (error) {
         if (classifyDatabaseError(error) !== 'transient' || Date.now() + wait > deadline) throw error;

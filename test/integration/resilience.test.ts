@@ -32,7 +32,7 @@ const people = (n: number, prefix: string) =>
 let version: number;
 beforeAll(async () => {
   h = await PipelineHarness.create();
-  version = await h.apply({ version: 1, customers: [config('crash', 150), config('smtpdown', 5), config('stale', 2), movers()] });
+  version = await h.apply({ version: 1, customers: [config('crash', 150), config('smtpdown', 5), config('slowsmtp', 2), config('stale', 2), movers()] });
 });
 afterAll(async () => h?.close());
 
@@ -99,6 +99,28 @@ describe('SMTP outage', () => {
     await expect
       .poll(async () => (await h.db.selectFrom('email_outbox').select('status').where('to_address', 'like', 's%').where('status', '=', 'sent').execute()).length, { timeout: 10_000 })
       .toBe(5);
+  }, 120_000);
+
+  it('a mail server slower than the email step takes each message once: the timed-out attempt\'s send is the retry\'s', async () => {
+    // Longer than the quick email attempt's 20 s start-to-close: the attempt times out while its
+    // send is still in flight, and its retry finds the message pending.
+    h.smtp.acceptDelayMs = 24_000;
+    try {
+      h.writeFile('slowsmtp.csv', acmeCsv(people(2, 'slow')));
+      const report = await h.sync('slowsmtp', 'hr', version);
+      expect(report.counts).toMatchObject({ provisioned: 2, emailed: 2 });
+      // A second send of a message would still be in the server's hands now.
+      await expect.poll(() => h.smtp.receiving, { timeout: 30_000 }).toBe(0);
+    } finally {
+      h.smtp.acceptDelayMs = 0;
+    }
+    const received = h.smtp.messages.filter((m) => m.to[0]!.startsWith('slow'));
+    expect(received.map((m) => m.to[0]).sort()).toEqual(['slow0@example.com', 'slow1@example.com']);
+    const outbox = await h.db.selectFrom('email_outbox').select(['status', 'attempts']).where('to_address', 'like', 'slow%').execute();
+    expect(outbox).toEqual([
+      { status: 'sent', attempts: 1 },
+      { status: 'sent', attempts: 1 },
+    ]);
   }, 120_000);
 });
 

@@ -29,6 +29,10 @@ export class SmtpSink {
   readonly messages: ReceivedEmail[] = [];
   /** Logins it refused, by user name. */
   readonly refusedLogins: string[] = [];
+  /** How long it takes to accept a message once it has its data: a slow server (0, at once, by default). */
+  acceptDelayMs = 0;
+  /** Messages whose data it has and has not answered yet. */
+  receiving = 0;
   private server: SMTPServer | undefined;
   private boundPort = 0;
 
@@ -65,7 +69,9 @@ export class SmtpSink {
         stream.on('data', (chunk: Buffer) => chunks.push(chunk));
         stream.on('end', () => {
           const raw = Buffer.concat(chunks).toString('utf8');
-          simpleParser(raw)
+          this.receiving++;
+          new Promise((resolve) => setTimeout(resolve, this.acceptDelayMs))
+            .then(() => simpleParser(raw))
             .then((mail: ParsedMail) => {
               this.messages.push({
                 to: session.envelope.rcptTo.map((r) => r.address),
@@ -77,7 +83,8 @@ export class SmtpSink {
               });
               callback();
             })
-            .catch((error: Error) => callback(error));
+            .catch((error: Error) => callback(error))
+            .finally(() => this.receiving--);
         });
       },
     });
