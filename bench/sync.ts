@@ -191,6 +191,7 @@ function noopActivities(): Activities {
     createLocalUser: async () => ({ flowThrough: true, welcomeEmail: true }),
     moveUser: async () => ({ site: 'hq', moved: true }),
     matchProfile: async () => ({ profile: 'line', numberFrom: 'site' }),
+    placeUser: async () => ({ local: { flowThrough: true, welcomeEmail: true }, placed: { site: 'hq', moved: true }, matched: { profile: 'line', numberFrom: 'site' } }),
     reserveNumber: async (input) => ({ number: `n${input.userId}` }),
     provisionServices: done,
     provisionProfile: async (input) => ({ number: `n${input.userId}` }),

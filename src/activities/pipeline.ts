@@ -9,7 +9,7 @@ import { enqueueEmail, markSent, recordSendFailure } from '../adapters/db/outbox
 import { classifyDatabaseError } from '../adapters/db/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
-import { runStep, type StepContext } from '../adapters/db/steps.js';
+import { runStep, runSteps, type StepContext, type StepRecord } from '../adapters/db/steps.js';
 import { applyServices, describeChanges, removeServices } from '../adapters/db/user-services.js';
 import { lockUser, markDeleted, placeAtSite, restoreUser, setProfile, setReason, setStatus, type UserRow } from '../adapters/db/user-state.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
@@ -98,6 +98,126 @@ async function provisionProfileInTx(
   const gone = await releaseNumbersExcept(tx, ctx.customerId, user.id, number, snap.config.settings.numberCooling);
   await setStatus(tx, user.id, 'provisioned');
   return { summary: `provisioned ${profile.name}${number ? ` with ${number}` : ''}: ${describeChanges(changes)}${released(gone)}` };
+}
+
+/** Step 2: the user as imported, restored when an add sees them again after offboarding; whether the pass goes on. */
+function createWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInput): (tx: Tx) => Promise<StepRecord<Result<'createLocalUser'>>> {
+  return async (tx) => {
+    const user = await lockUser(tx, ctx.customerId, ctx.userId);
+    const { flowThrough, welcomeEmail, smtp } = snap.config.settings;
+    // An offboarded user seen again by an add is restored: the same user, placed and provisioned anew.
+    const restored = user.status === 'deleted' && input.mode === 'add';
+    if (restored) await restoreUser(tx, user.id);
+    // An operator's retry runs whatever addSync and updateSync say about syncs; flow-through off stops it too.
+    const enabled = flowThrough.enabled && (input.retry === true || (input.mode === 'update' ? flowThrough.updateSync : flowThrough.addSync));
+    const reason = enabled
+      ? undefined
+      : input.mode === 'update'
+        ? `flow-through update sync is off for customer ${input.customer}: the record is updated, nobody moves`
+        : `flow-through ${input.mode} sync is off for customer ${input.customer}`;
+    const result = {
+      flowThrough: enabled,
+      welcomeEmail: welcomeEmail.enabled && smtp !== undefined && Boolean(user.email),
+      ...(snap.config.settings.movedEmail.enabled && smtp !== undefined && user.email ? { movedEmail: true } : {}),
+      ...(reason ? { reason, status: user.status } : {}),
+      ...(restored ? { restored: true } : {}),
+    };
+    // The import inserted or updated the row; say which, so a rerun for a placed user does not
+    // read as if they had been recreated at customer level.
+    const isNew = user.created_at.getTime() === user.updated_at.getTime();
+    const where = user.site_id === null ? 'at customer level' : `at site ${siteName(snap, user.site_id)}`;
+    const summary = restored ? 'offboarded user back in the source: restored at customer level' : isNew ? `local user created ${where}` : `local user exists ${where} (${user.status})`;
+    return { status: 'succeeded', result, summary: reason ? `${summary}; ${reason}` : summary };
+  };
+}
+
+/** Step 4: an add places a user at the first site whose move criteria match; an update moves a placed user (or keeps them). */
+function moveWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInput): (tx: Tx) => Promise<StepRecord<Result<'moveUser'>>> {
+  return async (tx) => {
+    const user = await lockUser(tx, ctx.customerId, ctx.userId);
+    const current = user.site_id !== null && snap.siteNames.has(user.site_id) ? snap.siteNames.get(user.site_id)! : null;
+    if (input.mode === 'update') {
+      // An update moves users already at a site; placing users is the add sync's job.
+      if (current === null) {
+        const reason = 'not at a site: the add sync places users';
+        return { status: 'skipped', result: { site: null, moved: false, reason }, summary: reason };
+      }
+    } else if (current !== null) {
+      // An add places users; moving a placed user to another site is the update sync's job.
+      return { status: 'skipped', result: { site: current, moved: false }, summary: `already at ${current}` };
+    }
+    const resolution = explainSite(user.attributes as CanonicalUser, user.user_type, snap.sites);
+    if (resolution.site === null) {
+      const reason = `no site's ${user.user_type} move criteria match`;
+      if (current !== null) {
+        // A placed user who matches no site any more stays where they are, with the reason.
+        const kept = `kept at ${current}: ${reason} any more`;
+        await setReason(tx, user.id, kept);
+        const targets = planTargetPushes(snap, 'provision');
+        return {
+          status: 'skipped',
+          result: { site: current, moved: false, kept: true, reason: kept, ...(targets.length > 0 ? { targets } : {}) },
+          summary: kept,
+          details: resolution,
+        };
+      }
+      await setStatus(tx, user.id, 'unplaced', reason);
+      return { status: 'succeeded', result: { site: null, moved: false, reason }, summary: reason, details: resolution };
+    }
+    if (resolution.site === current) {
+      return { status: 'succeeded', result: { site: current, moved: false }, summary: `still at ${current}`, details: resolution };
+    }
+    const siteConfig = snap.config.sites.find((s) => s.name === resolution.site)!;
+    await placeAtSite(tx, user.id, snap.siteIds.get(resolution.site)!, siteConfig.defaultRole ?? null);
+    const summary = current === null ? `moved to ${resolution.site}` : `moved from ${current} to ${resolution.site}`;
+    return { status: 'succeeded', result: { site: resolution.site, moved: true, ...(current ? { from: current } : {}) }, summary, details: resolution };
+  };
+}
+
+/** Step 5: the profile (and role) the first matching FTP rule chooses, or updateSyncProfile after an update's move. */
+function profileWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInput & { moved?: boolean }): (tx: Tx) => Promise<StepRecord<Result<'matchProfile'>>> {
+  return async (tx) => {
+    const user = await lockUser(tx, ctx.customerId, ctx.userId);
+    const site = snap.config.sites.find((s) => snap.siteIds.get(s.name) === user.site_id);
+    // After a move, an update applies the configured profile; otherwise the FTP rules choose.
+    const afterMove = input.mode === 'update' && input.moved === true ? snap.config.settings.updateSyncProfile : undefined;
+    if (afterMove !== undefined) {
+      const profile = snap.profiles.get(afterMove)!;
+      const role = profile.role ?? site?.defaultRole ?? null;
+      await setProfile(tx, user.id, profile.id, role, 'provisioning');
+      return {
+        status: 'succeeded',
+        result: { profile: profile.name, numberFrom: profile.line?.numberFrom ?? null },
+        summary: `profile ${profile.name} (updateSyncProfile, after a move), role ${role ?? 'none'}`,
+      };
+    }
+    const resolution = explainFtpRule(user.attributes as CanonicalUser, snap.ftpRules);
+    if (!resolution.rule) {
+      const reason = snap.ftpRules.length === 0 ? 'no FTP criteria are in force' : 'no FTP rule matches';
+      await setProfile(tx, user.id, null, null, 'unmatched', reason);
+      // A user provisioned before (their department changed) keeps nothing of a profile they lost.
+      const gone = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
+      await removeServices(tx, user.id);
+      await releaseLicences(tx, ctx.customerId, user.id, []);
+      // Provisioned before, the targets let them go (an add's new user was never pushed: nothing to plan).
+      const targets = input.mode === 'update' ? planTargetPushes(snap, 'deprovision') : [];
+      return {
+        status: 'succeeded',
+        result: { profile: null, numberFrom: null, reason, ...(targets.length > 0 ? { targets } : {}) },
+        summary: `${reason}${released(gone)}`,
+        details: resolution,
+      };
+    }
+    const profile = snap.profiles.get(resolution.rule.profile)!;
+    const role = resolution.rule.role ?? profile.role ?? site?.defaultRole ?? null;
+    await setProfile(tx, user.id, profile.id, role, 'provisioning');
+    return {
+      status: 'succeeded',
+      result: { profile: profile.name, numberFrom: profile.line?.numberFrom ?? null },
+      summary: `profile ${profile.name} (rule ${(resolution.index ?? 0) + 1}), role ${role ?? 'none'}`,
+      details: resolution,
+    };
+  };
 }
 
 export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps): PipelineActivities {
@@ -212,121 +332,28 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
   return {
     async createLocalUser(input) {
       const { snap, ctx } = await context(input);
-      return runStep<Result<'createLocalUser'>>(db, ctx, 'create', async (tx) => {
-        const user = await lockUser(tx, ctx.customerId, ctx.userId);
-        const { flowThrough, welcomeEmail, smtp } = snap.config.settings;
-        // An offboarded user seen again by an add is restored: the same user, placed and provisioned anew.
-        const restored = user.status === 'deleted' && input.mode === 'add';
-        if (restored) await restoreUser(tx, user.id);
-        // An operator's retry runs whatever addSync and updateSync say about syncs; flow-through off stops it too.
-        const enabled = flowThrough.enabled && (input.retry === true || (input.mode === 'update' ? flowThrough.updateSync : flowThrough.addSync));
-        const reason = enabled
-          ? undefined
-          : input.mode === 'update'
-            ? `flow-through update sync is off for customer ${input.customer}: the record is updated, nobody moves`
-            : `flow-through ${input.mode} sync is off for customer ${input.customer}`;
-        const result = {
-          flowThrough: enabled,
-          welcomeEmail: welcomeEmail.enabled && smtp !== undefined && Boolean(user.email),
-          ...(snap.config.settings.movedEmail.enabled && smtp !== undefined && user.email ? { movedEmail: true } : {}),
-          ...(reason ? { reason, status: user.status } : {}),
-          ...(restored ? { restored: true } : {}),
-        };
-        // The import inserted or updated the row; say which, so a rerun for a placed user does not
-        // read as if they had been recreated at customer level.
-        const isNew = user.created_at.getTime() === user.updated_at.getTime();
-        const where = user.site_id === null ? 'at customer level' : `at site ${siteName(snap, user.site_id)}`;
-        const summary = restored ? 'offboarded user back in the source: restored at customer level' : isNew ? `local user created ${where}` : `local user exists ${where} (${user.status})`;
-        return { status: 'succeeded', result, summary: reason ? `${summary}; ${reason}` : summary };
-      });
+      return runStep(db, ctx, 'create', createWork(snap, ctx, input));
     },
 
     async moveUser(input) {
       const { snap, ctx } = await context(input);
-      return runStep<Result<'moveUser'>>(db, ctx, 'move', async (tx) => {
-        const user = await lockUser(tx, ctx.customerId, ctx.userId);
-        const current = user.site_id !== null && snap.siteNames.has(user.site_id) ? snap.siteNames.get(user.site_id)! : null;
-        if (input.mode === 'update') {
-          // An update moves users already at a site; placing users is the add sync's job.
-          if (current === null) {
-            const reason = 'not at a site: the add sync places users';
-            return { status: 'skipped', result: { site: null, moved: false, reason }, summary: reason };
-          }
-        } else if (current !== null) {
-          // An add places users; moving a placed user to another site is the update sync's job.
-          return { status: 'skipped', result: { site: current, moved: false }, summary: `already at ${current}` };
-        }
-        const resolution = explainSite(user.attributes as CanonicalUser, user.user_type, snap.sites);
-        if (resolution.site === null) {
-          const reason = `no site's ${user.user_type} move criteria match`;
-          if (current !== null) {
-            // A placed user who matches no site any more stays where they are, with the reason.
-            const kept = `kept at ${current}: ${reason} any more`;
-            await setReason(tx, user.id, kept);
-            const targets = planTargetPushes(snap, 'provision');
-            return {
-              status: 'skipped',
-              result: { site: current, moved: false, kept: true, reason: kept, ...(targets.length > 0 ? { targets } : {}) },
-              summary: kept,
-              details: resolution,
-            };
-          }
-          await setStatus(tx, user.id, 'unplaced', reason);
-          return { status: 'succeeded', result: { site: null, moved: false, reason }, summary: reason, details: resolution };
-        }
-        if (resolution.site === current) {
-          return { status: 'succeeded', result: { site: current, moved: false }, summary: `still at ${current}`, details: resolution };
-        }
-        const siteConfig = snap.config.sites.find((s) => s.name === resolution.site)!;
-        await placeAtSite(tx, user.id, snap.siteIds.get(resolution.site)!, siteConfig.defaultRole ?? null);
-        const summary = current === null ? `moved to ${resolution.site}` : `moved from ${current} to ${resolution.site}`;
-        return { status: 'succeeded', result: { site: resolution.site, moved: true, ...(current ? { from: current } : {}) }, summary, details: resolution };
-      });
+      return runStep(db, ctx, 'move', moveWork(snap, ctx, input));
     },
 
     async matchProfile(input) {
       const { snap, ctx } = await context(input);
-      return runStep<Result<'matchProfile'>>(db, ctx, 'profile', async (tx) => {
-        const user = await lockUser(tx, ctx.customerId, ctx.userId);
-        const site = snap.config.sites.find((s) => snap.siteIds.get(s.name) === user.site_id);
-        // After a move, an update applies the configured profile; otherwise the FTP rules choose.
-        const afterMove = input.mode === 'update' && input.moved === true ? snap.config.settings.updateSyncProfile : undefined;
-        if (afterMove !== undefined) {
-          const profile = snap.profiles.get(afterMove)!;
-          const role = profile.role ?? site?.defaultRole ?? null;
-          await setProfile(tx, user.id, profile.id, role, 'provisioning');
-          return {
-            status: 'succeeded',
-            result: { profile: profile.name, numberFrom: profile.line?.numberFrom ?? null },
-            summary: `profile ${profile.name} (updateSyncProfile, after a move), role ${role ?? 'none'}`,
-          };
-        }
-        const resolution = explainFtpRule(user.attributes as CanonicalUser, snap.ftpRules);
-        if (!resolution.rule) {
-          const reason = snap.ftpRules.length === 0 ? 'no FTP criteria are in force' : 'no FTP rule matches';
-          await setProfile(tx, user.id, null, null, 'unmatched', reason);
-          // A user provisioned before (their department changed) keeps nothing of a profile they lost.
-          const gone = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
-          await removeServices(tx, user.id);
-          await releaseLicences(tx, ctx.customerId, user.id, []);
-          // Provisioned before, the targets let them go (an add's new user was never pushed: nothing to plan).
-          const targets = input.mode === 'update' ? planTargetPushes(snap, 'deprovision') : [];
-          return {
-            status: 'succeeded',
-            result: { profile: null, numberFrom: null, reason, ...(targets.length > 0 ? { targets } : {}) },
-            summary: `${reason}${released(gone)}`,
-            details: resolution,
-          };
-        }
-        const profile = snap.profiles.get(resolution.rule.profile)!;
-        const role = resolution.rule.role ?? profile.role ?? site?.defaultRole ?? null;
-        await setProfile(tx, user.id, profile.id, role, 'provisioning');
-        return {
-          status: 'succeeded',
-          result: { profile: profile.name, numberFrom: profile.line?.numberFrom ?? null },
-          summary: `profile ${profile.name} (rule ${(resolution.index ?? 0) + 1}), role ${role ?? 'none'}`,
-          details: resolution,
-        };
+      return runStep(db, ctx, 'profile', profileWork(snap, ctx, input));
+    },
+
+    async placeUser(input) {
+      const { snap, ctx } = await context(input);
+      return runSteps(db, ctx, async (step) => {
+        const local = await step('create', createWork(snap, ctx, input));
+        if (!local.flowThrough) return { local };
+        const placed = await step('move', moveWork(snap, ctx, input));
+        if (!placed.site || placed.kept) return { local, placed };
+        const matched = await step('profile', profileWork(snap, ctx, input.mode === 'update' ? { ...input, moved: placed.moved } : input));
+        return { local, placed, matched };
       });
     },
 

@@ -37,6 +37,17 @@ export interface PipelineActivities {
   matchProfile(
     input: StepInput & { moved?: boolean },
   ): Promise<{ profile: string | null; numberFrom: 'site' | 'customer' | null; reason?: string; /** A user who lost their profile: the targets that must let them go. */ targets?: TargetPushPlan[] }>;
+  /**
+   * Steps 2, 4 and 5 in one transaction (one activity, one round of locks): create, move, profile,
+   * each still its own entry in the transaction log. A step that ends the pass leaves the later
+   * ones out: `placed` is absent when flow-through is off, `matched` when no site takes the user
+   * or they are kept where they are.
+   */
+  placeUser(input: StepInput): Promise<{
+    local: Awaited<ReturnType<PipelineActivities['createLocalUser']>>;
+    placed?: Awaited<ReturnType<PipelineActivities['moveUser']>>;
+    matched?: Awaited<ReturnType<PipelineActivities['matchProfile']>>;
+  }>;
   /** Step 6a: the lowest available number of the pool, or null (blocked) with the reason. */
   reserveNumber(input: StepInput & { pool: 'site' | 'customer' }): Promise<{ number: string | null; reason?: string }>;
   /**

@@ -3,6 +3,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  patched,
   proxyActivities,
   proxyLocalActivities,
   setHandler,
@@ -33,6 +34,9 @@ const db = proxyLocalActivities<PipelineActivities>({
   localRetryThreshold: '10 seconds',
   retry: { initialInterval: '200 milliseconds', backoffCoefficient: 2, maximumInterval: '1 minute' },
 });
+
+/** Create, move and profile in one local activity (placeUser) instead of three. */
+const PLACE_IN_ONE_STEP = 'place-in-one-step';
 
 /**
  * The welcome email: a quick first try as a local activity (no extra round trip to the server),
@@ -183,17 +187,34 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       return outcome('deleted', { reason: gone.reason });
     }
 
-    const local = await db.createLocalUser.executeWithOptions({ summary: `${change.mode}: record the user from source ${input.source}` }, [ids]);
+    const update = change.mode === 'update';
+    // Create, move and profile: one local activity (one transaction, each step still logged on its
+    // own) since the patch; three before it, as histories recorded then replay.
+    let place: Awaited<ReturnType<typeof db.placeUser>>;
+    if (patched(PLACE_IN_ONE_STEP)) {
+      place = await db.placeUser.executeWithOptions({ summary: `${change.mode}: record, ${update ? 'move' : 'place'} and match a profile (source ${input.source})` }, [ids]);
+    } else {
+      const created = await db.createLocalUser.executeWithOptions({ summary: `${change.mode}: record the user from source ${input.source}` }, [ids]);
+      place = { local: created };
+      if (created.flowThrough) {
+        setState({ step: 'move' });
+        const moved = await db.moveUser.executeWithOptions({ summary: update ? 'move to the site the record now matches' : 'place at the site the record matches' }, [ids]);
+        place = { local: created, placed: moved };
+        if (moved.site && !moved.kept) {
+          setState({ step: 'profile', site: moved.site });
+          place = { local: created, placed: moved, matched: await db.matchProfile.executeWithOptions({ summary: `match a profile at ${moved.site}` }, [update ? { ...ids, moved: moved.moved } : ids]) };
+        }
+      }
+    }
+    const { local } = place;
     const restored = local.restored ? { restored: true } : {};
-    if (!local.flowThrough) {
+    if (!local.flowThrough || !place.placed) {
       // The record is updated, nothing else: the user keeps the status they had (Temporal UI shows it).
       if (local.status) shownStatus = local.status;
       return outcome('imported', { reason: local.reason, ...restored });
     }
 
-    setState({ step: 'move' });
-    const update = change.mode === 'update';
-    const placed = await db.moveUser.executeWithOptions({ summary: update ? 'move to the site the record now matches' : 'place at the site the record matches' }, [ids]);
+    const placed = place.placed;
     setState({ site: placed.site });
     // An add places users at a site; an update moves them from one site to another.
     const how = update ? { moved: placed.moved } : { moved: false, placed: placed.moved, ...restored };
@@ -204,9 +225,8 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       return outcome('kept', { reason: placed.reason });
     }
 
-    setState({ step: 'profile' });
-    const matched = await db.matchProfile.executeWithOptions({ summary: `match a profile at ${placed.site}` }, [update ? { ...ids, moved: placed.moved } : ids]);
-    setState({ profile: matched.profile });
+    const matched = place.matched!;
+    setState({ step: 'profile', profile: matched.profile });
     if (!matched.profile) {
       if (matched.targets) await pushToTargets(ids, matched.targets, 'deprovision');
       return outcome('unmatched', { ...how, reason: matched.reason, ...(update ? { number: null } : {}) });

@@ -37,37 +37,54 @@ export async function runStep<T>(
   action: string,
   work: (tx: Transaction<Database>) => Promise<StepRecord<T>>,
 ): Promise<T> {
-  const key = `${ctx.runId}/${ctx.attempt}/${action}`;
+  return runSteps(db, ctx, (step) => step(action, work));
+}
+
+/** A step of `runSteps`: does `work` in the steps' transaction and writes its own log entry. */
+export type Step = <T>(action: string, work: (tx: Transaction<Database>) => Promise<StepRecord<T>>) => Promise<T>;
+
+/**
+ * Runs several pipeline steps in one transaction: each writes its own transaction-log entry (its
+ * own key), and all of them commit together, or none. A rerun finds the first entry taken, rolls
+ * back, and goes through `body` again with each step answering what it recorded, so the steps a
+ * body took then are the steps it takes now.
+ */
+export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: (step: Step) => Promise<T>): Promise<T> {
+  const key = (action: string) => `${ctx.runId}/${ctx.attempt}/${action}`;
   try {
-    return await db.transaction().execute(async (tx) => {
-      const startedAt = new Date();
-      const record = await work(tx);
-      const written = await tx
-        .insertInto('transaction_log')
-        .values({
-          customer_id: ctx.customerId,
-          user_id: ctx.userId,
-          kind: 'step',
-          action,
-          subject: record.summary ?? null,
-          status: record.status,
-          started_at: startedAt,
-          ended_at: sql<Date>`now()`,
-          error: record.error ?? null,
-          details: JSON.stringify({ result: record.result, ...(record.details === undefined ? {} : { why: record.details }) }) as never,
-          workflow_id: ctx.workflowId,
-          run_id: ctx.runId,
-          idempotency_key: key,
-        })
-        .onConflict((oc) => oc.column('idempotency_key').doNothing())
-        .returning('id')
-        .executeTakeFirst();
-      if (!written) throw new AlreadyDone();
-      return record.result;
-    });
+    return await db.transaction().execute((tx) =>
+      body(async (action, work) => {
+        const startedAt = new Date();
+        const record = await work(tx);
+        const written = await tx
+          .insertInto('transaction_log')
+          .values({
+            customer_id: ctx.customerId,
+            user_id: ctx.userId,
+            kind: 'step',
+            action,
+            subject: record.summary ?? null,
+            status: record.status,
+            started_at: startedAt,
+            ended_at: sql<Date>`now()`,
+            error: record.error ?? null,
+            details: JSON.stringify({ result: record.result, ...(record.details === undefined ? {} : { why: record.details }) }) as never,
+            workflow_id: ctx.workflowId,
+            run_id: ctx.runId,
+            idempotency_key: key(action),
+          })
+          .onConflict((oc) => oc.column('idempotency_key').doNothing())
+          .returning('id')
+          .executeTakeFirst();
+        if (!written) throw new AlreadyDone();
+        return record.result;
+      }),
+    );
   } catch (error) {
     if (!(error instanceof AlreadyDone)) throw error;
-    const done = await db.selectFrom('transaction_log').select('details').where('idempotency_key', '=', key).executeTakeFirstOrThrow();
-    return (done.details as { result: T }).result;
+    return body(async <R>(action: string) => {
+      const done = await db.selectFrom('transaction_log').select('details').where('idempotency_key', '=', key(action)).executeTakeFirstOrThrow();
+      return (done.details as { result: R }).result;
+    });
   }
 }
