@@ -193,6 +193,7 @@ function noopActivities(): Activities {
     matchProfile: async () => ({ profile: 'line', numberFrom: 'site' }),
     placeUser: async () => ({ local: { flowThrough: true, welcomeEmail: true }, placed: { site: 'hq', moved: true }, matched: { profile: 'line', numberFrom: 'site' } }),
     reserveNumber: async (input) => ({ number: `n${input.userId}` }),
+    provisionLine: async (input) => ({ number: `n${input.userId}` }),
     provisionServices: done,
     provisionProfile: async (input) => ({ number: `n${input.userId}` }),
     offboardUser: async () => ({ reason: 'gone' }),
@@ -538,11 +539,9 @@ async function directPhase(shared: Shared): Promise<number> {
         Array.from({ length: concurrency }, async () => {
           for (let target = queue.shift(); target; target = queue.shift()) {
             const ids: StepInput = { userId: target.userId, customer: 'direct', configVersion: world.version, mode: 'add', workflowId: `direct/${target.externalId}`, runId: `direct-${target.externalId}`, attempt: 1 };
-            await direct.createLocalUser(ids);
-            await direct.moveUser(ids);
-            const matched = await direct.matchProfile(ids);
-            const reservation = await direct.reserveNumber({ ...ids, pool: matched.numberFrom ?? 'site' });
-            await direct.provisionServices({ ...ids, number: reservation.number });
+            // The add pass's steps as the pipeline takes them: place, line, welcome.
+            const { matched } = await direct.placeUser(ids);
+            await direct.provisionLine({ ...ids, pool: matched?.numberFrom ?? null });
             await direct.sendWelcomeEmail(ids);
           }
         }),

@@ -220,6 +220,35 @@ function profileWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInput 
   };
 }
 
+/** Step 6a: the lowest available number of the pool; blocked, with the reason, when there is none. */
+function numberWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInput & { pool: 'site' | 'customer' }): (tx: Tx) => Promise<StepRecord<Result<'reserveNumber'>>> {
+  return async (tx) => {
+    const user = await lockUser(tx, ctx.customerId, ctx.userId);
+    const siteId = input.pool === 'site' ? user.site_id : null;
+    const poolName = input.pool === 'site' ? `site ${siteName(snap, user.site_id) ?? '?'}` : `customer ${input.customer}`;
+    const number = await reserveNumber(tx, { customerId: ctx.customerId, siteId }, user.id, `${ctx.workflowId}/${ctx.runId}`);
+    if (number === null) {
+      const reason = `no available number in the ${poolName} pool: add numbers, then retry`;
+      await setStatus(tx, user.id, 'blocked', reason);
+      return { status: 'blocked', result: { number: null, reason }, summary: reason };
+    }
+    return { status: 'succeeded', result: { number }, summary: `${number} from the ${poolName} pool` };
+  };
+}
+
+/** Step 6b: the profile's services on the reserved number (or none); blocked when a licence is short. */
+function provisionWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInput & { number: string | null }): (tx: Tx) => Promise<StepRecord<Result<'provisionServices'>>> {
+  return async (tx) => {
+    const user = await lockUser(tx, ctx.customerId, ctx.userId);
+    const done = await provisionProfileInTx(tx, snap, ctx, user, input.number);
+    if ('blocked' in done) {
+      return { status: 'blocked', result: { blocked: done.blocked }, summary: input.number ? `${done.summary}; ${input.number} released` : done.summary };
+    }
+    const targets = await awaitTargets(tx, snap, user.id);
+    return { status: 'succeeded', result: targets.length > 0 ? { targets } : {}, summary: done.summary };
+  };
+}
+
 export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps): PipelineActivities {
   async function context(input: StepInput): Promise<{ snap: CustomerSnapshot; ctx: StepContext }> {
     const snap = await snapshots.customer(input.configVersion, input.customer);
@@ -359,30 +388,26 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
 
     async reserveNumber(input) {
       const { snap, ctx } = await context(input);
-      return runStep<Result<'reserveNumber'>>(db, ctx, 'number', async (tx) => {
-        const user = await lockUser(tx, ctx.customerId, ctx.userId);
-        const siteId = input.pool === 'site' ? user.site_id : null;
-        const poolName = input.pool === 'site' ? `site ${siteName(snap, user.site_id) ?? '?'}` : `customer ${input.customer}`;
-        const number = await reserveNumber(tx, { customerId: ctx.customerId, siteId }, user.id, `${ctx.workflowId}/${ctx.runId}`);
-        if (number === null) {
-          const reason = `no available number in the ${poolName} pool: add numbers, then retry`;
-          await setStatus(tx, user.id, 'blocked', reason);
-          return { status: 'blocked', result: { number: null, reason }, summary: reason };
-        }
-        return { status: 'succeeded', result: { number }, summary: `${number} from the ${poolName} pool` };
-      });
+      return runStep(db, ctx, 'number', numberWork(snap, ctx, input));
     },
 
     async provisionServices(input) {
       const { snap, ctx } = await context(input);
-      return runStep<Result<'provisionServices'>>(db, ctx, 'provision', async (tx) => {
-        const user = await lockUser(tx, ctx.customerId, ctx.userId);
-        const done = await provisionProfileInTx(tx, snap, ctx, user, input.number);
-        if ('blocked' in done) {
-          return { status: 'blocked', result: { blocked: done.blocked }, summary: input.number ? `${done.summary}; ${input.number} released` : done.summary };
+      return runStep(db, ctx, 'provision', provisionWork(snap, ctx, input));
+    },
+
+    async provisionLine(input) {
+      const { snap, ctx } = await context(input);
+      return runSteps(db, ctx, async (step) => {
+        let number: string | null = null;
+        if (input.pool !== null) {
+          const reservation = await step('number', numberWork(snap, ctx, { ...input, pool: input.pool }));
+          if (reservation.number === null) return { number: null, blocked: reservation.reason ?? 'no available number' };
+          number = reservation.number;
         }
-        const targets = await awaitTargets(tx, snap, user.id);
-        return { status: 'succeeded', result: targets.length > 0 ? { targets } : {}, summary: done.summary };
+        const provisioned = await step('provision', provisionWork(snap, ctx, { ...input, number }));
+        if (provisioned?.blocked) return { number: null, blocked: provisioned.blocked };
+        return { number, ...(provisioned?.targets ? { targets: provisioned.targets } : {}) };
       });
     },
 

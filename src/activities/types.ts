@@ -48,6 +48,13 @@ export interface PipelineActivities {
     placed?: Awaited<ReturnType<PipelineActivities['moveUser']>>;
     matched?: Awaited<ReturnType<PipelineActivities['matchProfile']>>;
   }>;
+  /**
+   * Steps 6a and 6b of an add in one transaction (one activity): reserve a number from the pool
+   * (none when `pool` is null) and provision the profile on it, each its own entry in the
+   * transaction log. Blocked (no number, a short licence): nothing is held. A failure writes
+   * nothing, so there is no reservation to give back.
+   */
+  provisionLine(input: StepInput & { pool: 'site' | 'customer' | null }): Promise<{ number: string | null; blocked?: string; targets?: TargetPushPlan[] }>;
   /** Step 6a: the lowest available number of the pool, or null (blocked) with the reason. */
   reserveNumber(input: StepInput & { pool: 'site' | 'customer' }): Promise<{ number: string | null; reason?: string }>;
   /**

@@ -37,6 +37,8 @@ const db = proxyLocalActivities<PipelineActivities>({
 
 /** Create, move and profile in one local activity (placeUser) instead of three. */
 const PLACE_IN_ONE_STEP = 'place-in-one-step';
+/** An add's number and provision in one local activity (provisionLine) instead of two. */
+const LINE_IN_ONE_STEP = 'line-in-one-step';
 
 /**
  * The welcome email: a quick first try as a local activity (no extra round trip to the server),
@@ -271,6 +273,28 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         }
         setState({ number: done.number });
         targets = done.targets ?? [];
+        break;
+      }
+    } else if (patched(LINE_IN_ONE_STEP)) {
+      // The number and the services, in one step: a failure leaves no reservation to give back.
+      for (;;) {
+        setState({ step: matched.numberFrom ? 'number' : 'provision' });
+        const pool = matched.numberFrom === 'site' ? `a number from the ${placed.site} pool, ` : matched.numberFrom === 'customer' ? "a number from the customer's pool, " : '';
+        let line: Awaited<ReturnType<typeof db.provisionLine>>;
+        try {
+          line = await db.provisionLine.executeWithOptions({ summary: `${pool}provision profile ${matched.profile} at ${placed.site}` }, [{ ...ids, attempt, pool: matched.numberFrom }]);
+        } catch (error) {
+          const reason = failureMessage(error);
+          await CancellationScope.nonCancellable(() => db.abandonProvisioning({ ...ids, attempt, number: null, reason }));
+          setState({ number: null, reason });
+          return outcome('failed', { ...how, reason });
+        }
+        if (line.blocked) {
+          if (!(await waitWhileBlocked(line.blocked))) return null;
+          continue;
+        }
+        setState({ number: line.number });
+        targets = line.targets ?? [];
         break;
       }
     } else {

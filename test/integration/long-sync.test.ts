@@ -32,7 +32,7 @@ afterAll(async () => h?.close());
 describe('a long sync', () => {
   it('continues as new, keeps its place and its tallies, and reports once', async () => {
     h.writeFile('big.csv', acmeCsv(Array.from({ length: 300 }, (_, i) => ({ employee_id: `B${i}`, login: `b${i}` }))));
-    const handle = await h.startSync('big', 'hr', version, { pageSize: 25, window: 20, maxHistoryEvents: 300 });
+    const handle = await h.startSync('big', 'hr', version, { pageSize: 25, window: 20, maxHistoryEvents: 120 });
     const report = await handle.result();
     expect(report.counts).toMatchObject({ seen: 300, imported: 300, provisioned: 300, placed: 300, moved: 0 });
     // More than one run: the first continued as new (asked of the run itself: Temporal's list is
