@@ -254,39 +254,23 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       return true;
     };
 
-    if (update) {
-      // The line and the difference in services, in one step: a move never leaves two numbers or none.
+    // update || patched(): an update never asks for the patch, as before it.
+    if (update || patched(LINE_IN_ONE_STEP)) {
+      // The line and the services in one step (one transaction): an update's move never leaves two
+      // numbers or none; an add's failure leaves no reservation to give back.
       for (;;) {
-        setState({ step: 'provision' });
-        let done: { number: string | null; blocked?: string; targets?: TargetPushPlan[] };
-        try {
-          done = await db.provisionProfile.executeWithOptions({ summary: `provision profile ${matched.profile} at ${placed.site}: line and services` }, [{ ...ids, attempt, numberFrom: matched.numberFrom }]);
-        } catch (error) {
-          // Nothing of the step was written (one transaction): the user keeps what they held, failed, with the reason.
-          const reason = failureMessage(error);
-          await CancellationScope.nonCancellable(() => db.abandonProvisioning({ ...ids, attempt, number: null, reason }));
-          return outcome('failed', { ...how, reason });
-        }
-        if (done.blocked) {
-          if (!(await waitWhileBlocked(done.blocked))) return null;
-          continue;
-        }
-        setState({ number: done.number });
-        targets = done.targets ?? [];
-        break;
-      }
-    } else if (patched(LINE_IN_ONE_STEP)) {
-      // The number and the services, in one step: a failure leaves no reservation to give back.
-      for (;;) {
-        setState({ step: matched.numberFrom ? 'number' : 'provision' });
+        setState({ step: !update && matched.numberFrom ? 'number' : 'provision' });
         const pool = matched.numberFrom === 'site' ? `a number from the ${placed.site} pool, ` : matched.numberFrom === 'customer' ? "a number from the customer's pool, " : '';
-        let line: Awaited<ReturnType<typeof db.provisionLine>>;
+        let line: { number: string | null; blocked?: string; targets?: TargetPushPlan[] };
         try {
-          line = await db.provisionLine.executeWithOptions({ summary: `${pool}provision profile ${matched.profile} at ${placed.site}` }, [{ ...ids, attempt, pool: matched.numberFrom }]);
+          line = update
+            ? await db.provisionProfile.executeWithOptions({ summary: `provision profile ${matched.profile} at ${placed.site}: line and services` }, [{ ...ids, attempt, numberFrom: matched.numberFrom }])
+            : await db.provisionLine.executeWithOptions({ summary: `${pool}provision profile ${matched.profile} at ${placed.site}` }, [{ ...ids, attempt, pool: matched.numberFrom }]);
         } catch (error) {
+          // Nothing of the step was written: the user keeps what they held (an add: nothing), failed, with the reason.
           const reason = failureMessage(error);
           await CancellationScope.nonCancellable(() => db.abandonProvisioning({ ...ids, attempt, number: null, reason }));
-          setState({ number: null, reason });
+          setState(update ? { reason } : { number: null, reason });
           return outcome('failed', { ...how, reason });
         }
         if (line.blocked) {
