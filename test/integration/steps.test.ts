@@ -1,6 +1,7 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runStep } from '../../src/adapters/db/steps.js';
+import { runStep, runSteps } from '../../src/adapters/db/steps.js';
+import { lockUser, setStatus } from '../../src/adapters/db/user-state.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 let t: TestDatabase;
@@ -58,5 +59,73 @@ describe('a pipeline step', () => {
     ).rejects.toThrow('permanent');
     expect(await count()).toBe(before);
     expect(await t.db.selectFrom('transaction_log').select('id').where('run_id', '=', 'run-3').execute()).toEqual([]);
+  });
+
+  it('several steps in one transaction: every entry written, in order, and a rerun answers from them', async () => {
+    const pass = { ...ctx, runId: 'run-4' };
+    const body = (bump: boolean) => async (step: Parameters<Parameters<typeof runSteps>[2]>[0]) => {
+      const a = await step('a', async (tx) => {
+        if (bump) await sql`update counter set n = n + 1`.execute(tx);
+        return { status: 'succeeded' as const, result: { go: true }, summary: 'a' };
+      });
+      const b = a.go ? await step('b', async () => ({ status: 'skipped' as const, result: 'b', summary: 'b' })) : null;
+      const c = await step('c', async () => ({ status: 'succeeded' as const, result: 3, summary: 'c' }));
+      return [a, b, c];
+    };
+    const before = await count();
+    const first = await runSteps(t.db, pass, body(true));
+    const again = await runSteps(t.db, pass, body(true));
+    expect(again).toEqual(first);
+    expect(await count()).toBe(before + 1);
+    const entries = await t.db.selectFrom('transaction_log').select(['action', 'status', 'subject', 'started_at', 'ended_at']).where('run_id', '=', 'run-4').orderBy('id').execute();
+    expect(entries.map((e) => [e.action, e.status, e.subject])).toEqual([
+      ['a', 'succeeded', 'a'],
+      ['b', 'skipped', 'b'],
+      ['c', 'succeeded', 'c'],
+    ]);
+    for (const e of entries) expect(new Date(e.ended_at as unknown as string).getTime()).toBeGreaterThanOrEqual(new Date(e.started_at as unknown as string).getTime());
+  });
+
+  it('concurrent attempts of one pass of several steps do the work once and answer alike', async () => {
+    const pass = { ...ctx, runId: 'run-5' };
+    const before = await count();
+    const results = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        runSteps(t.db, pass, async (step) => {
+          const first = await step('one', async (tx) => {
+            await lockUser(tx, 0, '0');
+            await sql`update counter set n = n + 1`.execute(tx);
+            await new Promise((r) => setTimeout(r, 30));
+            return { status: 'succeeded' as const, result: 1 };
+          });
+          const second = await step('two', async () => ({ status: 'succeeded' as const, result: first + 1 }));
+          return [first, second];
+        }),
+      ),
+    );
+    expect(results).toEqual([[1, 2], [1, 2], [1, 2], [1, 2]]);
+    expect(await count()).toBe(before + 1);
+    expect(await t.db.selectFrom('transaction_log').select('action').where('run_id', '=', 'run-5').orderBy('id').execute()).toEqual([{ action: 'one' }, { action: 'two' }]);
+  });
+
+  it('a transaction locks and reads the user once, and sees its own changes', async () => {
+    await t.db
+      .transaction()
+      .execute(async (tx) => {
+        const user = await lockUser(tx, 0, '0');
+        // Written behind lockUser's back: not read again, so not seen until a change returns the row.
+        await sql`update users set status_reason = 'behind its back' where id = '0'`.execute(tx);
+        expect((await lockUser(tx, 0, '0')).status_reason).toBe(user.status_reason);
+        await setStatus(tx, '0', 'blocked', 'waiting');
+        const again = await lockUser(tx, 0, '0');
+        expect(again.status).toBe('blocked');
+        expect(again.status_reason).toBe('waiting');
+        expect(again.updated_at.getTime()).toBeGreaterThanOrEqual(user.updated_at.getTime());
+        throw new Error('roll back');
+      })
+      .catch((error: Error) => expect(error.message).toBe('roll back'));
+    // Another transaction reads the row anew: the rolled-back change is not there.
+    const fresh = await t.db.transaction().execute((tx) => lockUser(tx, 0, '0'));
+    expect(fresh.status).not.toBe('blocked');
   });
 });

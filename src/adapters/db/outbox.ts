@@ -13,8 +13,9 @@ export async function enqueueEmail(
   tx: Transaction<Database>,
   message: Pick<Insertable<EmailOutboxTable>, 'customer_id' | 'user_id' | 'event' | 'message_id' | 'to_address' | 'subject' | 'html' | 'text'>,
 ): Promise<OutboxMessage> {
-  await tx.insertInto('email_outbox').values(message).onConflict((oc) => oc.columns(['user_id', 'event']).doNothing()).execute();
-  return tx.selectFrom('email_outbox').selectAll().where('user_id', '=', String(message.user_id)).where('event', '=', message.event).executeTakeFirstOrThrow();
+  const written = await tx.insertInto('email_outbox').values(message).onConflict((oc) => oc.columns(['user_id', 'event']).doNothing()).returningAll().executeTakeFirst();
+  // Written before (a rerun, an earlier sync's welcome): the message as it stands.
+  return written ?? tx.selectFrom('email_outbox').selectAll().where('user_id', '=', String(message.user_id)).where('event', '=', message.event).executeTakeFirstOrThrow();
 }
 
 /** A refused or failed send: counted, and for good when the server refused it for good. */

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Transaction } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { Database } from './schema.js';
 
 export type StepStatus = 'succeeded' | 'failed' | 'skipped' | 'blocked';
@@ -48,38 +48,61 @@ export type Step = <T>(action: string, work: (tx: Transaction<Database>) => Prom
  * own key), and all of them commit together, or none. A rerun finds the first entry taken, rolls
  * back, and goes through `body` again with each step answering what it recorded, so the steps a
  * body took then are the steps it takes now.
+ *
+ * The first entry is written as soon as its step is done: that is where a rerun, or an attempt
+ * running beside this one, is found (the entry's key is unique; an attempt beside this one waits on
+ * it until the other commits or rolls back). Once it is written, the pass is this transaction's,
+ * and the later entries are written together, in one statement, before the commit.
  */
 export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: (step: Step) => Promise<T>): Promise<T> {
   const key = (action: string) => `${ctx.runId}/${ctx.attempt}/${action}`;
+  const entry = (action: string, record: StepRecord<unknown>, startedAt: Date) => ({
+    customer_id: ctx.customerId,
+    user_id: ctx.userId,
+    kind: 'step' as const,
+    action,
+    subject: record.summary ?? null,
+    status: record.status,
+    started_at: startedAt,
+    ended_at: new Date(),
+    error: record.error ?? null,
+    details: JSON.stringify({ result: record.result, ...(record.details === undefined ? {} : { why: record.details }) }) as never,
+    workflow_id: ctx.workflowId,
+    run_id: ctx.runId,
+    idempotency_key: key(action),
+  });
   try {
-    return await db.transaction().execute((tx) =>
-      body(async (action, work) => {
+    return await db.transaction().execute(async (tx) => {
+      const later: ReturnType<typeof entry>[] = [];
+      let first = true;
+      const result = await body(async (action, work) => {
         const startedAt = new Date();
         const record = await work(tx);
+        if (!first) {
+          later.push(entry(action, record, startedAt));
+          return record.result;
+        }
+        first = false;
         const written = await tx
           .insertInto('transaction_log')
-          .values({
-            customer_id: ctx.customerId,
-            user_id: ctx.userId,
-            kind: 'step',
-            action,
-            subject: record.summary ?? null,
-            status: record.status,
-            started_at: startedAt,
-            ended_at: sql<Date>`now()`,
-            error: record.error ?? null,
-            details: JSON.stringify({ result: record.result, ...(record.details === undefined ? {} : { why: record.details }) }) as never,
-            workflow_id: ctx.workflowId,
-            run_id: ctx.runId,
-            idempotency_key: key(action),
-          })
+          .values(entry(action, record, startedAt))
           .onConflict((oc) => oc.column('idempotency_key').doNothing())
           .returning('id')
           .executeTakeFirst();
         if (!written) throw new AlreadyDone();
         return record.result;
-      }),
-    );
+      });
+      if (later.length > 0) {
+        const written = await tx
+          .insertInto('transaction_log')
+          .values(later)
+          .onConflict((oc) => oc.column('idempotency_key').doNothing())
+          .returning('id')
+          .execute();
+        if (written.length < later.length) throw new AlreadyDone();
+      }
+      return result;
+    });
   } catch (error) {
     if (!(error instanceof AlreadyDone)) throw error;
     return body(async <R>(action: string) => {

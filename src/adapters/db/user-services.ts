@@ -62,17 +62,22 @@ export async function applyServices(tx: Tx, customerId: number, userId: string, 
   const current = await tx.selectFrom('user_services').select(['service_key', 'settings', 'status']).where('user_id', '=', userId).execute();
   const byKey = new Map(current.map((row) => [row.service_key, row]));
   const changes: ServiceChanges = { added: [], changed: [], removed: [] };
-  for (const service of wanted) {
+  // One write per key (the last wins, as writing them one after the other would leave it).
+  const writes = [...new Map(wanted.map((service) => [service.key, service])).values()].filter((service) => {
     const row = byKey.get(service.key);
-    if (row?.status === 'active' && sameSettings(row.settings, service.settings)) continue;
-    const settings = JSON.stringify(service.settings);
+    return !(row?.status === 'active' && sameSettings(row.settings, service.settings));
+  });
+  // The new and the changed, in one statement.
+  if (writes.length > 0) {
     await tx
       .insertInto('user_services')
-      .values({ customer_id: customerId, user_id: userId, service_key: service.key, kind: service.kind, settings: settings as never })
-      .onConflict((oc) => oc.columns(['user_id', 'service_key']).doUpdateSet({ kind: service.kind, settings: settings as never, status: 'active', updated_at: new Date() }))
+      .values(writes.map((service) => ({ customer_id: customerId, user_id: userId, service_key: service.key, kind: service.kind, settings: JSON.stringify(service.settings) as never })))
+      .onConflict((oc) =>
+        oc.columns(['user_id', 'service_key']).doUpdateSet((eb) => ({ kind: eb.ref('excluded.kind'), settings: eb.ref('excluded.settings'), status: 'active', updated_at: new Date() })),
+      )
       .execute();
-    (row?.status === 'active' ? changes.changed : changes.added).push(service.key);
   }
+  for (const service of writes) (byKey.get(service.key)?.status === 'active' ? changes.changed : changes.added).push(service.key);
   const keep = new Set(wanted.map((s) => s.key));
   const gone = current.filter((row) => row.status === 'active' && !keep.has(row.service_key)).map((row) => row.service_key);
   if (gone.length > 0) {
