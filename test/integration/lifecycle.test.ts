@@ -281,8 +281,10 @@ describe('delete sync', () => {
     expect(result.out).toContain('flowthru sync hr --customer leavers --mode delete --allow-deletes 11');
     const statuses = await h.db.selectFrom('users').innerJoin('customers', 'customers.id', 'users.customer_id').select('users.status').where('customers.name', '=', 'leavers').execute();
     expect(statuses.every((u) => u.status === 'provisioned')).toBe(true);
-    const entry = JSON.parse((await h.cli('log', '--customer', 'leavers', '--json', '--limit', '1')).out)[0];
-    expect(entry).toMatchObject({ action: 'sync.delete', status: 'held' });
+    // The sync's own entry and the operator's start, newest first in either order: the CLI writes
+    // its entry once the start call returns, by when the sync may have written its own.
+    const entries = JSON.parse((await h.cli('log', '--customer', 'leavers', '--json', '--limit', '2')).out) as { action: string; status: string }[];
+    expect(entries.map((e) => `${e.action} ${e.status}`).sort()).toEqual(['sync.delete held', 'sync.start succeeded']);
   });
 
   it('--allow-deletes N lets exactly that many through, and no more', async () => {
