@@ -57,6 +57,7 @@ const { values: flags, positionals } = parseArgs({
     temporal: { type: 'string' },
     'worker-processes': { type: 'string', default: '0' },
     phases: { type: 'string', default: 'pipeline,ceiling,floor,direct,targets' },
+    progress: { type: 'boolean', default: false },
   },
   allowPositionals: true,
 });
@@ -79,9 +80,15 @@ if (unknownPhase !== undefined || !chosenPhases.has('pipeline')) {
   process.exit(2);
 }
 if (!Number.isInteger(users) || users < 1 || !Number.isInteger(runs) || runs < 1 || !Number.isInteger(workerProcesses) || workerProcesses < 0) {
-  console.error('usage: npm run bench -- [USERS] [--runs K] [--db-file | --temporal HOST:PORT] [--worker-processes W]');
+  console.error('usage: npm run bench -- [USERS] [--runs K] [--db-file | --temporal HOST:PORT] [--worker-processes W] [--phases LIST] [--progress]');
   process.exit(2);
 }
+/**
+ * Every minute of the pipeline phase's add sync, a line on stderr: users through so far, and the
+ * resident memory now of each worker process (with --worker-processes) or of this process. For
+ * long runs (100,000 users): it shows whether memory stays flat while users go through.
+ */
+const progress = flags.progress;
 /** Empty workflows in flight at once in the floor phase. */
 const FLOOR_IN_FLIGHT = 200;
 const ADMIN_URL = process.env.FLOWTHRU_TEST_ADMIN_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -107,6 +114,18 @@ async function countPasses(db: ReturnType<typeof createDatabase>): Promise<numbe
 function percentile(sorted: number[], p: number): number {
   return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
+
+/**
+ * Statements sent to PostgreSQL by this process (BEGIN and COMMIT included): every pg client's
+ * query counted. With the worker in this process, statements per user is the pipeline's database
+ * round trips, the figure that moves when a step's work is merged or its queries batched.
+ */
+let statements = 0;
+const query = pg.Client.prototype.query;
+pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
+  statements++;
+  return (query as (...a: unknown[]) => unknown).apply(this, args);
+} as typeof query;
 
 /** Peak resident memory of this process (client + worker), sampled. */
 function memorySampler() {
@@ -340,11 +359,14 @@ async function startWorkerProcesses(world: World, taskQueue: string, count: numb
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
-  const peakOf = (pid: number | undefined) => {
+  const memoryOf = (pid: number | undefined, field: 'VmHWM' | 'VmRSS') => {
     const status = pid === undefined ? '' : readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? 0) * 1024;
+    return Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024;
   };
+  const peakOf = (pid: number | undefined) => memoryOf(pid, 'VmHWM');
   return {
+    /** Each worker process's resident memory now. */
+    rss: () => children.map((child) => memoryOf(child.pid, 'VmRSS')),
     async stop(): Promise<number[]> {
       const peaks = children.map((child) => peakOf(child.pid));
       await Promise.all(
@@ -372,6 +394,8 @@ interface PipelineResult {
   syncRuns: number;
   /** With --worker-processes: each worker process's peak RSS. */
   workerPeaks?: number[];
+  /** Statements this process sent to PostgreSQL during the add sync (the worker's, when it runs here). */
+  statements: number;
   update?: { seconds: number; imported: number; passes: number; moved: number; provisioned: number; emailed: number };
 }
 
@@ -389,9 +413,22 @@ async function pipelinePhase(shared: Shared, withUpdate: boolean): Promise<Pipel
     try {
       writeFileSync(join(shared.dir, 'users.csv'), directory(users));
       const memory = memorySampler();
+      const statementsBefore = statements;
       const started = performance.now();
-      const report = await runSync(world.client, { customer: 'pipeline', source: 'hr', mode: 'add', configVersion: world.version, taskQueue });
+      const watch = progress
+        ? setInterval(() => {
+            void countPasses(world.db)
+              .then((passes) => {
+                const rss = (processes?.rss() ?? [process.memoryUsage().rss]).map((bytes) => `${(bytes / 1024 / 1024).toFixed(0)} MiB`).join(', ');
+                const minutes = ((performance.now() - started) / 60_000).toFixed(0);
+                console.error(`  ${minutes} min: ${passes} of ${users} users through; resident memory of ${processes ? 'each worker process' : 'this process'}: ${rss}`);
+              })
+              .catch(() => undefined);
+          }, 60_000)
+        : undefined;
+      const report = await runSync(world.client, { customer: 'pipeline', source: 'hr', mode: 'add', configVersion: world.version, taskQueue }).finally(() => clearInterval(watch));
       const seconds = (performance.now() - started) / 1000;
+      const sent = statements - statementsBefore;
       memory.stop();
       const latencies = (
         await world.db
@@ -411,6 +448,7 @@ async function pipelinePhase(shared: Shared, withUpdate: boolean): Promise<Pipel
         emailed: report.counts.emailed,
         latencies,
         peak: memory.peak(),
+        statements: sent,
         events: sample.events?.length ?? '?',
         // The run the handle describes is the last of the sync's chain; its first run id tells whether it continued as new.
         syncRuns: description.raw.workflowExecutionInfo?.firstRunId === description.runId ? 1 : 2,
@@ -620,6 +658,7 @@ async function main(): Promise<void> {
         : `  peak memory of this process (client + worker) during run 1's add sync: ${mib(pipeline.peak)}`,
     );
     say(`  events per onboardUser history: ${pipeline.events}; sync continued as new: ${pipeline.syncRuns > 1 ? 'yes' : 'no'}`);
+    if (!pipeline.workerPeaks) say(`  database statements per user (BEGIN and COMMIT included), run 1: ${(pipeline.statements / users).toFixed(1)}`);
     const update = pipeline.update!;
     say(
       `update sync       ${update.seconds.toFixed(1).padStart(7)} s         (${CHANGED} of ${users} changed: ${update.imported} imported, ` +
