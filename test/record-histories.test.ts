@@ -216,6 +216,9 @@ describe.skipIf(!RECORD)('record workflow histories for replay tests', () => {
       await h.client.workflow.getHandle(targetJobWorkflowId('pushed', 'later', t1.id)).result();
       await save('targetJob-delivered', targetJobWorkflowId('pushed', 'later', t1.id));
       h.writeFile('pushed.csv', acmeCsv([row('T1', 'Dallas'), row('T2', 'Chicago')]));
+      // The move's push is refused once: its first try (a local activity since push-local-first),
+      // then the retry after the interval.
+      hooks.respondWith([503]);
       expect((await h.sync('pushed', 'hr', version, { mode: 'update' })).counts).toMatchObject({ moved: 1, provisioned: 1 });
       h.writeFile('pushed.csv', acmeCsv([row('T1', 'Dallas')]));
       expect((await h.sync('pushed', 'hr', version, { mode: 'delete', allowDeletes: 1 })).counts).toMatchObject({ removed: 1 });

@@ -181,7 +181,13 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
       // A try that will be retried: visible in `flowthru target jobs` while it is.
       await recordTargetAttempt(db, key, reason).catch(() => undefined);
       if (error instanceof TargetError) {
-        throw ApplicationFailure.create({ message: reason, type: `Target${error.kind}`, ...(error.retryAfterMs === undefined ? {} : { nextRetryDelay: error.retryAfterMs }) });
+        // The delay goes in the details too: a workflow sees them (it does not see nextRetryDelay)
+        // and waits as long before retrying a first try made as a local activity.
+        throw ApplicationFailure.create({
+          message: reason,
+          type: `Target${error.kind}`,
+          ...(error.retryAfterMs === undefined ? {} : { nextRetryDelay: error.retryAfterMs, details: [{ retryAfterMs: error.retryAfterMs }] }),
+        });
       }
       throw ApplicationFailure.create({ message: reason, type: 'TargetUnavailable' });
     }

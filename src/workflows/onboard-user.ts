@@ -7,12 +7,13 @@ import {
   proxyActivities,
   proxyLocalActivities,
   setHandler,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { PipelineActivities, TargetPushPlan } from '../activities/types.js';
 import { searchAttributes } from './config.js';
-import { failureMessage, pushActivity, targetBookkeeping } from './target-push.js';
+import { failureMessage, pushActivity, quickPushActivity, retriedByPolicy, retryDelayAfter, targetBookkeeping } from './target-push.js';
 import {
   onboardStateQuery,
   retrySignal,
@@ -39,6 +40,8 @@ const db = proxyLocalActivities<PipelineActivities>({
 const PLACE_IN_ONE_STEP = 'place-in-one-step';
 /** An add's number and provision in one local activity (provisionLine) instead of two. */
 const LINE_IN_ONE_STEP = 'line-in-one-step';
+/** A push's first try as a local activity, its retries as regular activities. */
+const PUSH_LOCAL_FIRST = 'push-local-first';
 
 /**
  * The welcome email: a quick first try as a local activity (no extra round trip to the server),
@@ -145,8 +148,22 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         if (problem) failed ??= { target: push.target, reason: `target ${push.target}: could not queue the push: ${problem}` };
         continue;
       }
+      const summary = `${direction} in target ${push.target}`;
+      const args = { ...input, key: `${ids.runId}/${ids.attempt}/target:${push.target}` };
       try {
-        await pushActivity(push, push.mode === 'queue-on-error' ? 'once' : 'policy', `${direction} in target ${push.target}`).pushToTarget({ ...input, key: `${ids.runId}/${ids.attempt}/target:${push.target}` });
+        if (!patched(PUSH_LOCAL_FIRST)) {
+          await pushActivity(push, push.mode === 'queue-on-error' ? 'once' : 'policy', summary).pushToTarget(args);
+        } else {
+          // The first try as a local activity; the retries the target's policy allows (after its
+          // interval, or the target's Retry-After) as regular activities, as before.
+          try {
+            await quickPushActivity(push, summary).pushToTarget(args);
+          } catch (error) {
+            if (push.mode === 'queue-on-error' || !retriedByPolicy(push, error)) throw error;
+            await sleep(retryDelayAfter(push, error));
+            await pushActivity(push, 'policy', summary, 1).pushToTarget(args);
+          }
+        }
       } catch (error) {
         const cause = error instanceof ActivityFailure ? error.cause : error;
         const transient = !(cause instanceof ApplicationFailure && cause.nonRetryable);

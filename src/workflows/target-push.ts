@@ -1,4 +1,4 @@
-import { ActivityFailure, proxyActivities } from '@temporalio/workflow';
+import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
 import type { TargetActivities, TargetPushPlan } from '../activities/types.js';
 
 /*
@@ -6,8 +6,10 @@ import type { TargetActivities, TargetPushPlan } from '../activities/types.js';
  * retry policy: its retry interval between tries, its maximum retries (0: for ever; an interval of
  * 0: never retry). Refusals for good (a 4xx, a schema violation) are non-retryable whatever the policy.
  */
-export function pushActivity(plan: Pick<TargetPushPlan, 'retryIntervalMs' | 'maxRetries' | 'timeoutMs'>, retries: 'policy' | 'once', summary?: string) {
+export function pushActivity(plan: Pick<TargetPushPlan, 'retryIntervalMs' | 'maxRetries' | 'timeoutMs'>, retries: 'policy' | 'once', summary?: string, triedBefore: 0 | 1 = 0) {
   const never = retries === 'once' || plan.retryIntervalMs === 0;
+  // maxRetries retries after the first try; a first try made elsewhere (a local activity) counts.
+  const attempts = plan.maxRetries === 0 ? 0 : plan.maxRetries + 1 - triedBefore;
   return proxyActivities<TargetActivities>({
     ...(summary ? { summary } : {}),
     // The target's own timeout bounds each call; several calls (a find, then a write) make one push.
@@ -15,9 +17,41 @@ export function pushActivity(plan: Pick<TargetPushPlan, 'retryIntervalMs' | 'max
     retry: {
       initialInterval: Math.max(1, plan.retryIntervalMs),
       backoffCoefficient: 1,
-      maximumAttempts: never ? 1 : plan.maxRetries === 0 ? 0 : plan.maxRetries + 1,
+      maximumAttempts: never ? 1 : attempts,
     },
   });
+}
+
+/**
+ * The first try of a pipeline's push, as a local activity: no trip through the server's task queue
+ * and one marker in the history where a regular activity takes three events and a workflow task.
+ * The target's timeout bounds it as it bounds a regular try; it is never retried here (its
+ * retries, if the target's policy has any, are regular activities: `pushActivity(..., 1)`).
+ */
+export function quickPushActivity(plan: Pick<TargetPushPlan, 'timeoutMs'>, summary?: string) {
+  return proxyLocalActivities<TargetActivities>({
+    ...(summary ? { summary } : {}),
+    startToCloseTimeout: Math.max(10_000, plan.timeoutMs * 4),
+    retry: { maximumAttempts: 1 },
+  });
+}
+
+/** Whether the target's policy retries a push that failed this way (a refusal for good never is). */
+export function retriedByPolicy(plan: Pick<TargetPushPlan, 'retryIntervalMs'>, error: unknown): boolean {
+  const cause = error instanceof ActivityFailure ? error.cause : error;
+  return plan.retryIntervalMs !== 0 && !(cause instanceof ApplicationFailure && cause.nonRetryable);
+}
+
+/**
+ * How long to wait before the next try: the target's Retry-After when it gave one (in the
+ * failure's details: the SDK does not hand a workflow the failure's nextRetryDelay), else its
+ * retry interval.
+ */
+export function retryDelayAfter(plan: Pick<TargetPushPlan, 'retryIntervalMs'>, error: unknown): number {
+  const cause = error instanceof ActivityFailure ? error.cause : error;
+  const details = cause instanceof ApplicationFailure ? (cause.details?.[0] as { retryAfterMs?: unknown } | undefined) : undefined;
+  const asked = typeof details?.retryAfterMs === 'number' && details.retryAfterMs > 0 ? details.retryAfterMs : undefined;
+  return asked ?? Math.max(1, plan.retryIntervalMs);
 }
 
 /**

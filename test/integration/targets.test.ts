@@ -1,6 +1,6 @@
 import { Client as LdapClient } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { targetJobWorkflowId } from '../../src/workflows/config.js';
+import { onboardWorkflowId, targetJobWorkflowId } from '../../src/workflows/config.js';
 import type { TargetJobResult } from '../../src/workflows/messages.js';
 import { acmeCsv, PipelineHarness, type Customer } from '../support/pipeline.js';
 import { startScimServer, type ScimServer } from '../support/scim-server.js';
@@ -116,6 +116,7 @@ beforeAll(async () => {
       customer('flaky', [hookTarget({ mode: 'queue-on-error' })]),
       customer('off', [hookTarget({ mode: 'disabled' })]),
       customer('refused', [hookTarget()]),
+      customer('retried', [hookTarget()]),
       customer('dir', [ldapTarget({ name: 'writeback', entry: 'user', baseDn: PEOPLE, fields: { telephoneNumber: '{{number}}', roomNumber: '{{siteDisplayName}}' } })], (c) => {
         c.sources = [
           {
@@ -316,6 +317,37 @@ describe('modes', () => {
     expect((await sync('off')).counts).toMatchObject({ provisioned: 1 });
     expect(eventsFor('off', 'E1')).toEqual([]);
     expect(await targetLog('off', 'E1')).toEqual([]);
+  });
+
+  it("a push's first try is a local activity; the policy's retries are regular activities, after the target's Retry-After", async () => {
+    // Ada's first try is refused with 429 (Retry-After 2 s), her first retry with 503; Bob's first try succeeds.
+    h.writeFile('retried.csv', acmeCsv([ada]));
+    hooks.respondWith([429], { 'retry-after': '2' });
+    hooks.respondWith([503]);
+    expect((await sync('retried')).counts).toMatchObject({ provisioned: 1, failed: 0 });
+    expect(eventsFor('retried', 'E1')).toHaveLength(1);
+    const id = hooks.events().find((d) => d.event.data.customer === 'retried')!.id;
+    expect(hooks.deliveryCount(id)).toBe(3);
+    expect((await targetLog('retried', 'E1')).map((e) => e.status)).toEqual(['succeeded']);
+
+    const history = async (externalId: string) => (await h.client.workflow.getHandle(onboardWorkflowId('retried', 'hr', externalId)).fetchHistory()).events ?? [];
+    const pushes = (events: Awaited<ReturnType<typeof history>>) => ({
+      local: events.filter((e) => {
+        const marker = e.markerRecordedEventAttributes;
+        const data = marker?.details?.data?.payloads?.[0]?.data;
+        return marker?.markerName === 'core_local_activity' && data != null && Buffer.from(data).toString().includes('pushToTarget');
+      }).length,
+      regular: events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'pushToTarget').map((e) => e.activityTaskScheduledEventAttributes!.retryPolicy!.maximumAttempts),
+      timers: events.filter((e) => e.timerStartedEventAttributes).map((e) => Number(e.timerStartedEventAttributes!.startToFireTimeout!.seconds)),
+    });
+    // Ada: the local try, the Retry-After's 2 s, then the regular activity that was refused once and delivered.
+    // maxRetries 3 (the default): three retries after the local try.
+    expect(pushes(await history('E1'))).toEqual({ local: 1, regular: [3], timers: [2] });
+
+    // A first try that succeeds is one marker in the history, no trip through the task queue.
+    h.writeFile('retried.csv', acmeCsv([ada, bob]));
+    expect((await sync('retried')).counts).toMatchObject({ provisioned: 1 });
+    expect(pushes(await history('E2'))).toEqual({ local: 1, regular: [], timers: [] });
   });
 
   it('a 4xx fails the user for good with the reason; the administrators hear once', async () => {
