@@ -166,7 +166,11 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
       subject: { userId: input.userId, externalId: view.externalId, customer: snap.config.name, fields },
       memory: { remoteId: state?.remote_id ?? null, pushed },
       signal: currentContext()?.cancellationSignal,
-      heartbeat: () => currentContext()?.heartbeat(),
+      // A local activity (a pipeline's first try) cannot heartbeat: its timeout bounds it instead.
+      heartbeat: () => {
+        const context = currentContext();
+        if (context && !context.info.isLocal) context.heartbeat();
+      },
     };
     const plugin = plugins.get(snap.version, snap.config.name, target);
     let result;
