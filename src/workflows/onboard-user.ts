@@ -1,5 +1,4 @@
 import {
-  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -13,7 +12,7 @@ import {
 } from '@temporalio/workflow';
 import type { PipelineActivities, TargetPushPlan } from '../activities/types.js';
 import { searchAttributes } from './config.js';
-import { failureMessage, pushActivity, quickPushActivity, retriedByPolicy, retryDelayAfter, targetBookkeeping } from './target-push.js';
+import { failureMessage, pushActivity, quickPushActivity, refusedForGood, retriedByPolicy, retryDelayAfter, targetBookkeeping } from './target-push.js';
 import {
   onboardStateQuery,
   retrySignal,
@@ -165,8 +164,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
           }
         }
       } catch (error) {
-        const cause = error instanceof ActivityFailure ? error.cause : error;
-        const transient = !(cause instanceof ApplicationFailure && cause.nonRetryable);
+        const transient = !refusedForGood(error);
         if (push.mode === 'queue-on-error' && transient) {
           const problem = await bookkeeping(() => targetBookkeeping.enqueueTargetJob(input));
           if (problem) failed ??= { target: push.target, reason: `target ${push.target}: could not queue the push: ${problem}` };

@@ -36,10 +36,20 @@ export function quickPushActivity(plan: Pick<TargetPushPlan, 'timeoutMs'>, summa
   });
 }
 
+/** What an activity's failure carries (the error itself when it is not an activity's). */
+function causeOf(error: unknown): unknown {
+  return error instanceof ActivityFailure ? error.cause : error;
+}
+
+/** A refusal for good (a 4xx, a schema violation): no policy retries it, no queue takes it. */
+export function refusedForGood(error: unknown): boolean {
+  const cause = causeOf(error);
+  return cause instanceof ApplicationFailure && cause.nonRetryable === true;
+}
+
 /** Whether the target's policy retries a push that failed this way (a refusal for good never is). */
 export function retriedByPolicy(plan: Pick<TargetPushPlan, 'retryIntervalMs'>, error: unknown): boolean {
-  const cause = error instanceof ActivityFailure ? error.cause : error;
-  return plan.retryIntervalMs !== 0 && !(cause instanceof ApplicationFailure && cause.nonRetryable);
+  return plan.retryIntervalMs !== 0 && !refusedForGood(error);
 }
 
 /**
@@ -48,7 +58,7 @@ export function retriedByPolicy(plan: Pick<TargetPushPlan, 'retryIntervalMs'>, e
  * retry interval.
  */
 export function retryDelayAfter(plan: Pick<TargetPushPlan, 'retryIntervalMs'>, error: unknown): number {
-  const cause = error instanceof ActivityFailure ? error.cause : error;
+  const cause = causeOf(error);
   const details = cause instanceof ApplicationFailure ? (cause.details?.[0] as { retryAfterMs?: unknown } | undefined) : undefined;
   const asked = typeof details?.retryAfterMs === 'number' && details.retryAfterMs > 0 ? details.retryAfterMs : undefined;
   return asked ?? Math.max(1, plan.retryIntervalMs);
@@ -65,6 +75,6 @@ export const targetBookkeeping = proxyActivities<TargetActivities>({
 
 /** What failed, in one line: an activity's cause, or the error itself. */
 export function failureMessage(error: unknown): string {
-  const cause = error instanceof ActivityFailure ? error.cause : error;
+  const cause = causeOf(error);
   return cause instanceof Error ? cause.message : String(cause);
 }
