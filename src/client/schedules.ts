@@ -190,11 +190,38 @@ async function createOrUpdate(client: Client, declaration: ScheduleDeclaration, 
   return 'updated';
 }
 
-/** The ids of every schedule in the namespace that carries flowthru's prefix (listing lags creation a little). */
-async function listedScheduleIds(client: Client): Promise<string[]> {
+/**
+ * The ids of every schedule in the namespace that carries flowthru's prefix (listing lags creation a
+ * little); with `customer`, only that customer's (by the memo flowthru gives each schedule, else by id).
+ */
+async function listedScheduleIds(client: Client, customer?: string): Promise<string[]> {
   const ids: string[] = [];
-  for await (const summary of client.schedule.list()) if (summary.scheduleId.startsWith(SCHEDULE_ID_PREFIX)) ids.push(summary.scheduleId);
+  for await (const summary of client.schedule.list()) {
+    if (!summary.scheduleId.startsWith(SCHEDULE_ID_PREFIX)) continue;
+    if (customer !== undefined) {
+      const owner = summary.memo?.customer;
+      if (typeof owner === 'string' ? owner !== customer : !summary.scheduleId.startsWith(scheduleId(customer, ''))) continue;
+    }
+    ids.push(summary.scheduleId);
+  }
   return ids;
+}
+
+/** How many schedules are described at once: a namespace shared by many deployments lists many. */
+const DESCRIBE_CONCURRENCY = 8;
+
+/** `work` applied to every item, at most `limit` at once, results in the items' order. */
+async function mapLimited<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results = new Array<R>(items.length);
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      results[index] = await work(items[index]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane));
+  return results;
 }
 
 /**
@@ -333,18 +360,25 @@ function specInWords(spec: ScheduleDescription['spec']): string {
 /**
  * flowthru's schedules on this task queue, as `schedule list` shows them: those Temporal lists, and
  * those `declared` in the configuration (described directly: listing lags, and a declared schedule
- * Temporal does not have is shown as missing).
+ * Temporal does not have is shown as missing); with `customer`, only that customer's.
  */
-export async function listSchedules(client: Client, taskQueue: string, declared: readonly ScheduleDeclaration[]): Promise<ScheduleView[]> {
-  const ids = new Set([...declared.map((d) => scheduleId(d.customer, d.source)), ...(await listedScheduleIds(client))]);
+export async function listSchedules(
+  client: Client,
+  taskQueue: string,
+  declared: readonly ScheduleDeclaration[],
+  options: { customer?: string } = {},
+): Promise<ScheduleView[]> {
+  const wanted = declared.filter((d) => options.customer === undefined || d.customer === options.customer);
+  const ids = [...new Set([...wanted.map((d) => scheduleId(d.customer, d.source)), ...(await listedScheduleIds(client, options.customer))])].sort();
+  const descriptions = await mapLimited(ids, DESCRIBE_CONCURRENCY, (id) => describeOrNothing(client.schedule.getHandle(id)));
   const views: ScheduleView[] = [];
-  for (const id of [...ids].sort()) {
-    const description = await describeOrNothing(client.schedule.getHandle(id));
+  for (const [index, id] of ids.entries()) {
+    const description = descriptions[index];
     if (description) {
       if (description.action.taskQueue === taskQueue) views.push(scheduleView(description));
       continue;
     }
-    const declaration = declared.find((d) => scheduleId(d.customer, d.source) === id);
+    const declaration = wanted.find((d) => scheduleId(d.customer, d.source) === id);
     if (!declaration) continue;
     views.push({
       scheduleId: id,

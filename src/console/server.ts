@@ -40,7 +40,7 @@ import { customerNames, filterChoices, NUMBER_STATUSES, numbersPage, overview, s
 const PREVIEW_ROWS = 200;
 
 /** How long a page waits for Temporal (schedules) before it shows the page without them. */
-const TEMPORAL_PAGE_WAIT_MS = 3_000;
+const TEMPORAL_PAGE_WAIT_MS = 5_000;
 
 /** A console that cannot start as asked (an open address without a token). */
 export class ConsoleRefused extends Error {}
@@ -263,12 +263,13 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     const found = await loadConfigVersion(db);
     const declared = found ? declaredSchedules(found.config).filter((d) => !customer || d.customer === customer) : [];
     if (declared.length === 0) return [];
+    const only = customer ? { customer } : {};
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`Temporal at ${settings.temporalAddress} did not answer within ${TEMPORAL_PAGE_WAIT_MS / 1000} s`)), TEMPORAL_PAGE_WAIT_MS);
     });
     try {
-      return await Promise.race([temporal().then((client) => listSchedules(client, settings.taskQueue, declared)), late]);
+      return await Promise.race([temporal().then((client) => listSchedules(client, settings.taskQueue, declared, only)), late]);
     } finally {
       clearTimeout(timer);
     }

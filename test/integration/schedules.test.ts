@@ -135,4 +135,24 @@ describe('schedules', () => {
     expect(result.err).toMatch(/schedule\.modes\[1\]: a mode is one of add, update, delete/);
     expect(result.err).toMatch(/schedule\.every: a schedule runs at most once a minute/);
   });
+
+  it("schedule list --customer shows that customer's schedules only", async () => {
+    const both = (schedule: Record<string, unknown> | undefined) => {
+      const customers = ['sched', 'other'].map((name, i) => {
+        const customer = oneSiteCustomer(name, { csvPath: `${h.dir}/sched.csv`, smtpPort: h.smtp.port, range: { from: `${5000 + i * 1000}`, to: `${5099 + i * 1000}` } });
+        if (schedule) (customer.sources[0] as Record<string, unknown>).schedule = schedule;
+        return customer;
+      });
+      return h.writeFile(`both-${Math.random().toString(36).slice(2)}.yaml`, stringify({ version: 1, customers }));
+    };
+    try {
+      const applied = await json<{ schedules: { created: string[] } }>('config', 'apply', both({ every: '6h', modes: ['add'] }), '--json');
+      expect(applied.schedules.created).toEqual(['flowthru/sched/hr', 'flowthru/other/hr']);
+      expect((await json<View[]>('schedule', 'list', '--customer', 'other', '--json')).map((v) => v.scheduleId)).toEqual(['flowthru/other/hr']);
+      expect((await json<View[]>('schedule', 'list', '--customer', 'sched', '--json')).map((v) => v.scheduleId)).toEqual(['flowthru/sched/hr']);
+      expect((await json<View[]>('schedule', 'list', '--json')).map((v) => v.scheduleId)).toEqual(['flowthru/other/hr', 'flowthru/sched/hr']);
+    } finally {
+      await json('config', 'apply', both(undefined), '--json');
+    }
+  });
 });

@@ -57,14 +57,7 @@ export function registerScheduleCommand(program: Command, io: CliIo): void {
         const newest = await loadConfigVersion(db);
         return newest ? declaredSchedules(newest.config) : [];
       });
-      const views = await withClient(settings, (client) =>
-        listSchedules(
-          client,
-          settings.taskQueue,
-          declared.filter((d) => !opts.customer || d.customer === opts.customer),
-        ),
-      );
-      const shown = views.filter((v) => !opts.customer || v.customer === opts.customer);
+      const shown = await withClient(settings, (client) => listSchedules(client, settings.taskQueue, declared, opts.customer ? { customer: opts.customer } : {}));
       if (opts.json) io.out(JSON.stringify(shown, null, 2));
       else printSchedules(io, shown);
     });
