@@ -7,6 +7,7 @@ import type { Database } from '../adapters/db/schema.js';
 import { writeSyncEntries, writeSyncRunEntry } from '../adapters/db/sync-log.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { refreshLicences } from '../adapters/db/licences.js';
+import { statisticsRefresher } from '../adapters/db/statistics.js';
 import { countDeferred, importUsers } from '../adapters/db/users.js';
 import { claimSource, countDeletions, countSourceUsers, markRemoved, markSeen, markUnseen, takeMarked } from '../adapters/db/lifecycle.js';
 import { loadConfigVersion } from '../adapters/db/config-store.js';
@@ -25,6 +26,15 @@ export interface SyncDeps {
   readonly snapshots: ConfigSnapshots;
   readonly client: Client;
   readonly taskQueue: string;
+}
+
+/** A warning in the activity's log; on stderr when the code is called directly (benchmark). */
+function warn(message: string): void {
+  try {
+    Context.current().log.warn(message);
+  } catch {
+    console.warn(message);
+  }
 }
 
 /** Heartbeats when running as an activity; a no-op when the code is called directly (benchmark). */
@@ -55,6 +65,7 @@ function sourceFingerprint(source: SourceConfig & { readonly id?: number }): str
 }
 
 export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncDeps): SyncActivities {
+  const refreshStatistics = statisticsRefresher(db);
   async function loadWatermark(source: SourceConfig & { readonly id: number }): Promise<SourceWatermark | null> {
     const row = await db.selectFrom('sync_sources').select('watermark').where('id', '=', source.id).executeTakeFirst();
     const stored = row?.watermark as StoredWatermark | null | undefined;
@@ -114,6 +125,8 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       // Users not at a site (new, unplaced, offboarded and back) are an add's; placed users an
       // update's. A record a sync does not take stays unread, its change left for the right sync.
       const take = { unplaced: modes.includes('add'), placed: modes.includes('update') };
+      // The pipelines of earlier pages have changed the tables since the planner last looked.
+      await refreshStatistics().catch((error: unknown) => warn(`could not refresh the planner's statistics: ${(error as Error).message}`));
       const { imported, rejected } =
         take.unplaced || take.placed
           ? await importUsers(db, { customerId: snap.customerId, sourceId: source.id, userType: source.userType, syncId: input.syncId, users: mapped.users, take })
