@@ -219,6 +219,7 @@ function noopActivities(): Activities {
     abandonProvisioning: done,
     finishTargets: done,
     pushToTarget: async () => ({ outcome: 'pushed', summary: 'nothing' }),
+    pushFirstTries: async (input) => ({ tries: input.pushes.map((p) => ({ target: p.target, outcome: 'pushed' as const, summary: 'nothing' })), finished: input.finish }),
     enqueueTargetJob: async () => ({ workflowId: 'none' }),
     recordTargetFailure: async () => ({ notified: false }),
     listTargetSubjects: async () => [],

@@ -5,7 +5,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { sql, type Kysely } from 'kysely';
 import type { TargetConfig } from '../domain/config/schema.js';
 import { parseDuration } from '../domain/schedule.js';
-import { desiredAction, fieldsKey, planPushes, targetEvent, targetFields, type PlannedPush } from '../domain/targets.js';
+import { desiredAction, fieldsKey, planPushes, targetEvent, targetFields, type PlannedPush, type TargetUserView } from '../domain/targets.js';
 import { PermanentError } from '../adapters/errors.js';
 import { enqueueEmail, markSent, recordSendFailure } from '../adapters/db/outbox.js';
 import type { Database } from '../adapters/db/schema.js';
@@ -13,6 +13,7 @@ import type { ConfigSnapshots, CustomerSnapshot } from '../adapters/db/snapshots
 import {
   loadTargetView,
   readTargetState,
+  readTargetStates,
   type TargetStateRow,
   recordTargetAttempt,
   recordTargetFailed,
@@ -23,7 +24,8 @@ import type { Mailer } from '../adapters/mail/smtp.js';
 import { TargetError, TargetPlugins, type TargetPush } from '../adapters/targets/index.js';
 import { targetJobWorkflowId } from '../workflows/config.js';
 import { handToTargetJob } from '../adapters/temporal/target-jobs.js';
-import type { TargetActivities, TargetPushInput } from './types.js';
+import { failureData } from './failures.js';
+import type { FirstTries, StepInput, TargetActivities, TargetPushInput } from './types.js';
 
 export interface TargetDeps {
   readonly db: Kysely<Database>;
@@ -32,6 +34,8 @@ export interface TargetDeps {
   readonly client: Client;
   readonly taskQueue: string;
   readonly plugins?: TargetPlugins;
+  /** The pipeline's targets step, for pushFirstTries to settle the user in the same activity. */
+  readonly finishTargets?: (input: StepInput) => Promise<void>;
 }
 
 /** A push's retry policy from the target's settings: interval in ms ("0s": never retry). */
@@ -109,20 +113,21 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
   }
 
   type PushOutcome = Awaited<ReturnType<TargetActivities['pushToTarget']>>;
+  /** The user and their targets' state, read once for several pushes. */
+  type Known = { view: TargetUserView; states: ReadonlyMap<string, TargetStateRow> };
 
   /**
    * One push: what the target should hold for the user now (their fields, or nothing), compared
    * with what it was last given; the plugin is called when they differ (or when an operator
    * forces it). `quiet`: a re-check after a push, logged only when it pushes.
    */
-  async function pushOnce(snap: CustomerSnapshot, target: TargetConfig, input: TargetPushInput, logKey: string, quiet: boolean): Promise<PushOutcome> {
+  async function pushOnce(snap: CustomerSnapshot, target: TargetConfig, input: TargetPushInput, logKey: string, quiet: boolean, known?: Known): Promise<PushOutcome> {
     const key = { customerId: snap.customerId, target: target.name, userId: input.userId };
     const logged = { customerId: snap.customerId, userId: input.userId, target: target.name, workflowId: input.workflowId, runId: input.runId, key: logKey };
     // Side by side: the user as the target sees them, and what the target was last given.
-    const [view, state] = await Promise.all([
-      loadTargetView(db, { id: snap.customerId, name: snap.config.name }, input.userId),
-      readTargetState(db, snap.customerId, target.name, input.userId),
-    ]);
+    const [view, state] = known
+      ? [known.view, known.states.get(target.name)]
+      : await Promise.all([loadTargetView(db, { id: snap.customerId, name: snap.config.name }, input.userId), readTargetState(db, snap.customerId, target.name, input.userId)]);
     if (!view) throw new PermanentError('UnknownUser', `user ${input.userId} does not exist for customer ${snap.config.name}`);
     // What the target holds: the fields of the last successful push (a later failed try keeps them).
     const pushed = (state?.pushed as Record<string, string | null> | null | undefined) ?? null;
@@ -221,17 +226,22 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
     return { outcome: result.changed ? 'pushed' : 'unchanged', event, summary };
   }
 
+  async function pushTarget(snap: CustomerSnapshot, input: TargetPushInput, known?: Known): Promise<PushOutcome> {
+    const target = targetOf(snap, input.target);
+    if ((target.mode === 'manual' || target.mode === 'disabled') && !input.force) {
+      await settlePending({ customerId: snap.customerId, target: target.name, userId: input.userId }, known?.states.get(target.name));
+      return { outcome: 'skipped', summary: `target ${target.name} is ${target.mode}` };
+    }
+    if (target.mode === 'disabled') return { outcome: 'skipped', summary: `target ${target.name} is disabled` };
+    return pushOnce(snap, target, input, input.key, false, known);
+  }
+
   return {
     async pushToTarget(input) {
       const snap = await snapshotOf(input.customer, input.configVersion);
-      const target = targetOf(snap, input.target);
-      if ((target.mode === 'manual' || target.mode === 'disabled') && !input.force) {
-        await settlePending({ customerId: snap.customerId, target: target.name, userId: input.userId });
-        return { outcome: 'skipped', summary: `target ${target.name} is ${target.mode}` };
-      }
-      if (target.mode === 'disabled') return { outcome: 'skipped', summary: `target ${target.name} is disabled` };
-      const first = await pushOnce(snap, target, input, input.key, false);
+      const first = await pushTarget(snap, input);
       if (first.outcome !== 'pushed' || input.recheck !== true) return first;
+      const target = targetOf(snap, input.target);
       // A pipeline's push may have run meanwhile with newer data and finished before this one (a
       // queued job, a reprovision) did: a push that may overlap reads the user again when done and
       // pushes what is current, so the target ends holding the newest data whatever the order.
@@ -240,6 +250,32 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
         if (again.outcome !== 'pushed') break;
       }
       return first;
+    },
+
+    async pushFirstTries(input) {
+      const snap = await snapshotOf(input.customer, input.configVersion);
+      const names = input.pushes.map((p) => p.target);
+      // The user and what each target was last given, read once for every push: a pipeline's push
+      // changes neither the user nor another target's state (only an operator's forced push does).
+      const [view, states] = await Promise.all([
+        loadTargetView(db, { id: snap.customerId, name: snap.config.name }, input.userId),
+        readTargetStates(db, snap.customerId, names, input.userId),
+      ]);
+      if (!view) throw new PermanentError('UnknownUser', `user ${input.userId} does not exist for customer ${snap.config.name}`);
+      const tries: Array<FirstTries['tries'][number]> = [];
+      for (const push of input.pushes) {
+        const one: TargetPushInput = { customer: input.customer, configVersion: input.configVersion, target: push.target, userId: input.userId, workflowId: input.workflowId, runId: input.runId, key: push.key };
+        try {
+          const done = await pushTarget(snap, one, { view, states });
+          tries.push({ target: push.target, outcome: done.outcome, summary: done.summary });
+        } catch (error) {
+          tries.push({ target: push.target, failure: failureData(error) });
+          return { tries, finished: false };
+        }
+      }
+      if (!input.finish || !deps.finishTargets) return { tries, finished: false };
+      await deps.finishTargets(input);
+      return { tries, finished: true };
     },
 
     async enqueueTargetJob(input) {

@@ -1,6 +1,7 @@
 import type { UserStatus } from '../domain/user.js';
 import type { SyncMode } from '../workflows/config.js';
 import type { SourceCursor, SourceProblem, SourceWatermarkRecord } from '../domain/source.js';
+import type { FailureData } from './failures.js';
 import type { PipelineTarget, SyncReport, TargetPushPlan, UserOutcome } from '../workflows/messages.js';
 
 export type { SourceWatermarkRecord };
@@ -211,6 +212,13 @@ export interface TargetPushInput {
   readonly recheck?: boolean;
 }
 
+/** What pushFirstTries did: each push tried, in order (the last one failed when `failure` is set). */
+export interface FirstTries {
+  readonly tries: readonly { target: string; outcome?: 'pushed' | 'unchanged' | 'skipped'; summary?: string; failure?: FailureData }[];
+  /** The user was settled (finishTargets) in the same activity. */
+  readonly finished: boolean;
+}
+
 export interface TargetActivities {
   /**
    * Brings one target to what it should hold for one user (their fields, or nothing), comparing
@@ -218,6 +226,14 @@ export interface TargetActivities {
    * are non-retryable; a throttled target's Retry-After becomes the next retry's delay.
    */
   pushToTarget(input: TargetPushInput): Promise<{ outcome: 'pushed' | 'unchanged' | 'skipped'; event?: string; summary: string }>;
+  /**
+   * A pipeline pass's first tries of several pushes, in their order, in one activity (a local one):
+   * the user and their targets' state read once, each push logged on its own. Stops at the first
+   * push that fails and reports it as data (the workflow retries it by the target's policy and goes
+   * on with the rest). `finish`: when every push succeeded, the pass's targets step (finishTargets)
+   * in the same activity.
+   */
+  pushFirstTries(input: StepInput & { pushes: readonly { target: string; key: string }[]; finish: boolean }): Promise<FirstTries>;
   /** Hands the push to the (target, user) job workflow: started, or told again (signal-with-start). */
   enqueueTargetJob(input: { customer: string; configVersion?: number; target: string; userId: string; force?: boolean }): Promise<{ workflowId: string }>;
   /** A push failed for good: the state says so with the reason, and the administrators hear once per episode. */

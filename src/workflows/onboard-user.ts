@@ -10,9 +10,9 @@ import {
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { PipelineActivities, TargetPushPlan } from '../activities/types.js';
+import type { FirstTries, PipelineActivities, StepInput, TargetPushPlan } from '../activities/types.js';
 import { searchAttributes } from './config.js';
-import { failureMessage, pushActivity, quickPushActivity, refusedForGood, retriedByPolicy, retryDelayAfter, targetBookkeeping } from './target-push.js';
+import { failureMessage, failureOf, pushActivity, quickPushActivity, quickPushesActivity, refusedForGood, retriedByPolicy, retryDelayAfter, targetBookkeeping } from './target-push.js';
 import {
   onboardStateQuery,
   retrySignal,
@@ -41,6 +41,8 @@ const PLACE_IN_ONE_STEP = 'place-in-one-step';
 const LINE_IN_ONE_STEP = 'line-in-one-step';
 /** A push's first try as a local activity, its retries as regular activities. */
 const PUSH_LOCAL_FIRST = 'push-local-first';
+/** The first tries of a pass's pushes (and the targets step after them) in one local activity. */
+const TARGETS_IN_ONE_STEP = 'targets-in-one-step';
 
 /**
  * The welcome email: a quick first try as a local activity (no extra round trip to the server),
@@ -123,12 +125,39 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
    * transient failure. A deprovision goes on past a failure: every target lets the user go.
    */
   async function pushToTargets(
-    ids: { customer: string; configVersion: number; workflowId: string; runId: string; attempt: number },
+    ids: StepInput,
     plan: readonly TargetPushPlan[],
     direction: 'provision' | 'deprovision',
-  ): Promise<{ target: string; reason: string } | undefined> {
+    settle = false,
+  ): Promise<{ failed?: { target: string; reason: string }; finished: boolean }> {
     let failed: { target: string; reason: string } | undefined;
+    const keyOf = (push: TargetPushPlan) => `${ids.runId}/${ids.attempt}/target:${push.target}`;
+    // The first tries of the pushes before any queued one, in one local activity: the user read
+    // once, one marker in the history. It stops at the first push that fails; that one and the
+    // rest go on below as they would have (its retries by the target's policy, the others tried
+    // one by one). `settle` (every push is in it): the targets step too, when all succeeded.
+    const tried = new Map<string, FirstTries['tries'][number]>();
+    let finished = false;
+    const queued = plan.findIndex((push) => push.mode === 'queue');
+    const lead = queued < 0 ? plan : plan.slice(0, queued);
+    if (lead.length > 0 && patched(PUSH_LOCAL_FIRST) && patched(TARGETS_IN_ONE_STEP)) {
+      setState({ step: `target ${lead[0]!.target}` });
+      const finish = settle && lead.length === plan.length;
+      try {
+        const first = await quickPushesActivity(lead, finish, `${direction} in targets ${lead.map((p) => p.target).join(', ')}`).pushFirstTries({
+          ...ids,
+          pushes: lead.map((push) => ({ target: push.target, key: keyOf(push) })),
+          finish,
+        });
+        for (const one of first.tries) tried.set(one.target, one);
+        finished = first.finished;
+      } catch {
+        // Nothing known (the worker or the database went away): each push is tried on its own below.
+      }
+    }
     for (const push of plan) {
+      const before = tried.get(push.target);
+      if (before?.outcome) continue;
       setState({ step: `target ${push.target}` });
       const input = { customer: ids.customer, configVersion: ids.configVersion, target: push.target, userId, workflowId: ids.workflowId, runId: ids.runId };
       // Bookkeeping that cannot be done (Temporal or the database away for long) must not fail the
@@ -148,7 +177,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         continue;
       }
       const summary = `${direction} in target ${push.target}`;
-      const args = { ...input, key: `${ids.runId}/${ids.attempt}/target:${push.target}` };
+      const args = { ...input, key: keyOf(push) };
       try {
         if (!patched(PUSH_LOCAL_FIRST)) {
           await pushActivity(push, push.mode === 'queue-on-error' ? 'once' : 'policy', summary).pushToTarget(args);
@@ -156,6 +185,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
           // The first try as a local activity; the retries the target's policy allows (after its
           // interval, or the target's Retry-After) as regular activities, as before.
           try {
+            if (before?.failure) throw failureOf(before.failure);
             await quickPushActivity(push, summary).pushToTarget(args);
           } catch (error) {
             if (push.mode === 'queue-on-error' || !retriedByPolicy(push, error)) throw error;
@@ -177,7 +207,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         if (direction === 'provision') break;
       }
     }
-    return failed;
+    return { ...(failed ? { failed } : {}), finished };
   }
 
   /** Runs the pipeline for one change; null when a newer change interrupted a blocked wait. */
@@ -334,8 +364,8 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
 
     // The targets have the user before the user counts as provisioned (or fails, with the target's reason).
     if (targets.length > 0) {
-      const failed = await pushToTargets(ids, targets, 'provision');
-      if (targets.some((t) => t.mode !== 'queue')) {
+      const { failed, finished } = await pushToTargets(ids, targets, 'provision', true);
+      if (!finished && targets.some((t) => t.mode !== 'queue')) {
         setState({ step: 'targets' });
         await db.finishTargets({ ...ids, attempt, ...(failed ? { failed } : {}) });
       }

@@ -1,4 +1,5 @@
 import { ActivityFailure, ApplicationFailure, proxyActivities, proxyLocalActivities } from '@temporalio/workflow';
+import type { FailureData } from '../activities/failures.js';
 import type { TargetActivities, TargetPushPlan } from '../activities/types.js';
 
 /*
@@ -33,6 +34,30 @@ export function quickPushActivity(plan: Pick<TargetPushPlan, 'timeoutMs'>, summa
     ...(summary ? { summary } : {}),
     startToCloseTimeout: Math.max(10_000, plan.timeoutMs * 4),
     retry: { maximumAttempts: 1 },
+  });
+}
+
+/**
+ * The first tries of several pushes as one local activity (pushFirstTries): each target's timeout
+ * bounds its own push, so the activity's is their sum (and the targets step's, when it settles the
+ * user too). Never retried here, as a single first try is not.
+ */
+export function quickPushesActivity(plans: readonly Pick<TargetPushPlan, 'timeoutMs'>[], finish: boolean, summary?: string) {
+  const pushes = plans.reduce((sum, plan) => sum + Math.max(10_000, plan.timeoutMs * 4), 0);
+  return proxyLocalActivities<TargetActivities>({
+    ...(summary ? { summary } : {}),
+    startToCloseTimeout: pushes + (finish ? 30_000 : 0),
+    retry: { maximumAttempts: 1 },
+  });
+}
+
+/** A first try's failure that pushFirstTries reported as data, as the failure its own activity would have thrown. */
+export function failureOf(failure: FailureData): ApplicationFailure {
+  return ApplicationFailure.create({
+    message: failure.message,
+    type: failure.type,
+    nonRetryable: failure.nonRetryable,
+    ...(failure.retryAfterMs === undefined ? {} : { details: [{ retryAfterMs: failure.retryAfterMs }] }),
   });
 }
 

@@ -117,6 +117,7 @@ beforeAll(async () => {
       customer('off', [hookTarget({ mode: 'disabled' })]),
       customer('refused', [hookTarget()]),
       customer('retried', [hookTarget()]),
+      customer('chain', [hookTarget(), scimTarget()]),
       customer('dir', [ldapTarget({ name: 'writeback', entry: 'user', baseDn: PEOPLE, fields: { telephoneNumber: '{{number}}', roomNumber: '{{siteDisplayName}}' } })], (c) => {
         c.sources = [
           {
@@ -335,7 +336,7 @@ describe('modes', () => {
       local: events.filter((e) => {
         const marker = e.markerRecordedEventAttributes;
         const data = marker?.details?.data?.payloads?.[0]?.data;
-        return marker?.markerName === 'core_local_activity' && data != null && Buffer.from(data).toString().includes('pushToTarget');
+        return marker?.markerName === 'core_local_activity' && data != null && /pushToTarget|pushFirstTries/.test(Buffer.from(data).toString());
       }).length,
       regular: events.filter((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'pushToTarget').map((e) => e.activityTaskScheduledEventAttributes!.retryPolicy!.maximumAttempts),
       timers: events.filter((e) => e.timerStartedEventAttributes).map((e) => Number(e.timerStartedEventAttributes!.startToFireTimeout!.seconds)),
@@ -348,6 +349,50 @@ describe('modes', () => {
     h.writeFile('retried.csv', acmeCsv([ada, bob]));
     expect((await sync('retried')).counts).toMatchObject({ provisioned: 1 });
     expect(pushes(await history('E2'))).toEqual({ local: 1, regular: [], timers: [] });
+  });
+
+  it("a pass's first tries are one local activity; one that fails stops it, is retried by its policy, and the next target follows", async () => {
+    const carol = { ...ada, employee_id: 'C1', login: 'carol', mail: 'carol@acme.example', given_name: 'Carol' };
+    const dave = { ...ada, employee_id: 'C2', login: 'dave', mail: 'dave@acme.example', given_name: 'Dave' };
+    const activities = async (externalId: string) => {
+      const events = (await h.client.workflow.getHandle(onboardWorkflowId('chain', 'hr', externalId)).fetchHistory()).events ?? [];
+      const local = events.flatMap((e) => {
+        const marker = e.markerRecordedEventAttributes;
+        const data = marker?.details?.data?.payloads?.[0]?.data;
+        if (marker?.markerName !== 'core_local_activity' || data == null) return [];
+        return [/"activity_type":"(\w+)"|"activityType":"(\w+)"/.exec(Buffer.from(data).toString())?.slice(1).find(Boolean) ?? '?'];
+      });
+      const regular = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+      return { local, regular };
+    };
+    // The webhook (first) refuses Carol's first try: the batch stops there, its retry is a regular
+    // activity, then SCIM (second) gets its own first try, then the targets step.
+    h.writeFile('chain.csv', acmeCsv([carol]));
+    hooks.respondWith([503]);
+    expect((await sync('chain')).counts).toMatchObject({ provisioned: 1, failed: 0 });
+    expect((await targetLog('chain', 'C1')).map((e) => [e.action, e.status])).toEqual([
+      ['target events', 'succeeded'],
+      ['target saas', 'succeeded'],
+    ]);
+    const carols = await activities('C1');
+    expect(carols.local.filter((a) => /Target|Tries/.test(a))).toEqual(['pushFirstTries', 'pushToTarget', 'finishTargets']);
+    expect(carols.regular).toEqual(['pushToTarget']);
+    expect(await h.userRow('chain', 'C1')).toMatchObject({ status: 'provisioned' });
+
+    // Every first try succeeds: one local activity pushes both and settles the user.
+    h.writeFile('chain.csv', acmeCsv([carol, dave]));
+    expect((await sync('chain')).counts).toMatchObject({ provisioned: 1 });
+    const daves = await activities('C2');
+    expect(daves.local.filter((a) => /Target|Tries/.test(a))).toEqual(['pushFirstTries']);
+    expect(daves.regular).toEqual([]);
+    expect((await targetLog('chain', 'C2')).map((e) => [e.action, e.status])).toEqual([
+      ['target events', 'succeeded'],
+      ['target saas', 'succeeded'],
+    ]);
+    const user = await h.userRow('chain', 'C2');
+    expect(user).toMatchObject({ status: 'provisioned' });
+    const steps = await h.db.selectFrom('transaction_log').select(['action', 'status']).where('user_id', '=', user.id).where('action', '=', 'targets').execute();
+    expect(steps).toEqual([{ action: 'targets', status: 'succeeded' }]);
   });
 
   it('a 4xx fails the user for good with the reason; the administrators hear once', async () => {

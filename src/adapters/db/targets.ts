@@ -63,6 +63,13 @@ type StatePatch = Partial<Omit<TargetStateRow, 'customer_id' | 'target' | 'user_
   status: TargetStateStatus;
 };
 
+/** What several targets were last given for one user, by target (a target never pushed is absent). */
+export async function readTargetStates(db: Kysely<Database>, customerId: number, targets: readonly string[], userId: string): Promise<Map<string, TargetStateRow>> {
+  if (targets.length === 0) return new Map();
+  const rows = await db.selectFrom('target_state').selectAll().where('customer_id', '=', customerId).where('target', 'in', targets).where('user_id', '=', userId).execute();
+  return new Map(rows.map((row) => [row.target, row]));
+}
+
 /** Writes the target's state of the user (inserting the row the first time). */
 export async function writeTargetState(db: Kysely<Database>, key: { customerId: number; target: string; userId: string }, patch: StatePatch): Promise<void> {
   const values = {
