@@ -2,6 +2,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
+  isCancellation,
   patched,
   proxyActivities,
   proxyLocalActivities,
@@ -151,7 +152,8 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         });
         for (const one of first.tries) tried.set(one.target, one);
         finished = first.finished;
-      } catch {
+      } catch (error) {
+        if (isCancellation(error)) throw error;
         // Nothing known (the worker or the database went away): each push is tried on its own below.
       }
     }
