@@ -498,11 +498,13 @@ async function targetsPhase(shared: Shared) {
         const running = worker.run();
         try {
           const started = performance.now();
+          const statementsBefore = statements;
           const report = await runSync(world.client, { customer: 'targeted', source: 'hr', mode: 'add', configVersion: world.version, taskQueue });
           const seconds = (performance.now() - started) / 1000;
+          const sent = statements - statementsBefore;
           const pushes = await world.db.selectFrom('target_state').select((eb) => eb.fn.countAll<string>().as('n')).where('status', '=', 'provisioned').executeTakeFirstOrThrow();
           const sample = await world.client.workflow.getHandle('onboard/targeted/hr/B7').fetchHistory();
-          return { seconds, provisioned: report.counts.provisioned, pushes: Number(pushes.n), scimUsers: scim.users().length, events: sample.events?.length ?? '?' };
+          return { seconds, provisioned: report.counts.provisioned, pushes: Number(pushes.n), scimUsers: scim.users().length, events: sample.events?.length ?? '?', statements: sent };
         } finally {
           worker.shutdown();
           await running;
@@ -670,7 +672,7 @@ async function main(): Promise<void> {
       say(
         `with 2 targets    ${targetedRate.toFixed(1).padStart(7)} users/s   (${targeted.seconds.toFixed(1)} s, one run; ${targeted.provisioned} provisioned; ` +
           `LDAP write-back to slapd + SCIM, automatic: ${targeted.pushes} pushes, ${targeted.scimUsers} SCIM users; ${((targetedRate / median(rates.pipeline)) * 100).toFixed(0)} % of the median without; ` +
-          `${targeted.events} events per onboardUser history)`,
+          `${targeted.events} events per onboardUser history; ${(targeted.statements / users).toFixed(1)} database statements per user)`,
       );
     }
     if (rates.ceiling.length) say(`orchestration     ${describe('ceiling')}: same workflows, no-op activities`);

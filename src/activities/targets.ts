@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Context } from '@temporalio/activity';
 import type { Client } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { sql, type Kysely } from 'kysely';
+import { sql, type InsertObject, type Kysely } from 'kysely';
 import type { TargetConfig } from '../domain/config/schema.js';
 import { parseDuration } from '../domain/schedule.js';
 import { desiredAction, fieldsKey, planPushes, targetEvent, targetFields, type PlannedPush, type TargetUserView } from '../domain/targets.js';
@@ -74,7 +74,10 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
     return target;
   }
 
-  async function log(entry: {
+  type LogEntry = Parameters<typeof logRow>[0];
+
+  /** A push's entry in the transaction log (one per key: a retry writes none). */
+  function logRow(entry: {
     customerId: number;
     userId: string;
     target: string;
@@ -85,23 +88,27 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
     runId: string;
     key: string | null;
     details?: object;
-  }): Promise<void> {
+  }): InsertObject<Database, 'transaction_log'> {
+    return {
+      customer_id: entry.customerId,
+      user_id: entry.userId,
+      kind: 'step',
+      action: `target ${entry.target}`,
+      subject: entry.summary,
+      status: entry.status,
+      ended_at: sql<Date>`now()`,
+      error: entry.error ?? null,
+      details: entry.details ? (JSON.stringify(entry.details) as never) : null,
+      workflow_id: entry.workflowId,
+      run_id: entry.runId,
+      idempotency_key: entry.key,
+    };
+  }
+
+  async function log(entry: LogEntry): Promise<void> {
     await db
       .insertInto('transaction_log')
-      .values({
-        customer_id: entry.customerId,
-        user_id: entry.userId,
-        kind: 'step',
-        action: `target ${entry.target}`,
-        subject: entry.summary,
-        status: entry.status,
-        ended_at: sql<Date>`now()`,
-        error: entry.error ?? null,
-        details: entry.details ? (JSON.stringify(entry.details) as never) : null,
-        workflow_id: entry.workflowId,
-        run_id: entry.runId,
-        idempotency_key: entry.key,
-      })
+      .values(logRow(entry))
       .onConflict((oc) => oc.column('idempotency_key').doNothing())
       .execute();
   }
@@ -200,18 +207,25 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
       }
       throw ApplicationFailure.create({ message: reason, type: 'TargetUnavailable' });
     }
-    await writeTargetState(db, key, {
-      status: action === 'provision' ? 'provisioned' : 'deprovisioned',
-      remote_id: result.remoteId,
-      pushed: action === 'provision' ? fields : null,
-      site: action === 'provision' ? view.site : null,
-      last_event: event,
-      last_error: null,
-      attempts: 0,
-      failing_since: null,
-      push_count: count + 1,
-      pushed_at: new Date(),
-    });
+    const summary = `${event}: ${result.summary}`;
+    // What the target now holds and the push's log entry, in one statement.
+    await writeTargetState(
+      db,
+      key,
+      {
+        status: action === 'provision' ? 'provisioned' : 'deprovisioned',
+        remote_id: result.remoteId,
+        pushed: action === 'provision' ? fields : null,
+        site: action === 'provision' ? view.site : null,
+        last_event: event,
+        last_error: null,
+        attempts: 0,
+        failing_since: null,
+        push_count: count + 1,
+        pushed_at: new Date(),
+      },
+      logRow({ ...logged, status: 'succeeded', summary, details: { event, eventId: push.eventId, changed: result.changed, fields: Object.keys(fields) } }),
+    );
     // The user was failed by this target: provisioned again now that it has them.
     if (failedByTarget && (view.reason ?? '').startsWith(`target ${target.name}:`)) {
       await db
@@ -221,8 +235,6 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
         .where('status', '=', 'failed')
         .execute();
     }
-    const summary = `${event}: ${result.summary}`;
-    await log({ ...logged, status: 'succeeded', summary, details: { event, eventId: push.eventId, changed: result.changed, fields: Object.keys(fields) } });
     return { outcome: result.changed ? 'pushed' : 'unchanged', event, summary };
   }
 

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type InsertObject, type Kysely, type QueryCreator, type Selectable } from 'kysely';
 import type { TargetUserView } from '../../domain/targets.js';
 import type { CanonicalUser } from '../../domain/user.js';
 import type { Database, TargetStateStatus, TargetStateTable } from './schema.js';
@@ -70,17 +70,35 @@ export async function readTargetStates(db: Kysely<Database>, customerId: number,
   return new Map(rows.map((row) => [row.target, row]));
 }
 
-/** Writes the target's state of the user (inserting the row the first time). */
-export async function writeTargetState(db: Kysely<Database>, key: { customerId: number; target: string; userId: string }, patch: StatePatch): Promise<void> {
+/**
+ * Writes the target's state of the user (inserting the row the first time); with `log`, the
+ * transaction-log entry of the push too, in the same statement (one round trip, both or neither).
+ */
+export async function writeTargetState(
+  db: Kysely<Database>,
+  key: { customerId: number; target: string; userId: string },
+  patch: StatePatch,
+  log?: InsertObject<Database, 'transaction_log'>,
+): Promise<void> {
   const values = {
     ...patch,
     ...(patch.pushed === undefined ? {} : { pushed: patch.pushed === null ? null : (JSON.stringify(patch.pushed) as never) }),
     updated_at: new Date(),
   };
+  const upsert = (q: QueryCreator<Database>) =>
+    q
+      .insertInto('target_state')
+      .values({ customer_id: key.customerId, target: key.target, user_id: key.userId, ...values })
+      .onConflict((oc) => oc.columns(['customer_id', 'target', 'user_id']).doUpdateSet(values));
+  if (!log) {
+    await upsert(db).execute();
+    return;
+  }
   await db
-    .insertInto('target_state')
-    .values({ customer_id: key.customerId, target: key.target, user_id: key.userId, ...values })
-    .onConflict((oc) => oc.columns(['customer_id', 'target', 'user_id']).doUpdateSet(values))
+    .with('state', (q) => upsert(q))
+    .insertInto('transaction_log')
+    .values(log)
+    .onConflict((oc) => oc.column('idempotency_key').doNothing())
     .execute();
 }
 
