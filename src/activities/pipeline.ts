@@ -9,7 +9,7 @@ import { enqueueEmail, markSent, recordSendFailure } from '../adapters/db/outbox
 import { classifyDatabaseError } from '../adapters/db/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
-import { runStep, runSteps, type StepContext, type StepRecord } from '../adapters/db/steps.js';
+import { runStep, runSteps, stepEntry, type StepContext, type StepRecord } from '../adapters/db/steps.js';
 import { applyServices, describeChanges, removeServices } from '../adapters/db/user-services.js';
 import { lockUser, markDeleted, placeAtSite, restoreUser, setProfile, setReason, setStatus, type UserRow } from '../adapters/db/user-state.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
@@ -442,16 +442,26 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
 
     async finishTargets(input) {
       const { ctx } = await context(input);
+      if (!input.failed) {
+        // The usual case in one statement, no transaction: the user provisioned if they are still
+        // this pass's `provisioning` (an operator's change meanwhile has its own pass), and the
+        // step's entry. Harmless when run again: the update finds nothing to change, the entry is kept.
+        const startedAt = new Date();
+        await db
+          .with('settled', (q) =>
+            q.updateTable('users').set({ status: 'provisioned', status_reason: null, updated_at: startedAt }).where('id', '=', ctx.userId).where('customer_id', '=', ctx.customerId).where('status', '=', 'provisioning'),
+          )
+          .insertInto('transaction_log')
+          .values(stepEntry(ctx, 'targets', { status: 'succeeded', result: null, summary: 'the targets have the user' }, startedAt))
+          .onConflict((oc) => oc.column('idempotency_key').doNothing())
+          .execute();
+        return;
+      }
+      const reason = input.failed.reason;
       await runStep(db, ctx, 'targets', async (tx) => {
         const user = await lockUser(tx, ctx.customerId, ctx.userId);
-        if (input.failed) {
-          const reason = input.failed.reason;
-          await setStatus(tx, user.id, 'failed', reason);
-          return { status: 'failed', result: null, error: reason, summary: reason };
-        }
-        // Still the pass's user: an operator's change meanwhile would have its own pass.
-        if (user.status === 'provisioning') await setStatus(tx, user.id, 'provisioned');
-        return { status: 'succeeded', result: null, summary: 'the targets have the user' };
+        await setStatus(tx, user.id, 'failed', reason);
+        return { status: 'failed', result: null, error: reason, summary: reason };
       });
     },
 

@@ -54,9 +54,12 @@ export type Step = <T>(action: string, work: (tx: Transaction<Database>) => Prom
  * it until the other commits or rolls back). Once it is written, the pass is this transaction's,
  * and the later entries are written together, in one statement, before the commit.
  */
-export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: (step: Step) => Promise<T>): Promise<T> {
-  const key = (action: string) => `${ctx.runId}/${ctx.attempt}/${action}`;
-  const entry = (action: string, record: StepRecord<unknown>, startedAt: Date) => ({
+/** A step's key in the transaction log: one entry per (run, attempt, step). */
+const stepKey = (ctx: StepContext, action: string) => `${ctx.runId}/${ctx.attempt}/${action}`;
+
+/** A step's entry in the transaction log. */
+export function stepEntry(ctx: StepContext, action: string, record: StepRecord<unknown>, startedAt: Date) {
+  return {
     customer_id: ctx.customerId,
     user_id: ctx.userId,
     kind: 'step' as const,
@@ -69,8 +72,13 @@ export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: 
     details: JSON.stringify({ result: record.result, ...(record.details === undefined ? {} : { why: record.details }) }) as never,
     workflow_id: ctx.workflowId,
     run_id: ctx.runId,
-    idempotency_key: key(action),
-  });
+    idempotency_key: stepKey(ctx, action),
+  };
+}
+
+export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: (step: Step) => Promise<T>): Promise<T> {
+  const key = (action: string) => stepKey(ctx, action);
+  const entry = (action: string, record: StepRecord<unknown>, startedAt: Date) => stepEntry(ctx, action, record, startedAt);
   try {
     return await db.transaction().execute(async (tx) => {
       const later: ReturnType<typeof entry>[] = [];
