@@ -24,7 +24,7 @@ import type { Mailer } from '../adapters/mail/smtp.js';
 import { TargetError, TargetPlugins, type TargetPush } from '../adapters/targets/index.js';
 import { targetJobWorkflowId } from '../workflows/config.js';
 import { handToTargetJob } from '../adapters/temporal/target-jobs.js';
-import { failureData } from './failures.js';
+import { asActivityFailure, failureData } from './failures.js';
 import type { FirstTries, StepInput, TargetActivities, TargetPushInput } from './types.js';
 
 export interface TargetDeps {
@@ -281,6 +281,9 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
           const done = await pushTarget(snap, one, { view, states });
           tries.push({ target: push.target, outcome: done.outcome, summary: done.summary });
         } catch (error) {
+          // Returned as data, so the SDK does not log it as a failed activity: the worker's log says it
+          // here, by its ids and kind (the log keeps no error message: a target may quote the user).
+          currentContext()?.log.warn('Target push failed (first try, pushToTarget)', { target: push.target, error: asActivityFailure(error) });
           tries.push({ target: push.target, failure: failureData(error) });
           return { tries, finished: false };
         }
