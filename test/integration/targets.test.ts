@@ -1,3 +1,5 @@
+import { Context } from '@temporalio/activity';
+import type { ActivityInboundCallsInterceptor } from '@temporalio/worker';
 import { Client as LdapClient } from 'ldapts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { onboardWorkflowId, targetJobWorkflowId } from '../../src/workflows/config.js';
@@ -393,6 +395,52 @@ describe('modes', () => {
     expect(user).toMatchObject({ status: 'provisioned' });
     const steps = await h.db.selectFrom('transaction_log').select(['action', 'status']).where('user_id', '=', user.id).where('action', '=', 'targets').execute();
     expect(steps).toEqual([{ action: 'targets', status: 'succeeded' }]);
+  });
+
+  it('a batch of first tries that fails as a whole (its answer lost after the pushes) falls back to each push on its own: nothing delivered twice, the user settled', async () => {
+    const erin = { ...ada, employee_id: 'C3', login: 'erin', mail: 'erin@acme.example', given_name: 'Erin' };
+    // The worker loses pushFirstTries' answer after it ran: both pushes were delivered and their
+    // state recorded, the user not yet settled (the database went away as it answered, say).
+    let lost = 0;
+    const faulty: ActivityInboundCallsInterceptor = {
+      async execute(input, next) {
+        const result = await next(input);
+        if (Context.current().info.activityType !== 'pushFirstTries') return result;
+        lost += 1;
+        throw new Error('connection terminated (injected after the pushes)');
+      },
+    };
+    await h.stopWorkers();
+    await h.startWorker({ interceptors: { activity: [() => ({ inbound: faulty })] } });
+    try {
+      h.writeFile('chain.csv', acmeCsv([erin]));
+      const scimWrites = () => scim.requests.filter((r) => r.method !== 'GET' && r.path.includes('/Users')).length;
+      const writesBefore = scimWrites();
+      expect((await sync('chain')).counts).toMatchObject({ provisioned: 1, failed: 0 });
+      expect(lost).toBe(1);
+
+      const events = (await h.client.workflow.getHandle(onboardWorkflowId('chain', 'hr', 'C3')).fetchHistory()).events ?? [];
+      const local = events.flatMap((e) => {
+        const data = e.markerRecordedEventAttributes?.details?.data?.payloads?.[0]?.data;
+        if (e.markerRecordedEventAttributes?.markerName !== 'core_local_activity' || data == null) return [];
+        return [/"activity_type":"(\w+)"|"activityType":"(\w+)"/.exec(Buffer.from(data).toString())?.slice(1).find(Boolean) ?? '?'];
+      });
+      // The batch failed; each push tried again on its own (found nothing to change), then the targets step.
+      expect(local.filter((a) => /Target|Tries/.test(a))).toEqual(['pushFirstTries', 'pushToTarget', 'pushToTarget', 'finishTargets']);
+      expect(eventsFor('chain', 'C3')).toHaveLength(1);
+      expect(scimWrites() - writesBefore).toBe(1);
+      expect(scim.users().filter((u) => u.userName === 'erin@acme.example')).toHaveLength(1);
+      // One log entry per push (the second try of a key writes none), and the user provisioned.
+      expect((await targetLog('chain', 'C3')).map((e) => [e.action, e.status])).toEqual([
+        ['target events', 'succeeded'],
+        ['target saas', 'succeeded'],
+      ]);
+      expect(await h.userRow('chain', 'C3')).toMatchObject({ status: 'provisioned', status_reason: null });
+      expect(await state('chain', 'saas', 'C3')).toMatchObject({ status: 'provisioned' });
+    } finally {
+      await h.stopWorkers();
+      await h.startWorker();
+    }
   });
 
   it('a 4xx fails the user for good with the reason; the administrators hear once', async () => {
