@@ -14,6 +14,7 @@ import { describeReconcile, reconcileSchedules } from '../client/schedules.js';
 import { connectClient, ensureSearchAttributes } from '../client/temporal.js';
 import type { Config } from '../domain/config/schema.js';
 import type { Settings } from '../settings.js';
+import { tuneWorkerHeap } from './heap.js';
 import { createWorker } from './index.js';
 import { withoutPersonalData } from './log.js';
 
@@ -50,6 +51,7 @@ export async function startWorker(
   options: { handleSignals?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunningWorker> {
   const env = options.env ?? process.env;
+  const heapGrowth = tuneWorkerHeap();
   // No key, no worker: a missing or malformed payload key stops it here, in one sentence, rather
   // than failing workflows one by one later (PayloadKeyError).
   const dataConverter = dataConverterFromEnv(env);
@@ -81,7 +83,7 @@ export async function startWorker(
   const mailer = createSmtpMailer();
   const plugins = new TargetPlugins();
   const worker = await createWorker({ connection, client, dataConverter, db, mailer, plugins, namespace: settings.temporalNamespace, taskQueue: settings.taskQueue });
-  logger.info({ taskQueue: settings.taskQueue, namespace: settings.temporalNamespace, temporal: settings.temporalAddress }, 'worker started');
+  logger.info({ taskQueue: settings.taskQueue, namespace: settings.temporalNamespace, temporal: settings.temporalAddress, heapGrowingPercent: heapGrowth ?? 'as set' }, 'worker started');
 
   const done = worker.run().finally(async () => {
     mailer.close();
