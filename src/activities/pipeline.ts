@@ -5,7 +5,7 @@ import { releaseLicences, takeLicences } from '../adapters/db/licences.js';
 import type { CanonicalUser } from '../domain/user.js';
 import { PermanentError } from '../adapters/errors.js';
 import { allocateLine, releaseNumbersExcept, releaseReservation, reserveNumber, useNumber } from '../adapters/db/numbers.js';
-import { enqueueEmail, markSent, recordSendFailure } from '../adapters/db/outbox.js';
+import { enqueueEmail, markSentWithEntry, recordSendFailure } from '../adapters/db/outbox.js';
 import { classifyDatabaseError } from '../adapters/db/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
@@ -333,17 +333,14 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
       if (error instanceof PermanentError) return { sent: false, skipped: error.message };
       throw error;
     }
-    // Recorded in one transaction the moment the server accepts: the window in which a dying
-    // worker would send this message again (same Message-ID) is one round trip wide. The step's
-    // log entry commits with it, so a retry of this pass knows the message was its own. The server
-    // has the message now: a database restarting in this moment is waited out here (retrying the
-    // record, not the send); one away for longer fails the attempt, and its retry finds the send in
+    // Recorded in one statement the moment the server accepts: the window in which a dying worker
+    // would send this message again (same Message-ID) is one round trip wide. The step's log entry
+    // commits with it, so a retry of this pass knows the message was its own. The server has the
+    // message now: a database restarting in this moment is waited out here (retrying the record,
+    // not the send); one away for longer fails the attempt, and its retry finds the send in
     // handedOver and records it.
-    const record = () =>
-      runStep(db, ctx, step, async (tx) => {
-        await markSent(tx, message.id);
-        return { status: 'succeeded', result: null, summary: `${kind} email sent (${message.message_id})` };
-      });
+    const startedAt = new Date();
+    const record = () => markSentWithEntry(db, message.id, stepEntry(ctx, step, { status: 'succeeded', result: null, summary: `${kind} email sent (${message.message_id})` }, startedAt));
     const deadline = Date.now() + RECORD_SENT_PATIENCE_MS;
     for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
       try {

@@ -358,7 +358,7 @@ export function createTargetActivities(deps: TargetDeps): TargetActivities {
         await recordSendFailure(db, message.id, (error as Error).message, error instanceof PermanentError).catch(() => undefined);
         return { notified: false };
       }
-      await db.transaction().execute((tx) => markSent(tx, message.id));
+      await markSent(db, message.id);
       return { notified: true };
     },
 

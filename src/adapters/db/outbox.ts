@@ -1,5 +1,5 @@
 import type { Insertable, Kysely, Selectable, Transaction } from 'kysely';
-import type { Database, EmailOutboxTable } from './schema.js';
+import type { Database, EmailOutboxTable, TransactionLogTable } from './schema.js';
 
 /*
  * The email outbox: a message is written once, with a stable Message-ID, before it is sent, so a
@@ -28,10 +28,31 @@ export async function recordSendFailure(db: Kysely<Database>, id: string, error:
 }
 
 /** The server accepted it: one statement, so the window for a resend after a crash is one round trip. */
-export async function markSent(tx: Transaction<Database>, id: string): Promise<void> {
-  await tx
+export async function markSent(db: Kysely<Database>, id: string): Promise<void> {
+  await db
     .updateTable('email_outbox')
     .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
     .where('id', '=', id)
+    .execute();
+}
+
+/**
+ * markSent and the step's entry in the transaction log in one statement (a data-modifying CTE):
+ * both commit or neither, with no transaction around them. Recorded already (an attempt that timed
+ * out while its send was in flight records it too, when the server accepts): nothing changes, the
+ * message counts one attempt and the step keeps its entry.
+ */
+export async function markSentWithEntry(db: Kysely<Database>, id: string, entry: Insertable<TransactionLogTable>): Promise<void> {
+  await db
+    .with('sent', (q) =>
+      q
+        .updateTable('email_outbox')
+        .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
+        .where('id', '=', id)
+        .where('status', '<>', 'sent'),
+    )
+    .insertInto('transaction_log')
+    .values(entry)
+    .onConflict((oc) => oc.column('idempotency_key').doNothing())
     .execute();
 }
