@@ -81,6 +81,19 @@ async function state(customerName: string, target: string, externalId: string) {
   return h.db.selectFrom('target_state').selectAll().where('user_id', '=', user.id).where('target', '=', target).executeTakeFirst();
 }
 
+/** The local and regular activities of a user's pipeline in 'chain', in the order of its history. */
+async function activities(externalId: string) {
+  const events = (await h.client.workflow.getHandle(onboardWorkflowId('chain', 'hr', externalId)).fetchHistory()).events ?? [];
+  const local = events.flatMap((e) => {
+    const marker = e.markerRecordedEventAttributes;
+    const data = marker?.details?.data?.payloads?.[0]?.data;
+    if (marker?.markerName !== 'core_local_activity' || data == null) return [];
+    return [/"activity_type":"(\w+)"|"activityType":"(\w+)"/.exec(Buffer.from(data).toString())?.slice(1).find(Boolean) ?? '?'];
+  });
+  const regular = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
+  return { local, regular };
+}
+
 async function eventually<T>(read: () => Promise<T>, until: (value: T) => boolean, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -356,17 +369,6 @@ describe('modes', () => {
   it("a pass's first tries are one local activity; one that fails stops it, is retried by its policy, and the next target follows", async () => {
     const carol = { ...ada, employee_id: 'C1', login: 'carol', mail: 'carol@acme.example', given_name: 'Carol' };
     const dave = { ...ada, employee_id: 'C2', login: 'dave', mail: 'dave@acme.example', given_name: 'Dave' };
-    const activities = async (externalId: string) => {
-      const events = (await h.client.workflow.getHandle(onboardWorkflowId('chain', 'hr', externalId)).fetchHistory()).events ?? [];
-      const local = events.flatMap((e) => {
-        const marker = e.markerRecordedEventAttributes;
-        const data = marker?.details?.data?.payloads?.[0]?.data;
-        if (marker?.markerName !== 'core_local_activity' || data == null) return [];
-        return [/"activity_type":"(\w+)"|"activityType":"(\w+)"/.exec(Buffer.from(data).toString())?.slice(1).find(Boolean) ?? '?'];
-      });
-      const regular = events.flatMap((e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? []);
-      return { local, regular };
-    };
     // The webhook (first) refuses Carol's first try: the batch stops there, its retry is a regular
     // activity, then SCIM (second) gets its own first try, then the targets step.
     h.writeFile('chain.csv', acmeCsv([carol]));
@@ -419,12 +421,7 @@ describe('modes', () => {
       expect((await sync('chain')).counts).toMatchObject({ provisioned: 1, failed: 0 });
       expect(lost).toBe(1);
 
-      const events = (await h.client.workflow.getHandle(onboardWorkflowId('chain', 'hr', 'C3')).fetchHistory()).events ?? [];
-      const local = events.flatMap((e) => {
-        const data = e.markerRecordedEventAttributes?.details?.data?.payloads?.[0]?.data;
-        if (e.markerRecordedEventAttributes?.markerName !== 'core_local_activity' || data == null) return [];
-        return [/"activity_type":"(\w+)"|"activityType":"(\w+)"/.exec(Buffer.from(data).toString())?.slice(1).find(Boolean) ?? '?'];
-      });
+      const { local } = await activities('C3');
       // The batch failed; each push tried again on its own (found nothing to change), then the targets step.
       expect(local.filter((a) => /Target|Tries/.test(a))).toEqual(['pushFirstTries', 'pushToTarget', 'pushToTarget', 'finishTargets']);
       expect(eventsFor('chain', 'C3')).toHaveLength(1);

@@ -29,11 +29,15 @@ export async function recordSendFailure(db: Kysely<Database>, id: string, error:
 
 /** The server accepted it: one statement, so the window for a resend after a crash is one round trip. */
 export async function markSent(db: Kysely<Database>, id: string): Promise<void> {
-  await db
+  await sentUpdate(db, id).execute();
+}
+
+/** The update that records a message as sent (one more attempt, no error). */
+function sentUpdate(db: Kysely<Database>, id: string) {
+  return db
     .updateTable('email_outbox')
     .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
-    .where('id', '=', id)
-    .execute();
+    .where('id', '=', id);
 }
 
 /**
@@ -44,13 +48,7 @@ export async function markSent(db: Kysely<Database>, id: string): Promise<void> 
  */
 export async function markSentWithEntry(db: Kysely<Database>, id: string, entry: Insertable<TransactionLogTable>): Promise<void> {
   await db
-    .with('sent', (q) =>
-      q
-        .updateTable('email_outbox')
-        .set((eb) => ({ status: 'sent', sent_at: new Date(), attempts: eb('attempts', '+', 1), last_error: null }))
-        .where('id', '=', id)
-        .where('status', '<>', 'sent'),
-    )
+    .with('sent', () => sentUpdate(db, id).where('status', '<>', 'sent'))
     .insertInto('transaction_log')
     .values(entry)
     .onConflict((oc) => oc.column('idempotency_key').doNothing())
