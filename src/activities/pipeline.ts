@@ -4,14 +4,14 @@ import { licencesOf, servicesOnLine, type ServiceSpec } from '../domain/services
 import { releaseLicences, takeLicences } from '../adapters/db/licences.js';
 import type { CanonicalUser } from '../domain/user.js';
 import { PermanentError } from '../adapters/errors.js';
-import { allocateLine, releaseNumbersExcept, releaseReservation, reserveNumber, useNumber } from '../adapters/db/numbers.js';
+import { allocateLine, holdOnly, releaseReservation, reserveNumber } from '../adapters/db/numbers.js';
 import { enqueueEmail, markSentWithEntry, recordSendFailure } from '../adapters/db/outbox.js';
 import { classifyDatabaseError } from '../adapters/db/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { runStep, runSteps, stepEntry, type StepContext, type StepRecord } from '../adapters/db/steps.js';
 import { applyServices, describeChanges, removeServices } from '../adapters/db/user-services.js';
-import { lockUser, markDeleted, placeAtSite, restoreUser, setProfile, setReason, setStatus, type UserRow } from '../adapters/db/user-state.js';
+import { lockUser, markDeleted, readUserWithLine, placeAtSite, restoreUser, setProfile, setReason, setStatus, type UserRow } from '../adapters/db/user-state.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
 import { renderMoved, renderWelcome } from '../adapters/mail/welcome.js';
 import { planTargetPushes } from './targets.js';
@@ -36,14 +36,14 @@ const RECORD_SENT_PATIENCE_MS = 15_000;
 const INLINE_MODES: ReadonlySet<TargetPushPlan['mode']> = new Set(['automatic', 'enrollment', 'queue-on-error']);
 
 /**
- * The targets the user is handed to after provisioning. While an inline one has not got them, the
- * user is `provisioning`: not provisioned until the target has it (finishTargets settles it).
+ * The targets the user is handed to after provisioning, and the status provisioning leaves them
+ * in: while an inline target has not got them, the user is `provisioning`, not provisioned until
+ * the target has it (finishTargets settles it).
  */
-async function awaitTargets(tx: Tx, snap: CustomerSnapshot, userId: string): Promise<TargetPushPlan[]> {
+function targetsAfterProvisioning(snap: CustomerSnapshot): { targets: TargetPushPlan[]; waiting: string | null } {
   const targets = planTargetPushes(snap, 'provision');
   const inline = targets.filter((t) => INLINE_MODES.has(t.mode));
-  if (inline.length > 0) await setStatus(tx, userId, 'provisioning', `waiting for target ${inline.map((t) => t.target).join(', ')}`);
-  return targets;
+  return { targets, waiting: inline.length > 0 ? `waiting for target ${inline.map((t) => t.target).join(', ')}` : null };
 }
 
 /** What each service needs from the user or the line before it can be provisioned. */
@@ -71,7 +71,7 @@ async function provisionProfileInTx(
   ctx: StepContext,
   user: UserRow,
   number: string | null,
-): Promise<{ blocked: string; summary: string } | { summary: string }> {
+): Promise<{ blocked: string; summary: string } | { summary: string; targets: TargetPushPlan[] }> {
   const profileName = user.profile_id === null ? undefined : snap.profileNames.get(user.profile_id);
   const profile = profileName ? snap.profiles.get(profileName) : undefined;
   if (!profile) throw new PermanentError('NoProfile', `user ${user.external_id} has no profile to provision`);
@@ -92,12 +92,12 @@ async function provisionProfileInTx(
   }
   if (tenant) await releaseLicences(tx, ctx.customerId, user.id, skus);
   const changes = await applyServices(tx, ctx.customerId, user.id, servicesOnLine(profile.services, number));
-  if (number) await useNumber(tx, ctx.customerId, user.id, number);
-  // Numbers of an earlier profile or site go back: a user never holds a number their profile does
-  // not give them (cooling first when the customer rests released numbers).
-  const gone = await releaseNumbersExcept(tx, ctx.customerId, user.id, number, snap.config.settings.numberCooling);
-  await setStatus(tx, user.id, 'provisioned');
-  return { summary: `provisioned ${profile.name}${number ? ` with ${number}` : ''}: ${describeChanges(changes)}${released(gone)}` };
+  // The number in use, and those of an earlier profile or site given back: a user never holds a
+  // number their profile does not give them (cooling first when the customer rests released numbers).
+  const gone = await holdOnly(tx, ctx.customerId, user.id, number, snap.config.settings.numberCooling);
+  const { targets, waiting } = targetsAfterProvisioning(snap);
+  await setStatus(tx, user.id, waiting ? 'provisioning' : 'provisioned', waiting);
+  return { summary: `provisioned ${profile.name}${number ? ` with ${number}` : ''}: ${describeChanges(changes)}${released(gone)}`, targets };
 }
 
 /** Step 2: the user as imported, restored when an add sees them again after offboarding; whether the pass goes on. */
@@ -196,7 +196,7 @@ function profileWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInput 
       const reason = snap.ftpRules.length === 0 ? 'no FTP criteria are in force' : 'no FTP rule matches';
       await setProfile(tx, user.id, null, null, 'unmatched', reason);
       // A user provisioned before (their department changed) keeps nothing of a profile they lost.
-      const gone = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
+      const gone = await holdOnly(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
       await removeServices(tx, user.id);
       await releaseLicences(tx, ctx.customerId, user.id, []);
       // Provisioned before, the targets let them go (an add's new user was never pushed: nothing to plan).
@@ -244,8 +244,7 @@ function provisionWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInpu
     if ('blocked' in done) {
       return { status: 'blocked', result: { blocked: done.blocked }, summary: input.number ? `${done.summary}; ${input.number} released` : done.summary };
     }
-    const targets = await awaitTargets(tx, snap, user.id);
-    return { status: 'succeeded', result: targets.length > 0 ? { targets } : {}, summary: done.summary };
+    return { status: 'succeeded', result: done.targets.length > 0 ? { targets: done.targets } : {}, summary: done.summary };
   };
 }
 
@@ -278,11 +277,13 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     const settings = kind === 'welcome' ? welcomeEmail : movedEmail;
     const from = kind === 'welcome' ? welcomeEmail.from : (movedEmail.from ?? welcomeEmail.from);
     const step = kind === 'welcome' ? 'email' : 'moved-email';
-    const message = await db.transaction().execute(async (tx) => {
-      const user = await lockUser(tx, ctx.customerId, ctx.userId);
-      if (!settings.enabled || !smtp || !user.email || !from) return null;
+    // Written from one read of the user and their line, without a transaction or a lock: the
+    // outbox's unique (user, event) keeps it to one message however often the step runs.
+    const message = await (async () => {
+      if (!settings.enabled || !smtp || !from) return null;
+      const user = await readUserWithLine(db, ctx.customerId, ctx.userId);
+      if (!user.email) return null;
       const attributes = user.attributes as CanonicalUser;
-      const numbers = await tx.selectFrom('number_inventory').select('number').where('user_id', '=', user.id).where('status', '=', 'used').orderBy('number').execute();
       const site = snap.config.sites.find((s) => snap.siteIds.get(s.name) === user.site_id);
       const previous = snap.config.sites.find((s) => s.name === previousSite);
       const vars = {
@@ -295,7 +296,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         department: attributes.department ?? '',
         title: attributes.title ?? '',
         site: site?.displayName ?? site?.name ?? '',
-        number: numbers[0]?.number ?? null,
+        number: user.line,
         profile: user.profile_id === null ? '' : (snap.profileNames.get(user.profile_id) ?? ''),
         previousSite: previous?.displayName ?? previousSite,
       };
@@ -304,8 +305,8 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
       // One welcome per user; one moved email per move, named by the pass that moved them.
       const event = kind === 'welcome' ? 'welcome' : `moved/${ctx.runId}/${ctx.attempt}`;
       const id = kind === 'welcome' ? `welcome.${user.id}` : `moved.${user.id}.${ctx.runId}.${ctx.attempt}`;
-      return enqueueEmail(tx, { customer_id: ctx.customerId, user_id: user.id, event, message_id: `<${id}.${snap.config.name}@${domain}>`, to_address: user.email, ...rendered });
-    });
+      return enqueueEmail(db, { customer_id: ctx.customerId, user_id: user.id, event, message_id: `<${id}.${snap.config.name}@${domain}>`, to_address: user.email, ...rendered });
+    })();
     if (!message) return { sent: false, skipped: `${kind} email off, no SMTP server or no email address` };
     if (message.status === 'sent') {
       // Sent by this very pass (the activity is being retried after the send was recorded), or
@@ -432,8 +433,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         }
         const done = await provisionProfileInTx(tx, snap, ctx, user, line.number);
         if ('blocked' in done) return { status: 'blocked', result: { number: null, blocked: done.blocked }, summary: done.summary };
-        const targets = await awaitTargets(tx, snap, user.id);
-        return { status: 'succeeded', result: { number: line.number, ...(targets.length > 0 ? { targets } : {}) }, summary: done.summary };
+        return { status: 'succeeded', result: { number: line.number, ...(done.targets.length > 0 ? { targets: done.targets } : {}) }, summary: done.summary };
       });
     },
 
@@ -485,7 +485,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         const reason = input.reason ?? 'gone from the source';
         const services = await removeServices(tx, user.id);
         await releaseLicences(tx, ctx.customerId, user.id, []);
-        const numbers = await releaseNumbersExcept(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
+        const numbers = await holdOnly(tx, ctx.customerId, user.id, null, snap.config.settings.numberCooling);
         await markDeleted(tx, user.id, reason);
         const cooling = snap.config.settings.numberCooling.enabled ? ` (cooling ${snap.config.settings.numberCooling.days} days)` : '';
         const targets = planTargetPushes(snap, 'deprovision');

@@ -10,22 +10,6 @@ export interface Pool {
   readonly siteId: number | null;
 }
 
-/** The number the user already holds from this pool, if any (a rerun keeps what it reserved). */
-export async function heldNumber(tx: Tx, pool: Pool, userId: string): Promise<string | null> {
-  const row = await tx
-    .selectFrom('number_inventory')
-    .select('number')
-    .where('customer_id', '=', pool.customerId)
-    .where((eb) => (pool.siteId === null ? eb('site_id', 'is', null) : eb('site_id', '=', pool.siteId)))
-    .where('user_id', '=', userId)
-    .where('status', 'in', ['reserved', 'used'])
-    .orderBy(sql`length(number)`)
-    .orderBy('number')
-    .limit(1)
-    .executeTakeFirst();
-  return row?.number ?? null;
-}
-
 /**
  * The candidate `n` is held by nobody in any pool of the customer (the same extension at another
  * site). Written as a probe of the held-numbers index per candidate, not as `not exists`: the
@@ -38,23 +22,32 @@ const notHeldElsewhere = sql`(select h.id from number_inventory h
     where h.customer_id = n.customer_id and h.number = n.number and h.user_id is not null limit 1) is null`;
 
 /**
- * Reserves the lowest available number of a pool for a user. Safe under any concurrency: the
- * candidate row is locked (`for update skip locked`), so racing allocations take different numbers,
- * and the database's unique index on held numbers backs that up. Numbers whose cooling period has
- * ended become available first; a number held by another user in another pool (same extension,
- * another site) is skipped. Returns null when the pool is exhausted.
+ * Reserves the lowest available number of a pool for a user, or returns the one they already hold
+ * from it (a rerun keeps what it reserved). Safe under any concurrency: the candidate row is locked
+ * (`for update skip locked`), so racing allocations take different numbers, and the database's
+ * unique index on held numbers backs that up. Numbers whose cooling period has ended become
+ * available first; a number held by another user in another pool (same extension, another site) is
+ * skipped. Returns null when the pool is exhausted.
  *
- * The candidate is read from the partial index of available numbers in dialling order, so the cost
- * does not grow with the pool: `site_id = x` (not `is not distinct from`, which no index serves).
+ * Two statements at most: the held number is looked up by the one that ends the pool's expired
+ * cooling (usually finding nothing through the cooling index and writing nothing), and the
+ * reservation comes after it, so that it sees those numbers available. The candidate is read from
+ * the partial index of available numbers in dialling order, so the cost does not grow with the
+ * pool: `site_id = x` (not `is not distinct from`, which no index serves).
  */
 export async function reserveNumber(tx: Tx, pool: Pool, userId: string, reservedBy: string): Promise<string | null> {
-  const held = await heldNumber(tx, pool, userId);
-  if (held) return held;
-  const inPool = pool.siteId === null ? sql`n.site_id is null` : sql`n.site_id = ${pool.siteId}`;
-  // Usually finds nothing through the cooling index and writes nothing.
-  await sql`
-    update number_inventory n set status = 'available', cooling_until = null, updated_at = now()
-    where n.customer_id = ${pool.customerId} and n.status = 'cooling' and n.cooling_until <= now() and ${inPool}`.execute(tx);
+  const inPool = (alias: string) => (pool.siteId === null ? sql`${sql.ref(alias)}.site_id is null` : sql`${sql.ref(alias)}.site_id = ${pool.siteId}`);
+  // A data-modifying WITH runs to completion whether or not the query reads it.
+  const held = await sql<{ number: string }>`
+    with cooled as (
+      update number_inventory c set status = 'available', cooling_until = null, updated_at = now()
+      where c.customer_id = ${pool.customerId} and c.status = 'cooling' and c.cooling_until <= now() and ${inPool('c')}
+      returning c.id)
+    select h.number from number_inventory h
+    where h.customer_id = ${pool.customerId} and ${inPool('h')} and h.user_id = ${userId} and h.status in ('reserved', 'used')
+    order by length(h.number), h.number
+    limit 1`.execute(tx);
+  if (held.rows[0]) return held.rows[0].number;
   const result = await sql<{ number: string }>`
     update number_inventory set status = 'reserved', user_id = ${userId}, reserved_by = ${reservedBy},
       cooling_until = null, updated_at = now()
@@ -69,17 +62,6 @@ export function reservationCandidates(pool: Pool): RawBuilder<{ id: string }> {
   return sql<{ id: string }>`select n.id from number_inventory n
       where n.customer_id = ${pool.customerId} and ${inPool} and n.status = 'available' and ${notHeldElsewhere}
       order by length(n.number), n.number`;
-}
-
-/** Marks the user's reserved number as in use (the provisioning that reserved it succeeded). */
-export async function useNumber(tx: Tx, customerId: number, userId: string, number: string): Promise<void> {
-  await tx
-    .updateTable('number_inventory')
-    .set({ status: 'used', reserved_by: null, updated_at: new Date() })
-    .where('customer_id', '=', customerId)
-    .where('user_id', '=', userId)
-    .where('number', '=', number)
-    .execute();
 }
 
 /** Gives back a number a run reserved but never used: straight to available, nobody dialled it. */
@@ -105,22 +87,28 @@ export interface Cooling {
 }
 
 /**
- * Gives back every number the user holds except `keep`: a number only reserved goes straight back
- * to available (nobody dialled it); one in use rests in `cooling` for the customer's cooling
- * period when cooling is on, so the next holder does not get the last one's calls. Returns the
- * numbers released. A user never holds a number their current profile does not give them.
+ * The user holds `keep` in use (a reserved one taken into use) and gives back every other number
+ * they hold: a number only reserved goes straight back to available (nobody dialled it); one in use
+ * rests in `cooling` for the customer's cooling period when cooling is on, so the next holder does
+ * not get the last one's calls. One statement. Returns the numbers released: a user never holds a
+ * number their current profile does not give them. `keep` null gives back everything.
  */
-export async function releaseNumbersExcept(tx: Tx, customerId: number, userId: string, keep: string | null, cooling: Cooling): Promise<string[]> {
+export async function holdOnly(tx: Tx, customerId: number, userId: string, keep: string | null, cooling: Cooling): Promise<string[]> {
   const cool = cooling.enabled && cooling.days > 0;
-  const result = await sql<{ number: string }>`
+  const kept = keep === null ? sql<boolean>`false` : sql<boolean>`number = ${keep}`;
+  const result = await sql<{ number: string; kept: boolean }>`
     update number_inventory set
-      status = case when status = 'used' and ${cool} then 'cooling' else 'available' end,
-      cooling_until = case when status = 'used' and ${cool} then now() + make_interval(days => ${cooling.days}) else null end,
-      user_id = null, reserved_by = null, updated_at = now()
+      status = case when ${kept} then 'used' when status = 'used' and ${cool} then 'cooling' else 'available' end,
+      cooling_until = case when not ${kept} and status = 'used' and ${cool} then now() + make_interval(days => ${cooling.days}) else null end,
+      user_id = case when ${kept} then user_id end,
+      reserved_by = null, updated_at = now()
     where customer_id = ${customerId} and user_id = ${userId} and status in ('reserved', 'used')
-      ${keep === null ? sql`` : sql`and number <> ${keep}`}
-    returning number`.execute(tx);
-  return result.rows.map((r) => r.number).sort();
+      and not (${kept} and status = 'used')
+    returning number, ${kept} as kept`.execute(tx);
+  return result.rows
+    .filter((r) => !r.kept)
+    .map((r) => r.number)
+    .sort();
 }
 
 export interface LineRequest {

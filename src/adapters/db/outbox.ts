@@ -1,4 +1,4 @@
-import type { Insertable, Kysely, Selectable, Transaction } from 'kysely';
+import type { Insertable, Kysely, Selectable } from 'kysely';
 import type { Database, EmailOutboxTable, TransactionLogTable } from './schema.js';
 
 /*
@@ -10,7 +10,7 @@ export type OutboxMessage = Selectable<EmailOutboxTable>;
 
 /** Writes the message unless the user already has one for this event; returns the one on record. */
 export async function enqueueEmail(
-  tx: Transaction<Database>,
+  tx: Kysely<Database>,
   message: Pick<Insertable<EmailOutboxTable>, 'customer_id' | 'user_id' | 'event' | 'message_id' | 'to_address' | 'subject' | 'html' | 'text'>,
 ): Promise<OutboxMessage> {
   const written = await tx.insertInto('email_outbox').values(message).onConflict((oc) => oc.columns(['user_id', 'event']).doNothing()).returningAll().executeTakeFirst();

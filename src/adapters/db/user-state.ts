@@ -1,4 +1,4 @@
-import type { Selectable, Transaction, Updateable } from 'kysely';
+import type { Kysely, Selectable, Transaction, Updateable } from 'kysely';
 import type { UserStatus } from '../../domain/user.js';
 import { PermanentError } from '../errors.js';
 import type { Database, UsersTable } from './schema.js';
@@ -27,6 +27,31 @@ export async function lockUser(tx: Tx, customerId: number, userId: string): Prom
   const user = await tx.selectFrom('users').selectAll().where('id', '=', userId).where('customer_id', '=', customerId).forUpdate().executeTakeFirst();
   if (!user) throw new PermanentError('UnknownUser', `user ${userId} does not exist for this customer`);
   remember(tx, userId, user);
+  return user;
+}
+
+/**
+ * The user as they stand, with the first number they have in use (null: none), in one statement
+ * and without a lock: what a message about them is written from (a consistent read of both).
+ */
+export async function readUserWithLine(db: Kysely<Database>, customerId: number, userId: string): Promise<UserRow & { line: string | null }> {
+  const user = await db
+    .selectFrom('users')
+    .selectAll('users')
+    .select((eb) =>
+      eb
+        .selectFrom('number_inventory')
+        .select('number_inventory.number')
+        .whereRef('number_inventory.user_id', '=', 'users.id')
+        .where('number_inventory.status', '=', 'used')
+        .orderBy('number_inventory.number')
+        .limit(1)
+        .as('line'),
+    )
+    .where('users.id', '=', userId)
+    .where('users.customer_id', '=', customerId)
+    .executeTakeFirst();
+  if (!user) throw new PermanentError('UnknownUser', `user ${userId} does not exist for this customer`);
   return user;
 }
 
