@@ -1,4 +1,5 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { Kysely, QueryCreator, Transaction } from 'kysely';
+import { deferUserChanges, takeUserChanges, userUpdate } from './user-state.js';
 import type { Database } from './schema.js';
 
 export type StepStatus = 'succeeded' | 'failed' | 'skipped' | 'blocked';
@@ -81,6 +82,25 @@ export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: 
   const entry = (action: string, record: StepRecord<unknown>, startedAt: Date) => stepEntry(ctx, action, record, startedAt);
   try {
     return await db.transaction().execute(async (tx) => {
+      // The steps' changes to the user go with their entries, in the entries' statement.
+      deferUserChanges(tx);
+      const writeEntries = async (entries: ReturnType<typeof entry>[]) => {
+        const changes = takeUserChanges(tx);
+        const last = changes.pop();
+        // A body that changed several users (none does today) writes the others first.
+        for (const { userId, set } of changes) await userUpdate(tx, userId, set).execute();
+        const insert = (q: QueryCreator<Database>) =>
+          q
+            .insertInto('transaction_log')
+            .values(entries)
+            .onConflict((oc) => oc.column('idempotency_key').doNothing())
+            .returning('id')
+            .execute();
+        // A data-modifying WITH runs to completion with the insert. An entry already taken rolls
+        // the whole transaction back (AlreadyDone), the change with it.
+        // (The WITH adds a name the insert does not use: to its type it is the transaction's creator.)
+        return insert(last ? (tx.with('user_change', () => userUpdate(tx, last.userId, last.set)) as unknown as QueryCreator<Database>) : tx);
+      };
       const later: ReturnType<typeof entry>[] = [];
       let first = true;
       const result = await body(async (action, work) => {
@@ -91,24 +111,16 @@ export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: 
           return record.result;
         }
         first = false;
-        const written = await tx
-          .insertInto('transaction_log')
-          .values(entry(action, record, startedAt))
-          .onConflict((oc) => oc.column('idempotency_key').doNothing())
-          .returning('id')
-          .executeTakeFirst();
-        if (!written) throw new AlreadyDone();
+        const written = await writeEntries([entry(action, record, startedAt)]);
+        if (written.length === 0) throw new AlreadyDone();
         return record.result;
       });
       if (later.length > 0) {
-        const written = await tx
-          .insertInto('transaction_log')
-          .values(later)
-          .onConflict((oc) => oc.column('idempotency_key').doNothing())
-          .returning('id')
-          .execute();
+        const written = await writeEntries(later);
         if (written.length < later.length) throw new AlreadyDone();
       }
+      // Nothing is left waiting at the commit (a change made outside any step).
+      for (const { userId, set } of takeUserChanges(tx)) await userUpdate(tx, userId, set).execute();
       return result;
     });
   } catch (error) {

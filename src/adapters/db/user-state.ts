@@ -11,6 +11,10 @@ import type { Database, UsersTable } from './schema.js';
  * every change below writes the row and returns it (the same round trip), so the steps that share
  * a transaction (place: create, move, profile) see each other's changes without reading the row
  * again. Every change to a locked user inside a step's transaction goes through these functions.
+ *
+ * In the steps of `runSteps`, a change to a locked user is not written at once: it waits, merged
+ * with the step's other changes to the user, and goes with the step's log entry, in the entry's
+ * statement (see runSteps). The row kept beside the transaction has it at once.
  */
 
 type Tx = Transaction<Database>;
@@ -19,6 +23,28 @@ type UserChange = Updateable<UsersTable>;
 
 /** The users each open transaction has locked, as they stand now in it. */
 const locked = new WeakMap<Tx, Map<string, UserRow>>();
+
+/** Changes to locked users waiting for their step's log entry, per transaction that defers them. */
+const deferred = new WeakMap<Tx, Map<string, UserChange>>();
+
+/** From now on, changes to users this transaction locked wait for `takeUserChanges` (runSteps). */
+export function deferUserChanges(tx: Tx): void {
+  deferred.set(tx, new Map());
+}
+
+/** The changes waiting in this transaction, one per user (later ones merged over earlier ones), taken. */
+export function takeUserChanges(tx: Tx): Array<{ userId: string; set: UserChange }> {
+  const waiting = deferred.get(tx);
+  if (!waiting || waiting.size === 0) return [];
+  const changes = [...waiting].map(([userId, set]) => ({ userId, set }));
+  waiting.clear();
+  return changes;
+}
+
+/** The statement that writes a change to a user. */
+export function userUpdate(tx: Tx, userId: string, set: UserChange) {
+  return tx.updateTable('users').set(set).where('id', '=', userId);
+}
 
 /** Reads the user and locks their row for the rest of the step's transaction (once per transaction). */
 export async function lockUser(tx: Tx, customerId: number, userId: string): Promise<UserRow> {
@@ -61,9 +87,19 @@ function remember(tx: Tx, userId: string, row: UserRow): void {
   locked.set(tx, rows);
 }
 
-/** Writes the change and keeps the row as it is now, when this transaction holds the user. */
+/**
+ * Writes the change (or, where the transaction defers them, lets it wait for the step's entry) and
+ * keeps the row as it is now, when this transaction holds the user.
+ */
 async function change(tx: Tx, userId: string, set: UserChange): Promise<void> {
-  const row = await tx.updateTable('users').set(set).where('id', '=', userId).returningAll().executeTakeFirst();
+  const held = locked.get(tx)?.get(userId);
+  const waiting = deferred.get(tx);
+  if (held && waiting) {
+    remember(tx, userId, { ...held, ...set } as UserRow);
+    waiting.set(userId, { ...waiting.get(userId), ...set });
+    return;
+  }
+  const row = await userUpdate(tx, userId, set).returningAll().executeTakeFirst();
   if (row && locked.get(tx)?.has(userId)) remember(tx, userId, row);
 }
 
