@@ -1,7 +1,8 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runStep, runSteps } from '../../src/adapters/db/steps.js';
-import { lockUser, setStatus } from '../../src/adapters/db/user-state.js';
+import { lockUser, setReason, setStatus } from '../../src/adapters/db/user-state.js';
+import { applyServices } from '../../src/adapters/db/user-services.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
 
 let t: TestDatabase;
@@ -127,5 +128,68 @@ describe('a pipeline step', () => {
     // Another transaction reads the row anew: the rolled-back change is not there.
     const fresh = await t.db.transaction().execute((tx) => lockUser(tx, 0, '0'));
     expect(fresh.status).not.toBe('blocked');
+  });
+
+  it("a pass's changes to its user are written with its entries: not by a rerun, not by a step that fails", async () => {
+    const userNow = () => t.db.selectFrom('users').select(['status', 'status_reason']).where('id', '=', '0').executeTakeFirstOrThrow();
+    const pass = (runId: string, status: 'moved' | 'failed', fail = false) =>
+      runSteps(t.db, { ...ctx, runId }, async (step) => {
+        const a = await step('move', async (tx) => {
+          await lockUser(tx, 0, '0');
+          await setStatus(tx, '0', status, `${runId} moved`);
+          return { status: 'succeeded' as const, result: 'a' };
+        });
+        const b = await step('profile', async (tx) => {
+          // The change before is seen here, though not yet written.
+          expect((await lockUser(tx, 0, '0')).status).toBe(status);
+          await setReason(tx, '0', `${runId} profiled`);
+          if (fail) throw new Error('profile failed');
+          return { status: 'succeeded' as const, result: 'b' };
+        });
+        return [a, b];
+      });
+    expect(await pass('run-6', 'moved')).toEqual(['a', 'b']);
+    expect(await userNow()).toEqual({ status: 'moved', status_reason: 'run-6 profiled' });
+    // A rerun of the pass answers from the log and its own changes are rolled back with it.
+    expect(await pass('run-6', 'failed')).toEqual(['a', 'b']);
+    expect(await userNow()).toEqual({ status: 'moved', status_reason: 'run-6 profiled' });
+    // A pass whose second step fails leaves neither step's change nor entry.
+    await expect(pass('run-7', 'failed', true)).rejects.toThrow('profile failed');
+    expect(await userNow()).toEqual({ status: 'moved', status_reason: 'run-6 profiled' });
+    expect(await t.db.selectFrom('transaction_log').select('id').where('run_id', '=', 'run-7').execute()).toEqual([]);
+  });
+});
+
+describe("a user's services", () => {
+  const apply = (wanted: Array<{ key: string; settings: Record<string, unknown> }>) =>
+    t.db.transaction().execute((tx) => applyServices(tx, 0, '0', wanted.map((w) => ({ ...w, kind: w.key.split(':')[0]! }))));
+  const rows = () => t.db.selectFrom('user_services').select(['service_key', 'settings', 'status', 'updated_at']).where('user_id', '=', '0').orderBy('id').execute();
+
+  it('are brought to what the profile wants, and nothing already so is rewritten', async () => {
+    expect(await apply([{ key: 'phone', settings: { a: 1, b: { c: 'x' } } }, { key: 'voicemail', settings: {} }, { key: 'group:sales', settings: {} }])).toEqual({
+      added: ['phone', 'voicemail', 'group:sales'],
+      changed: [],
+      removed: [],
+    });
+    const before = await rows();
+    // The same settings, keys in another order: unchanged, not rewritten.
+    expect(await apply([{ key: 'phone', settings: { b: { c: 'x' }, a: 1.0 } }, { key: 'voicemail', settings: {} }, { key: 'group:sales', settings: {} }])).toEqual({ added: [], changed: [], removed: [] });
+    expect(await rows()).toEqual(before);
+    // One changed, one gone (in the order they were added), one new; the last of a key given twice wins.
+    expect(await apply([{ key: 'phone', settings: { a: 2 } }, { key: 'teams', settings: {} }, { key: 'teams', settings: { x: true } }])).toEqual({
+      added: ['teams'],
+      changed: ['phone'],
+      removed: ['voicemail', 'group:sales'],
+    });
+    expect((await rows()).map((r) => [r.service_key, r.status, r.settings])).toEqual([
+      ['phone', 'active', { a: 2 }],
+      ['voicemail', 'removed', {}],
+      ['group:sales', 'removed', {}],
+      ['teams', 'active', { x: true }],
+    ]);
+    // A removed service given again is added again; nothing wanted removes them all.
+    expect(await apply([{ key: 'voicemail', settings: {} }])).toEqual({ added: ['voicemail'], changed: [], removed: ['phone', 'teams'] });
+    expect(await apply([])).toEqual({ added: [], changed: [], removed: ['voicemail'] });
+    expect((await rows()).every((r) => r.status === 'removed')).toBe(true);
   });
 });

@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Database } from './schema.js';
 
 type Tx = Transaction<Database>;
@@ -57,34 +57,45 @@ export async function activeServices(db: Kysely<Database>, userIds: readonly str
 /**
  * Brings the user's active services to exactly `wanted`: the difference is applied — new ones
  * added, changed settings updated, the rest removed — and nothing is rewritten that is already so.
+ * One statement: what was there is read in the same snapshot as the writes (the user is locked by
+ * the step's transaction, so nothing else writes their services meanwhile).
  */
 export async function applyServices(tx: Tx, customerId: number, userId: string, wanted: readonly ServiceRow[]): Promise<ServiceChanges> {
-  const current = await tx.selectFrom('user_services').select(['service_key', 'settings', 'status']).where('user_id', '=', userId).execute();
-  const byKey = new Map(current.map((row) => [row.service_key, row]));
-  const changes: ServiceChanges = { added: [], changed: [], removed: [] };
   // One write per key (the last wins, as writing them one after the other would leave it).
-  const writes = [...new Map(wanted.map((service) => [service.key, service])).values()].filter((service) => {
-    const row = byKey.get(service.key);
-    return !(row?.status === 'active' && sameSettings(row.settings, service.settings));
-  });
-  // The new and the changed, in one statement.
-  if (writes.length > 0) {
-    await tx
-      .insertInto('user_services')
-      .values(writes.map((service) => ({ customer_id: customerId, user_id: userId, service_key: service.key, kind: service.kind, settings: JSON.stringify(service.settings) as never })))
-      .onConflict((oc) =>
-        oc.columns(['user_id', 'service_key']).doUpdateSet((eb) => ({ kind: eb.ref('excluded.kind'), settings: eb.ref('excluded.settings'), status: 'active', updated_at: new Date() })),
-      )
-      .execute();
-  }
-  for (const service of writes) (byKey.get(service.key)?.status === 'active' ? changes.changed : changes.added).push(service.key);
-  const keep = new Set(wanted.map((s) => s.key));
-  const gone = current.filter((row) => row.status === 'active' && !keep.has(row.service_key)).map((row) => row.service_key);
-  if (gone.length > 0) {
-    await tx.updateTable('user_services').set({ status: 'removed', updated_at: new Date() }).where('user_id', '=', userId).where('service_key', 'in', gone).execute();
-    changes.removed.push(...gone);
-  }
-  return changes;
+  const writes = [...new Map(wanted.map((service) => [service.key, service])).values()];
+  const keys = writes.map((s) => s.key);
+  const now = new Date();
+  // jsonb compares settings by value (key order and number spelling aside), as sameSettings does.
+  const { rows } = await sql<{ what: 'written' | 'removed'; service_key: string; was: string | null }>`
+    with wanted (service_key, kind, settings) as (
+      select * from unnest(${keys}::text[], ${writes.map((s) => s.kind)}::text[], ${writes.map((s) => JSON.stringify(s.settings))}::jsonb[])
+    ),
+    was as (select service_key, status from user_services where user_id = ${userId}),
+    written as (
+      insert into user_services (customer_id, user_id, service_key, kind, settings)
+      select ${customerId}, ${userId}, service_key, kind, settings from wanted
+      on conflict (user_id, service_key) do update
+        set kind = excluded.kind, settings = excluded.settings, status = 'active', updated_at = ${now}
+        where user_services.status <> 'active' or user_services.settings is distinct from excluded.settings
+      returning service_key
+    ),
+    gone as (
+      update user_services set status = 'removed', updated_at = ${now}
+      where user_id = ${userId} and status = 'active' and service_key <> all(${keys}::text[])
+      returning id, service_key
+    )
+    select 'written' as what, written.service_key, was.status as was, 0::bigint as id from written left join was using (service_key)
+    union all
+    select 'removed', service_key, null, id from gone
+    order by id`.execute(tx);
+  const changed = new Set(rows.filter((r) => r.what === 'written' && r.was === 'active').map((r) => r.service_key));
+  const written = new Set(rows.filter((r) => r.what === 'written').map((r) => r.service_key));
+  return {
+    added: keys.filter((k) => written.has(k) && !changed.has(k)),
+    changed: keys.filter((k) => changed.has(k)),
+    // In the order they were given (the order of the earlier profile's services).
+    removed: rows.filter((r) => r.what === 'removed').map((r) => r.service_key),
+  };
 }
 
 /** Removes every active service of the user (offboarding, or no profile any more). */
