@@ -58,6 +58,7 @@ const { values: flags, positionals } = parseArgs({
     'worker-processes': { type: 'string', default: '0' },
     phases: { type: 'string', default: 'pipeline,ceiling,floor,direct,targets' },
     progress: { type: 'boolean', default: false },
+    statements: { type: 'boolean', default: false },
   },
   allowPositionals: true,
 });
@@ -80,7 +81,7 @@ if (unknownPhase !== undefined || !chosenPhases.has('pipeline')) {
   process.exit(2);
 }
 if (!Number.isInteger(users) || users < 1 || !Number.isInteger(runs) || runs < 1 || !Number.isInteger(workerProcesses) || workerProcesses < 0) {
-  console.error('usage: npm run bench -- [USERS] [--runs K] [--db-file | --temporal HOST:PORT] [--worker-processes W] [--phases LIST] [--progress]');
+  console.error('usage: npm run bench -- [USERS] [--runs K] [--db-file | --temporal HOST:PORT] [--worker-processes W] [--phases LIST] [--progress] [--statements]');
   process.exit(2);
 }
 /**
@@ -121,9 +122,24 @@ function percentile(sorted: number[], p: number): number {
  * round trips, the figure that moves when a step's work is merged or its queries batched.
  */
 let statements = 0;
+/**
+ * With --statements, every statement's text (whitespace folded, first 110 characters) and how often
+ * this process sent it, printed at the end, most frequent first: where the round trips go.
+ */
+const statementTexts = flags.statements ? new Map<string, number>() : null;
+process.on('exit', () => {
+  if (!statementTexts) return;
+  console.log('\nstatements sent by this process (all phases), most frequent first:');
+  for (const [text, n] of [...statementTexts].sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`${String(n).padStart(8)}  ${text}`);
+});
 const query = pg.Client.prototype.query;
 pg.Client.prototype.query = function (this: pg.Client, ...args: unknown[]) {
   statements++;
+  if (statementTexts) {
+    const first = args[0];
+    const text = (typeof first === 'string' ? first : ((first as { text?: string } | undefined)?.text ?? '?')).replace(/\s+/g, ' ').trim().slice(0, 110);
+    statementTexts.set(text, (statementTexts.get(text) ?? 0) + 1);
+  }
   return (query as (...a: unknown[]) => unknown).apply(this, args);
 } as typeof query;
 
