@@ -10,12 +10,12 @@ export type OutboxMessage = Selectable<EmailOutboxTable>;
 
 /** Writes the message unless the user already has one for this event; returns the one on record. */
 export async function enqueueEmail(
-  tx: Kysely<Database>,
+  db: Kysely<Database>,
   message: Pick<Insertable<EmailOutboxTable>, 'customer_id' | 'user_id' | 'event' | 'message_id' | 'to_address' | 'subject' | 'html' | 'text'>,
 ): Promise<OutboxMessage> {
-  const written = await tx.insertInto('email_outbox').values(message).onConflict((oc) => oc.columns(['user_id', 'event']).doNothing()).returningAll().executeTakeFirst();
+  const written = await db.insertInto('email_outbox').values(message).onConflict((oc) => oc.columns(['user_id', 'event']).doNothing()).returningAll().executeTakeFirst();
   // Written before (a rerun, an earlier sync's welcome): the message as it stands.
-  return written ?? tx.selectFrom('email_outbox').selectAll().where('user_id', '=', String(message.user_id)).where('event', '=', message.event).executeTakeFirstOrThrow();
+  return written ?? db.selectFrom('email_outbox').selectAll().where('user_id', '=', String(message.user_id)).where('event', '=', message.event).executeTakeFirstOrThrow();
 }
 
 /** A refused or failed send: counted, and for good when the server refused it for good. */
