@@ -6,6 +6,7 @@ import type { CanonicalUser } from '../domain/user.js';
 import { PermanentError } from '../adapters/errors.js';
 import { allocateLine, holdOnly, releaseReservation, reserveNumber } from '../adapters/db/numbers.js';
 import { enqueueEmail, markSentWithEntry, recordSendFailure } from '../adapters/db/outbox.js';
+import { outcomeRows, recordOutcomes } from '../adapters/db/outcomes.js';
 import { classifyDatabaseError } from '../adapters/db/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
@@ -15,7 +16,7 @@ import { lockUser, markDeleted, readUserWithLine, placeAtSite, restoreUser, setP
 import type { Mailer } from '../adapters/mail/smtp.js';
 import { renderMoved, renderWelcome } from '../adapters/mail/welcome.js';
 import { planTargetPushes } from './targets.js';
-import type { PipelineActivities, StepInput, TargetPushPlan } from './types.js';
+import type { OutcomeReport, PipelineActivities, StepInput, TargetPushPlan } from './types.js';
 
 export interface PipelineDeps {
   readonly db: Kysely<Database>;
@@ -271,8 +272,15 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
    * is sent, so a rerun finds it and never sends a second one. The welcome is one per user; a moved
    * email one per move (the pass that moved them).
    */
-  async function sendEmail(input: StepInput, kind: 'welcome' | 'moved', previousSite = ''): Promise<{ sent: boolean; skipped?: string }> {
+  async function sendEmail(input: StepInput, kind: 'welcome' | 'moved', previousSite = '', report?: OutcomeReport): Promise<{ sent: boolean; skipped?: string; reported?: boolean }> {
     const { snap, ctx } = await context(input);
+    // The pass's outcome, as the send went: in the send's own record when there is one, else alone.
+    const outcomes = (emailed: boolean) => (report ? outcomeRows(ctx.userId, report.syncIds, { ...report.outcome, emailed }) : []);
+    const reported = async <R extends { sent: boolean; skipped?: string }>(result: R): Promise<R & { reported?: boolean }> => {
+      if (!report) return result;
+      await recordOutcomes(db, outcomes(result.sent));
+      return { ...result, reported: true };
+    };
     const { welcomeEmail, movedEmail, smtp } = snap.config.settings;
     const settings = kind === 'welcome' ? welcomeEmail : movedEmail;
     const from = kind === 'welcome' ? welcomeEmail.from : (movedEmail.from ?? welcomeEmail.from);
@@ -307,14 +315,14 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
       const id = kind === 'welcome' ? `welcome.${user.id}` : `moved.${user.id}.${ctx.runId}.${ctx.attempt}`;
       return enqueueEmail(db, { customer_id: ctx.customerId, user_id: user.id, event, message_id: `<${id}.${snap.config.name}@${domain}>`, to_address: user.email, ...rendered });
     })();
-    if (!message) return { sent: false, skipped: `${kind} email off, no SMTP server or no email address` };
+    if (!message) return reported({ sent: false, skipped: `${kind} email off, no SMTP server or no email address` });
     if (message.status === 'sent') {
       // Sent by this very pass (the activity is being retried after the send was recorded), or
       // earlier (an earlier sync welcomed the user): only the first counts as emailed now.
       const mine = await db.selectFrom('transaction_log').select('id').where('idempotency_key', '=', `${ctx.runId}/${ctx.attempt}/${step}`).executeTakeFirst();
-      return mine ? { sent: true } : { sent: false, skipped: `${kind} email already sent (${message.message_id})` };
+      return reported(mine ? { sent: true } : { sent: false, skipped: `${kind} email already sent (${message.message_id})` });
     }
-    if (message.status === 'failed') return { sent: false, skipped: message.last_error ?? 'refused earlier' };
+    if (message.status === 'failed') return reported({ sent: false, skipped: message.last_error ?? 'refused earlier' });
     // An earlier attempt's send of this message, still pending or accepted and not yet recorded, is
     // this attempt's send too.
     let sending = handedOver.get(message.id);
@@ -331,7 +339,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     try {
       await sending;
     } catch (error) {
-      if (error instanceof PermanentError) return { sent: false, skipped: error.message };
+      if (error instanceof PermanentError) return reported({ sent: false, skipped: error.message });
       throw error;
     }
     // Recorded in one statement the moment the server accepts: the window in which a dying worker
@@ -341,7 +349,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     // not the send); one away for longer fails the attempt, and its retry finds the send in
     // handedOver and records it.
     const startedAt = new Date();
-    const record = () => markSentWithEntry(db, message.id, stepEntry(ctx, step, { status: 'succeeded', result: null, summary: `${kind} email sent (${message.message_id})` }, startedAt));
+    const record = () => markSentWithEntry(db, message.id, stepEntry(ctx, step, { status: 'succeeded', result: null, summary: `${kind} email sent (${message.message_id})` }, startedAt), outcomes(true));
     const deadline = Date.now() + RECORD_SENT_PATIENCE_MS;
     for (let wait = 100; ; wait = Math.min(wait * 2, 2_000)) {
       try {
@@ -353,7 +361,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         await new Promise((resolve) => setTimeout(resolve, wait));
       }
     }
-    return { sent: true };
+    return report ? { sent: true, reported: true } : { sent: true };
   }
 
   return {
@@ -498,31 +506,11 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
     },
 
     async recordOutcome({ userId, syncIds, outcome }) {
-      if (syncIds.length === 0) return;
-      const row = {
-        user_id: userId,
-        external_id: outcome.externalId,
-        status: outcome.status,
-        moved: outcome.moved,
-        placed: outcome.placed ?? false,
-        restored: outcome.restored ?? false,
-        emailed: outcome.emailed,
-        site: outcome.site,
-        profile: outcome.profile,
-        number: outcome.number,
-        reason: outcome.reason ?? null,
-      };
-      // A later outcome for the same sync (provisioned after blocked) is not counted twice: the
-      // sync takes the first it sees, and this keeps the first.
-      await db
-        .insertInto('pipeline_outcomes')
-        .values(syncIds.map((syncId) => ({ ...row, sync_id: syncId })))
-        .onConflict((oc) => oc.columns(['sync_id', 'external_id']).doNothing())
-        .execute();
+      await recordOutcomes(db, outcomeRows(userId, syncIds, outcome));
     },
 
     sendWelcomeEmail(input) {
-      return sendEmail(input, 'welcome');
+      return sendEmail(input, 'welcome', '', input.report);
     },
 
     sendMovedEmail(input) {

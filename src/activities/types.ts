@@ -78,12 +78,23 @@ export interface PipelineActivities {
   finishTargets(input: StepInput & { failed?: { target: string; reason: string } }): Promise<void>;
   /** Compensation for a provisioning that failed for good: the reserved number goes back. */
   abandonProvisioning(input: StepInput & { number: string | null; reason: string }): Promise<void>;
-  /** Step 7: the welcome email, at most once per user (outbox, stable Message-ID). */
-  sendWelcomeEmail(input: StepInput): Promise<{ sent: boolean; skipped?: string }>;
+  /**
+   * Step 7: the welcome email, at most once per user (outbox, stable Message-ID). With `report`,
+   * the pass's outcome too, for the syncs waiting for it (`emailed` as the send went), in the
+   * statement that records the send: `reported` says it was, and recordOutcome is not needed.
+   * A send that fails for now throws before anything is reported.
+   */
+  sendWelcomeEmail(input: StepInput & { report?: OutcomeReport }): Promise<{ sent: boolean; skipped?: string; reported?: boolean }>;
   /** After a move (settings.movedEmail): the user's new site and number, once per move (outbox). */
   sendMovedEmail(input: StepInput & { from: string }): Promise<{ sent: boolean; skipped?: string }>;
   /** Tells the syncs waiting for this user how the pipeline ended (they collect it in batches). */
-  recordOutcome(input: { userId: string; syncIds: readonly string[]; outcome: UserOutcome }): Promise<void>;
+  recordOutcome(input: { userId: string } & OutcomeReport): Promise<void>;
+}
+
+/** A pass's outcome, and the syncs (`<sync workflow id>/<its first run id>`) waiting for it. */
+export interface OutcomeReport {
+  readonly syncIds: readonly string[];
+  readonly outcome: UserOutcome;
 }
 
 export interface ReadPageInput {

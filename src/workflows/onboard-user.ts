@@ -44,6 +44,8 @@ const LINE_IN_ONE_STEP = 'line-in-one-step';
 const PUSH_LOCAL_FIRST = 'push-local-first';
 /** The first tries of a pass's pushes (and the targets step after them) in one local activity. */
 const TARGETS_IN_ONE_STEP = 'targets-in-one-step';
+/** A welcome's quick try records the pass's outcome with the send (no recordOutcome after it). */
+const OUTCOME_WITH_EMAIL = 'outcome-with-email';
 
 /**
  * The welcome email: a quick first try as a local activity (no extra round trip to the server),
@@ -386,6 +388,13 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       return (await mail.sendMovedEmail({ ...ids, from: moved })).sent;
     };
     try {
+      // The welcome alone (no moved email after it), with syncs waiting: its send's record tells
+      // them, and the pass reports nothing after it. (A try that fails for now reports nothing.)
+      if (moved === null && audience.size > 0 && patched(OUTCOME_WITH_EMAIL)) {
+        const welcome = await quickMail.sendWelcomeEmail({ ...ids, report: { syncIds: [...audience], outcome: outcome('provisioned', how) } });
+        if (welcome.reported) audience.clear();
+        return outcome('provisioned', { ...how, emailed: welcome.sent });
+      }
       return outcome('provisioned', { ...how, emailed: await send(quickMail) });
     } catch {
       // SMTP is down: report the user as provisioned now, and keep trying the email after.

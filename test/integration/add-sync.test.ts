@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { onboardWorkflowId } from '../../src/workflows/config.js';
 import { acmeCsv, PipelineHarness, type Customer } from '../support/pipeline.js';
 
 let h: PipelineHarness;
@@ -78,6 +79,25 @@ describe('the Acme add sync', () => {
     const salRow = await userRow('acme', 'E4');
     expect(salRow).toMatchObject({ status: 'provisioned', site: 'dallas', profile: 'sales', role: 'sales' });
     expect(await numbersOf(salRow.id)).toEqual(['+18005550100:used']);
+  });
+
+  it("a welcome's send records the pass's outcome with it: no recordOutcome after it", async () => {
+    // The local activities of a user's pipeline, in the order of its history.
+    const localActivities = async (externalId: string) => {
+      const events = (await h.client.workflow.getHandle(onboardWorkflowId('acme', 'hr', externalId)).fetchHistory()).events ?? [];
+      return events.flatMap((e) => {
+        const marker = e.markerRecordedEventAttributes;
+        const data = marker?.details?.data?.payloads?.[0]?.data;
+        if (marker?.markerName !== 'core_local_activity' || data == null) return [];
+        return [/"activity_type":"(\w+)"|"activityType":"(\w+)"/.exec(Buffer.from(data).toString())?.slice(1).find(Boolean) ?? '?'];
+      });
+    };
+    const joe = await localActivities('E1');
+    expect(joe.at(-1)).toBe('sendWelcomeEmail');
+    expect(joe).not.toContain('recordOutcome');
+    // No email (unplaced): the outcome is recorded on its own.
+    expect((await localActivities('E2')).at(-1)).toBe('recordOutcome');
+    // The sync's counts above (provisioned 2, emailed 2) were read from these records.
   });
 
   it('run again, the same sync changes nothing and sends nothing', async () => {

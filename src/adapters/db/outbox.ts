@@ -1,5 +1,6 @@
-import type { Insertable, Kysely, Selectable } from 'kysely';
+import type { Insertable, Kysely, QueryCreator, Selectable } from 'kysely';
 import type { Database, EmailOutboxTable, TransactionLogTable } from './schema.js';
+import { insertOutcomes, type OutcomeRow } from './outcomes.js';
 
 /*
  * The email outbox: a message is written once, with a stable Message-ID, before it is sent, so a
@@ -44,13 +45,18 @@ function sentUpdate(db: Kysely<Database>, id: string) {
  * markSent and the step's entry in the transaction log in one statement (a data-modifying CTE):
  * both commit or neither, with no transaction around them. Recorded already (an attempt that timed
  * out while its send was in flight records it too, when the server accepts): nothing changes, the
- * message counts one attempt and the step keeps its entry.
+ * message counts one attempt and the step keeps its entry. With `outcomes`, the pass's outcome for
+ * the syncs waiting for it goes in the same statement (kept if recorded before).
  */
-export async function markSentWithEntry(db: Kysely<Database>, id: string, entry: Insertable<TransactionLogTable>): Promise<void> {
-  await db
-    .with('sent', () => sentUpdate(db, id).where('status', '<>', 'sent'))
-    .insertInto('transaction_log')
-    .values(entry)
-    .onConflict((oc) => oc.column('idempotency_key').doNothing())
-    .execute();
+export async function markSentWithEntry(db: Kysely<Database>, id: string, entry: Insertable<TransactionLogTable>, outcomes: readonly OutcomeRow[] = []): Promise<void> {
+  const sent = db.with('sent', () => sentUpdate(db, id).where('status', '<>', 'sent'));
+  const insertEntry = (q: QueryCreator<Database>) =>
+    q
+      .insertInto('transaction_log')
+      .values(entry)
+      .onConflict((oc) => oc.column('idempotency_key').doNothing())
+      .execute();
+  // (The WITH adds names the insert does not use: to its type it is the database's creator.)
+  const creator = outcomes.length > 0 ? sent.with('outcome', () => insertOutcomes(db, outcomes)) : sent;
+  await insertEntry(creator as unknown as QueryCreator<Database>);
 }
