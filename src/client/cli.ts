@@ -224,7 +224,7 @@ function parseModes(value: string): SyncMode[] {
   return SYNC_MODES.filter((m) => modes.includes(m));
 }
 
-const parseCount = (what: string) => (value: string) => {
+export const parseCount = (what: string) => (value: string) => {
   const n = Number(value);
   if (!/^\d+$/.test(value) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`${what} must be a whole number, not "${value}"`);
   return n;
@@ -427,7 +427,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .option('--customer <name>', 'the customer that owns the source (needed when several have one of that name)')
     .option('--mode <modes>', 'preview these modes only: add, update, delete, or several (default: all three)', parseModes)
     .option('--json', 'machine-readable output: every user with the criteria explanation')
-    .option('--config-version <n>', 'evaluate this configuration version (default: the newest)', (v) => Number.parseInt(v, 10))
+    .option('--config-version <n>', 'evaluate this configuration version (default: the newest)', parseCount('--config-version'))
     .option('--config <file>', "impact of a candidate configuration (not applied): what it would change for the source's users already synced")
     .option('--read-source', 'with --config: read the source as the candidate describes it (new users, and who left)')
     .option('--all', 'with --config: list users it would not change too')
@@ -531,7 +531,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .command('log')
     .option('--user <user>', "one user's entries (username, external id or email)")
     .option('--customer <name>', 'only this customer')
-    .option('--limit <n>', 'the newest n entries', (v) => Number.parseInt(v, 10), 100)
+    .option('--limit <n>', 'the newest n entries', parseCount('--limit'), 100)
     .option('--why', 'with each step, the explanation it kept: the sites or FTP rules it considered and the values seen')
     .option('--json', 'machine-readable output')
     .description('the transaction log: sync runs and every user step, with the Temporal run that did it')
@@ -553,7 +553,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
 
   program
     .command('demo')
-    .option('--users <n>', 'how many people the generated directory holds', (v) => Number.parseInt(v, 10), 300)
+    .option('--users <n>', 'how many people the generated directory holds', parseCount('--users'), 300)
     .option('--exit', 'stop after the summary instead of waiting for Ctrl-C')
     .description('run the Acme demo: Temporal with its UI, an SMTP sink, a worker, a synced sample directory')
     .action(async (opts: { users: number; exit?: boolean }) => {

@@ -68,3 +68,19 @@ describe('tableStream: a table printed batch by batch', () => {
     expect(out.lines).toEqual(['A']);
   });
 });
+
+describe('the flowthru command', () => {
+  it('stops quietly when its reader closes the pipe (`flowthru --help | head -0`)', async () => {
+    const { spawn } = await import('node:child_process');
+    const { fileURLToPath } = await import('node:url');
+    const bin = fileURLToPath(new URL('../../bin/flowthru.js', import.meta.url));
+    // The reader is gone before the command writes its first line.
+    const child = spawn(process.execPath, [bin, 'config', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+  });
+});

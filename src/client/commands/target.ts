@@ -11,7 +11,7 @@ import { reprovisionSummary, reprovisionWorkflowId, searchAttributes, targetJobW
 import { reprovisionProgressQuery, type ReprovisionCounts, type ReprovisionInput, type TargetJobResult } from '../../workflows/messages.js';
 import type { reprovisionTarget } from '../../workflows/reprovision.js';
 import type { targetJob } from '../../workflows/target-job.js';
-import { table, temporalUiUrl, UserError, withDatabase, type CliIo } from '../cli.js';
+import { parseCount, table, temporalUiUrl, UserError, withDatabase, type CliIo } from '../cli.js';
 import { withClient } from '../temporal.js';
 import { findOneUser } from './user.js';
 
@@ -163,7 +163,7 @@ export function registerTargetCommand(program: Command, io: CliIo): void {
     .command('reprovision')
     .argument('<target>', 'the target')
     .option('--customer <name>', 'the customer (needed when several have a target of that name)')
-    .option('--window <n>', 'pushes in flight at once (1-50)', (v) => Number.parseInt(v, 10), 10)
+    .option('--window <n>', 'pushes in flight at once (1-50)', parseCount('--window'), 10)
     .option('--wait', 'follow its progress until it ends')
     .option('--json', 'machine-readable output (with --wait: the final counts)')
     .description('push every user the target holds or should hold again, in the background (one at a time per target); survives worker restarts')
