@@ -1,6 +1,7 @@
 import Handlebars from 'handlebars';
 import type { TargetConfig, TargetMode } from './config/schema.js';
 import { matches } from './criteria.js';
+import { firstUnknownVariable } from './template-variables.js';
 import { CANONICAL_ATTRIBUTES, type CanonicalUser, type UserStatus } from './user.js';
 
 /*
@@ -136,6 +137,8 @@ function namedAttributes(node: unknown, into: Record<string, string> = {}): Reco
   return into;
 }
 
+const unknownVariableProblem = (name: string) => `"${name}" is not a template variable (one of ${TARGET_TEMPLATE_VARIABLES.join(', ')}, or attributes.<source attribute>)`;
+
 /**
  * What is wrong with a target's template, for `config validate`: it must parse, and name only
  * known variables and Handlebars' built-in helpers (a misspelt `{{nuber}}` would otherwise write
@@ -146,13 +149,15 @@ export function templateProblem(template: string): string | null {
     const strict = Handlebars.compile(template, { noEscape: true, strict: true, knownHelpersOnly: true });
     const attributes = namedAttributes(Handlebars.parse(template));
     strict({ ...Object.fromEntries(TARGET_TEMPLATE_VARIABLES.map((v) => [v, 'x'])), attributes });
-    return null;
+    const known = new Set<string>([...TARGET_TEMPLATE_VARIABLES, 'attributes']);
+    const unknown = firstUnknownVariable(Handlebars.parse(template), (name) => known.has(name));
+    return unknown ? unknownVariableProblem(unknown.name) : null;
   } catch (error) {
     const message = (error as Error).message;
     const unknown = /^"([^"]+)" not defined in/.exec(message);
     const helper = /unknown helper (\S+)/.exec(message);
     if (helper) return `unknown helper "${helper[1]}" (only Handlebars' built-in helpers: if, unless, each, with, lookup)`;
-    if (unknown) return `"${unknown[1]}" is not a template variable (one of ${TARGET_TEMPLATE_VARIABLES.join(', ')}, or attributes.<source attribute>)`;
+    if (unknown) return unknownVariableProblem(unknown[1]!);
     // Handlebars says where on one line and what it expected on the last: both, without its ASCII-art pointer.
     const lines = message.split('\n').filter((l) => l.trim() !== '' && !/^-*\^$/.test(l));
     return `template does not parse: ${(lines.length > 1 ? `${lines[0]} ${lines.at(-1)}` : lines[0]!).replace(/ - \d+:\d+$/, '')}`;

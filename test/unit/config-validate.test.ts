@@ -397,6 +397,16 @@ describe('template problems (issue 9)', () => {
       column: 6,
     });
   });
+  it("a block helper's argument is a variable too: a misspelt one would leave its block out of every email", () => {
+    expect(templateProblem('<p>Hi</p>\n{{#if numbr}}<p>{{number}}</p>{{/if}}')).toEqual({
+      message: expect.stringMatching(/^"numbr" is not a template variable \(one of customer, /),
+      line: 2,
+      column: 7,
+    });
+    expect(templateProblem('{{#unless email}}x{{else}}{{#with site}}{{this}}{{/with}}{{/unless}}{{#each emial}}{{/each}}')).toMatchObject({ message: expect.stringMatching(/^"emial" is not/) });
+    // Known variables anywhere, helpers' names, `this` and data are fine.
+    expect(templateProblem('{{#if number}}{{number}}{{else}}none{{/if}}{{#unless site}}-{{/unless}}{{#each profile}}{{@index}}{{this}}{{/each}}')).toBeNull();
+  });
 });
 
 describe('formatProblem', () => {

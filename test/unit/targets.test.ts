@@ -76,6 +76,9 @@ describe('the data filter', () => {
     expect(templateProblem('{{nuber}}')).toMatch(/^"nuber" is not a template variable \(one of username, /);
     expect(templateProblem('{{upper firstName}}')).toBe(`unknown helper "upper" (only Handlebars' built-in helpers: if, unless, each, with, lookup)`);
     expect(templateProblem('{{#if firstName}}{{firstName}}')).toMatch(/^template does not parse: Parse error on line 1: Expecting/);
+    // A block helper's argument is read like any variable: misspelt, its block would never be written.
+    expect(templateProblem('{{#if numbr}}{{number}}{{/if}}')).toMatch(/^"numbr" is not a template variable/);
+    expect(templateProblem('{{#if attributes.costCentre}}{{attributes.costCentre}}{{/if}}{{#each services}}{{this}}{{/each}}')).toBeNull();
   });
 
   it('compares fields whatever their order', () => {

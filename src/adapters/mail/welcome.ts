@@ -1,4 +1,5 @@
 import Handlebars from 'handlebars';
+import { firstUnknownVariable } from '../../domain/template-variables.js';
 
 export interface WelcomeVariables {
   readonly customer: string;
@@ -88,7 +89,9 @@ function describeTemplateError(error: Error & { lineNumber?: number; column?: nu
 export function templateProblem(source: string, escape = true): TemplateProblem | null {
   try {
     compile(source, escape)(SAMPLE_VARIABLES);
-    return null;
+    const unknown = firstUnknownVariable(Handlebars.parse(source), (name) => Object.hasOwn(SAMPLE_VARIABLES, name));
+    if (!unknown) return null;
+    return { message: `"${unknown.name}" is not a template variable (one of ${Object.keys(SAMPLE_VARIABLES).join(', ')})`, line: unknown.line, column: unknown.column };
   } catch (error) {
     return error instanceof Error ? describeTemplateError(error) : { message: String(error) };
   }

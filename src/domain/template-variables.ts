@@ -1,0 +1,55 @@
+// hbs.AST: the template syntax tree's types, from handlebars' own declarations.
+import type {} from 'handlebars';
+
+type Node = hbs.AST.Node;
+
+export interface UnknownVariable {
+  readonly name: string;
+  /** Where in the template (1-based). */
+  readonly line: number;
+  readonly column: number;
+}
+
+/**
+ * The first name a Handlebars template reads that `known` does not accept, wherever it is read.
+ * Strict rendering catches `{{nmber}}`, not a block helper's argument: `{{#if numbr}}` reads as
+ * false and leaves its block out of every rendering, silently. Helpers' own names, `this` and data
+ * (`@index`) are not variables; a path (`attributes.costCentre`) is checked by its first part.
+ */
+export function firstUnknownVariable(program: hbs.AST.Program, known: (name: string) => boolean): UnknownVariable | null {
+  const first = (nodes: readonly (Node | null | undefined)[]): UnknownVariable | null => {
+    for (const node of nodes) {
+      const found = node ? visit(node) : null;
+      if (found) return found;
+    }
+    return null;
+  };
+  const argumentsOf = (call: { params: Node[]; hash?: hbs.AST.Hash }) => [...call.params, ...(call.hash?.pairs.map((pair) => pair.value) ?? [])];
+  const visit = (node: Node): UnknownVariable | null => {
+    switch (node.type) {
+      case 'Program':
+        return first((node as hbs.AST.Program).body);
+      case 'MustacheStatement':
+      case 'SubExpression': {
+        const call = node as hbs.AST.MustacheStatement;
+        const args = argumentsOf(call);
+        // Without arguments a mustache reads its path; with some, the path names a helper.
+        return first(args.length === 0 ? [call.path] : args);
+      }
+      case 'BlockStatement': {
+        const block = node as hbs.AST.BlockStatement;
+        return first([...argumentsOf(block), block.program, block.inverse]);
+      }
+      case 'PathExpression': {
+        const path = node as hbs.AST.PathExpression;
+        const name = path.parts[0];
+        if (path.data || name === undefined || known(name)) return null;
+        // Handlebars counts columns from 0.
+        return { name, line: path.loc.start.line, column: path.loc.start.column + 1 };
+      }
+      default:
+        return null;
+    }
+  };
+  return visit(program);
+}
