@@ -88,6 +88,7 @@ describe('flowthru user', () => {
   it('--json has the raw explanations and the Temporal UI link', async () => {
     const user = await json<Record<string, any>>('user', 'E1', '--customer', 'acme', '--json'); // eslint-disable-line @typescript-eslint/no-explicit-any
     expect(user).toMatchObject({
+      id: (await h.userRow('acme', 'E1')).id,
       customer: 'acme',
       source: 'hr',
       externalId: 'E1',

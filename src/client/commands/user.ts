@@ -119,9 +119,9 @@ function printUser(io: CliIo, user: UserDetail, link: string): void {
 /** `flowthru user USER`: one user in full, with why they are where they are and what they got. */
 export async function showUser(io: CliIo, who: string, opts: { customer?: string; json?: boolean }): Promise<void> {
   const settings = readSettings();
-  const user = await withDatabase(async (db) => {
+  const { id, user } = await withDatabase(async (db) => {
     const found = await findOneUser(db, who, opts.customer);
-    return userDetail(db, found.id);
+    return { id: String(found.id), user: await userDetail(db, found.id) };
   });
   if (!user) throw new UserError(`no user "${who}"${opts.customer ? ` for customer ${opts.customer}` : ''}`);
   const workflowId = onboardWorkflowId(user.customer, user.source, user.externalId);
@@ -132,6 +132,7 @@ export async function showUser(io: CliIo, who: string, opts: { customer?: string
     io.out(
       JSON.stringify(
         {
+          id,
           ...rest,
           why: { site: decisions.site?.why ?? null, profile: decisions.profile?.why ?? null },
           decisions: { site: when(decisions.site), profile: when(decisions.profile) },

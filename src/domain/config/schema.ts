@@ -281,12 +281,25 @@ const smtpSchema = z.strictObject({
   caFile: z.string().min(1).optional(),
 });
 
+/**
+ * A sender, as a From header has it: an address, or a name and the address in angle brackets
+ * ("IT <it@example.com>"). Anything else would be refused by the mail server for every message.
+ */
+const sender = z.string().refine(
+  (value) => {
+    const found = /^\s*(?:[^<>]*<([^<>\s]+)>|([^<>\s]+))\s*$/.exec(value);
+    const address = found?.[1] ?? found?.[2];
+    return address !== undefined && z.email().safeParse(address).success;
+  },
+  { error: 'expected a sender address: it@example.com, or a name and the address in angle brackets: "IT <it@example.com>"' },
+);
+
 /** An email the pipeline sends: off by default; the subject a template; the HTML a template file, else a built-in one. */
 const emailSchema = (subject: string) =>
   z
     .strictObject({
       enabled: z.boolean().default(false),
-      from: z.string().optional(),
+      from: sender.optional(),
       subject: z.string().default(subject),
       /** An HTML template file, relative to the configuration file; a built-in one otherwise. */
       template: z.string().optional(),
@@ -326,7 +339,7 @@ const settingsSchema = z.strictObject({
   notifications: z
     .strictObject({
       to: z.array(z.email({ error: 'expected an email address' })).min(1, { error: 'notifications need at least one address in "to"' }),
-      from: z.string().min(1),
+      from: sender,
     })
     .optional(),
 });

@@ -219,6 +219,17 @@ function entraCredentialProblems(source: Extract<CustomerConfig['sources'][numbe
   return problems;
 }
 
+/** TLS settings that would be accepted and do nothing (an LDAP source or target): refused. */
+function ldapTlsProblems(ldap: { url: string; startTls: boolean; caFile?: string | undefined }, at: (string | number)[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const ldaps = ldap.url.startsWith('ldaps:');
+  if (ldaps && ldap.startTls) problems.push({ path: [...at, 'startTls'], message: 'an ldaps:// URL is TLS from the start: startTls is for ldap:// URLs' });
+  if (ldap.caFile !== undefined && !ldaps && !ldap.startTls) {
+    problems.push({ path: [...at, 'caFile'], message: 'caFile is used only over TLS: use an ldaps:// URL or startTls: true' });
+  }
+  return problems;
+}
+
 function scheduleWarnings(schedule: CustomerConfig['sources'][number]['schedule'], at: (string | number)[]): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
   if (schedule?.cron !== undefined && cronRestrictsBothDays(schedule.cron)) {
@@ -286,6 +297,7 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
     if (source.disabledWhen) problems.push(...conditionProblems(source.disabledWhen, [...at, 'sources', s, 'disabledWhen']));
     problems.push(...scheduleWarnings(source.schedule, [...at, 'sources', s, 'schedule']));
     if (source.type === 'entra') problems.push(...entraCredentialProblems(source, [...at, 'sources', s]));
+    if (source.type === 'ldap') problems.push(...ldapTlsProblems(source, [...at, 'sources', s]));
     // The external id names the user's workflow in Temporal (onboard/<customer>/<source>/<id>),
     // which is plaintext there by design: it must be an opaque id, never an email or a name.
     const mappedTo = source.type === 'csv' ? source.attributeMap[source.externalId] : undefined;
@@ -380,11 +392,7 @@ function targetProblems(target: TargetConfig, at: (string | number)[]): ConfigPr
     for (const key of unused) {
       if (target[key] !== undefined) problems.push({ path: [...at, key], message: `${key} does nothing with entry: ${target.entry} (it is for entry: ${target.entry === 'user' ? 'managed' : 'user'})` });
     }
-    const ldaps = target.url.startsWith('ldaps:');
-    if (ldaps && target.startTls) problems.push({ path: [...at, 'startTls'], message: 'an ldaps:// URL is TLS from the start: startTls is for ldap:// URLs' });
-    if (target.caFile !== undefined && !ldaps && !target.startTls) {
-      problems.push({ path: [...at, 'caFile'], message: 'caFile is used only over TLS: use an ldaps:// URL or startTls: true' });
-    }
+    problems.push(...ldapTlsProblems(target, at));
   }
   if (target.kind === 'scim' || target.kind === 'webhook') {
     const url = new URL(target.url);
