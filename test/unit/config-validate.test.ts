@@ -336,9 +336,20 @@ describe('what would fail at run time (issue 9)', () => {
     expect(
       findings((c) => {
         c.customers[0]!.sites[0]!.numberRanges = [];
+        c.customers[0]!.sites[1]!.defaultRole = 5;
+      }),
+    ).toEqual([expect.stringMatching(/^error customers\[0\]\.sites\[1\]\.defaultRole: /)]);
+  });
+  it('a site whose only fault is an unknown key is still checked in full: the key hides nothing', () => {
+    expect(
+      findings((c) => {
+        c.customers[0]!.sites[0]!.numberRanges = [];
         c.customers[0]!.sites[1]!.colour = 'red';
       }),
-    ).toEqual(['error customers[0].sites[1].colour: unknown key "colour"']);
+    ).toEqual([
+      'error customers[0].sites[1].colour: unknown key "colour"',
+      expect.stringMatching(/^warning customers\[0\]\.sites\[0\]\.numberRanges: site "chicago" has no numberRanges/),
+    ]);
   });
   it('a valid configuration with a warning is still valid', () => {
     const config = base();

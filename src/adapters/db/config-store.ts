@@ -159,17 +159,26 @@ async function syncNumbers(
     await flush();
   }
 
-  const held = await sql<{ number: string; status: string }>`
-    select n.number, n.status from number_inventory n
-    where n.customer_id = ${customerId} and n.status in ('reserved', 'used')
-      and not exists (select 1 from desired_numbers d where d.site_id is not distinct from n.site_id and d.number = n.number)
-    order by length(n.number), n.number limit 6`.execute(tx);
+  // Held numbers outside every range, a few of each pool: each pool's refusal points at its ranges.
+  const held = await sql<{ number: string; status: string; site_id: number | null }>`
+    select number, status, site_id from (
+      select n.number, n.status, n.site_id, row_number() over (partition by n.site_id order by length(n.number), n.number) as nth
+      from number_inventory n
+      where n.customer_id = ${customerId} and n.status in ('reserved', 'used')
+        and not exists (select 1 from desired_numbers d where d.site_id is not distinct from n.site_id and d.number = n.number)
+    ) h where nth <= 6
+    order by site_id nulls first, length(number), number`.execute(tx);
   if (held.rows.length > 0) {
-    const listed = held.rows.slice(0, 5).map((r) => `${r.number} (${r.status})`).join(', ');
-    refusals.push({
-      path: ['customers', index, 'numberRanges'],
-      message: `customer "${customer.name}": numbers held by users are no longer in any range: ${listed}${held.rows.length > 5 ? ', …' : ''}; release them first`,
-    });
+    for (const pool of new Set(held.rows.map((r) => r.site_id))) {
+      const rows = held.rows.filter((r) => r.site_id === pool);
+      const listed = rows.slice(0, 5).map((r) => `${r.number} (${r.status})`).join(', ');
+      const siteIndex = pool === null ? -1 : customer.sites.findIndex((site) => siteIds.get(site.name) === pool);
+      const where = pool === null ? 'the customer pool' : siteIndex >= 0 ? `site "${customer.sites[siteIndex]!.name}"` : 'a site no longer configured';
+      refusals.push({
+        path: siteIndex >= 0 ? ['customers', index, 'sites', siteIndex, 'numberRanges'] : ['customers', index, 'numberRanges'],
+        message: `customer "${customer.name}": numbers held by users are no longer in any range of ${where}: ${listed}${rows.length > 5 ? ', …' : ''}; release them first`,
+      });
+    }
     return;
   }
   await sql`delete from number_inventory n where n.customer_id = ${customerId}

@@ -437,6 +437,23 @@ function parseShell<S extends Shape>(shape: S, raw: unknown, at: ConfigPath, exp
   return { data, problems };
 }
 
+/**
+ * A part parsed again without the keys its schema did not know, when unknown keys were all that
+ * was wrong with it: the keys are reported, and the rest of the part is still checked (its
+ * references, its ranges), so that an unknown key hides nothing.
+ */
+function parseWithoutUnknownKeys<T extends z.ZodType>(schema: T, raw: unknown, error: z.ZodError): z.output<T> | undefined {
+  if (!error.issues.every((issue) => issue.code === 'unrecognized_keys')) return undefined;
+  const copy = structuredClone(raw);
+  for (const issue of error.issues) {
+    let target: unknown = copy;
+    for (const key of issue.path) target = isMapping(target) || Array.isArray(target) ? (target as Record<PropertyKey, unknown>)[key as PropertyKey] : undefined;
+    if (isMapping(target)) for (const key of (issue as { keys: string[] }).keys) delete target[key];
+  }
+  const again = schema.safeParse(copy);
+  return again.success ? again.data : undefined;
+}
+
 interface ParsedCustomer {
   readonly customer?: CustomerConfig;
   /** False when the customer's name is missing or invalid: it takes no part in the duplicate check. */
@@ -455,20 +472,23 @@ function parseCustomer(raw: unknown, at: ConfigPath): ParsedCustomer {
   if (!shell.data) return { named: false, problems: shell.problems, broken: new Set() };
   const problems = [...shell.problems];
   const broken = new Set<string>();
-  const settings = customerParts.settings.safeParse(shell.data.settings ?? {});
-  if (!settings.success) {
-    problems.push(...zodProblems(settings.error, [...at, 'settings']));
-    broken.add('settings:*');
+  const parsedSettings = customerParts.settings.safeParse(shell.data.settings ?? {});
+  let settingsData = parsedSettings.success ? parsedSettings.data : undefined;
+  if (!parsedSettings.success) {
+    problems.push(...zodProblems(parsedSettings.error, [...at, 'settings']));
+    settingsData = parseWithoutUnknownKeys(customerParts.settings, shell.data.settings ?? {}, parsedSettings.error);
+    if (settingsData === undefined) broken.add('settings:*');
   }
   const parts: Record<string, unknown[]> = {};
   for (const part of LISTS) {
     parts[part] = (shell.data[part] ?? []).flatMap((item, i) => {
       const parsed = customerParts[part].safeParse(item);
-      if (parsed.success) {
-        if (typeof parsed.data === 'object' && parsed.data !== null) positions.set(parsed.data, i);
-        return [parsed.data];
+      const data: unknown = parsed.success ? parsed.data : parseWithoutUnknownKeys(customerParts[part], item, parsed.error);
+      if (!parsed.success) problems.push(...zodProblems(parsed.error, [...at, part, i]));
+      if (data !== undefined) {
+        if (typeof data === 'object' && data !== null) positions.set(data, i);
+        return [data];
       }
-      problems.push(...zodProblems(parsed.error, [...at, part, i]));
       broken.add(`${part}:*`);
       const itemName = (item as { name?: unknown } | null)?.name;
       if (typeof itemName === 'string') broken.add(`${part}:${itemName}`);
@@ -480,7 +500,7 @@ function parseCustomer(raw: unknown, at: ConfigPath): ParsedCustomer {
     ...shell.data,
     // A customer whose name is invalid is still checked in full; its name only labels it.
     name: shell.data.name ?? (typeof rawName === 'string' ? rawName : ''),
-    settings: settings.success ? settings.data : customerParts.settings.parse({}),
+    settings: settingsData ?? customerParts.settings.parse({}),
     ...parts,
   } as CustomerConfig;
   return { customer, named: shell.data.name !== undefined, problems, broken };
