@@ -147,10 +147,10 @@ const unknownVariableProblem = (name: string) => `"${name}" is not a template va
 export function templateProblem(template: string): string | null {
   try {
     const strict = Handlebars.compile(template, { noEscape: true, strict: true, knownHelpersOnly: true });
-    const attributes = namedAttributes(Handlebars.parse(template));
-    strict({ ...Object.fromEntries(TARGET_TEMPLATE_VARIABLES.map((v) => [v, 'x'])), attributes });
+    const syntax = Handlebars.parse(template);
+    strict({ ...Object.fromEntries(TARGET_TEMPLATE_VARIABLES.map((v) => [v, 'x'])), attributes: namedAttributes(syntax) });
     const known = new Set<string>([...TARGET_TEMPLATE_VARIABLES, 'attributes']);
-    const unknown = firstUnknownVariable(Handlebars.parse(template), (name) => known.has(name));
+    const unknown = firstUnknownVariable(syntax, (name) => known.has(name));
     return unknown ? unknownVariableProblem(unknown.name) : null;
   } catch (error) {
     const message = (error as Error).message;
