@@ -304,6 +304,8 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         department: attributes.department ?? '',
         title: attributes.title ?? '',
         site: site?.displayName ?? site?.name ?? '',
+        siteLocale: site?.locale ?? '',
+        siteTimeZone: site?.timeZone ?? '',
         number: user.line,
         profile: user.profile_id === null ? '' : (snap.profileNames.get(user.profile_id) ?? ''),
         previousSite: previous?.displayName ?? previousSite,

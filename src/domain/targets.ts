@@ -21,6 +21,9 @@ export interface TargetUserView {
   readonly reason: string | null;
   readonly site: string | null;
   readonly siteDisplayName: string | null;
+  /** The site's `locale` and `timeZone`, where it has them. */
+  readonly siteLocale: string | null;
+  readonly siteTimeZone: string | null;
   readonly profile: string | null;
   readonly role: string | null;
   /** The user's line, as held in the inventory (E.164 or an extension); null without one. */
@@ -118,6 +121,8 @@ export const TARGET_TEMPLATE_VARIABLES = [
   'status',
   'site',
   'siteDisplayName',
+  'siteLocale',
+  'siteTimeZone',
   'profile',
   'role',
   'number',
@@ -204,6 +209,8 @@ function templateContext(target: TargetConfig, view: TargetUserView): Record<str
     status: view.status === 'provisioning' ? 'provisioned' : view.status,
     site: view.site ?? '',
     siteDisplayName: view.siteDisplayName ?? view.site ?? '',
+    siteLocale: view.siteLocale ?? '',
+    siteTimeZone: view.siteTimeZone ?? '',
     profile: view.profile ?? '',
     role: view.role ?? '',
     number: formatNumber(view.number, target.numberFormat, target.extensionDigits) ?? '',

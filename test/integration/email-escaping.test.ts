@@ -16,7 +16,7 @@ afterAll(async () => h?.close());
 
 describe('markup and template syntax in a user record', () => {
   it('arrive in the welcome email escaped, never evaluated, and never as a header', async () => {
-    const template = h.writeFile('welcome.html', '<html><body><h1>Hello {{firstName}} {{lastName}}</h1><p>{{title}}, {{department}}, at {{site}}</p></body></html>');
+    const template = h.writeFile('welcome.html', '<html><body><h1>Hello {{firstName}} {{lastName}}</h1><p>{{title}}, {{department}}, at {{site}}</p><p>{{siteLocale}} {{siteTimeZone}}</p></body></html>');
     const version = await h.apply({
       version: 1,
       customers: [
@@ -43,6 +43,8 @@ describe('markup and template syntax in a user record', () => {
     expect(mail!.html).toContain('{{#each this}}{{this}}{{/each}}');
     expect(mail!.html).toContain('&quot;Chief&quot; &amp; &lt;b&gt;Boss&lt;/b&gt;, Engineering &lt;script&gt;alert(&quot;d&quot;)&lt;/script&gt; {{customer}}, at');
     expect(mail!.html).not.toMatch(/<img|<script|<b>/);
+    // The site's own settings are template variables too (examples/acme.yaml: Chicago's locale and time zone).
+    expect(mail!.html).toContain('<p>en-US America/Chicago</p>');
     // Text part: the data as it is, evaluated nowhere.
     expect(mail!.text).toContain('<img src=x onerror=alert(1)>');
     // Subject: one line; the would-be Bcc header is text inside it, and nobody else got the mail.

@@ -133,7 +133,9 @@ beforeAll(async () => {
       customer('refused', [hookTarget()]),
       customer('retried', [hookTarget()]),
       customer('chain', [hookTarget(), scimTarget()]),
-      customer('dir', [ldapTarget({ name: 'writeback', entry: 'user', baseDn: PEOPLE, fields: { telephoneNumber: '{{number}}', roomNumber: '{{siteDisplayName}}' } })], (c) => {
+      customer('dir', [ldapTarget({ name: 'writeback', entry: 'user', baseDn: PEOPLE, fields: { telephoneNumber: '{{number}}', roomNumber: '{{siteDisplayName}}', preferredLanguage: '{{siteLocale}}' } })], (c) => {
+        // The site's locale reaches a target through {{siteLocale}}: Dallas's differs from Chicago's (en-US).
+        (c.sites as { name: string; locale?: string }[]).find((site) => site.name === 'dallas')!.locale = 'es-US';
         c.sources = [
           {
             name: 'directory',
@@ -255,7 +257,7 @@ describe('automatic targets: LDAP write-back, SCIM and a webhook, in order', () 
 
 describe("write-back to the users' own directory entries", () => {
   const entry = async (filter: string) => {
-    const { searchEntries } = await ldap.search(PEOPLE, { filter, attributes: ['uid', 'telephoneNumber', 'roomNumber', 'l'] });
+    const { searchEntries } = await ldap.search(PEOPLE, { filter, attributes: ['uid', 'telephoneNumber', 'roomNumber', 'preferredLanguage', 'l'] });
     return searchEntries[0]!;
   };
 
@@ -263,7 +265,7 @@ describe("write-back to the users' own directory entries", () => {
     const syncDir = (mode: 'add' | 'update') => h.sync('dir', 'directory', version, { mode });
     expect((await syncDir('add')).counts).toMatchObject({ provisioned: 2, failed: 0 });
     const grace = await entry('(uid=grace)');
-    expect(grace).toMatchObject({ roomNumber: 'Chicago', l: 'Chicago' });
+    expect(grace).toMatchObject({ roomNumber: 'Chicago', preferredLanguage: 'en-US', l: 'Chicago' });
     expect(String(grace.telephoneNumber)).toMatch(/^\+1312555010[01]$/);
     const uuid = String((await ldap.search(PEOPLE, { filter: '(uid=grace)', attributes: ['entryUUID'] })).searchEntries[0]!.entryUUID);
     expect(await h.userRow('dir', uuid)).toMatchObject({ status: 'provisioned', site: 'chicago' });
@@ -274,8 +276,8 @@ describe("write-back to the users' own directory entries", () => {
     expect((await syncDir('update')).counts).toMatchObject({ imported: 2, moved: 1, provisioned: 2 });
     const alan = String((await ldap.search(PEOPLE, { filter: '(uid=alan)', attributes: ['entryUUID'] })).searchEntries[0]!.entryUUID);
     expect((await targetLog('dir', alan)).map((e) => e.subject)).toEqual([expect.stringMatching(/^provisioned: modified uid=alan,/), 'unchanged: the target holds this already']);
-    expect(await entry('(uid=ghopper)')).toMatchObject({ telephoneNumber: '+12145550100', roomNumber: 'Dallas', l: 'Dallas' });
-    expect((await targetLog('dir', uuid)).at(-1)?.subject).toBe('moved: modified uid=ghopper,ou=people,dc=flowthru,dc=test: roomNumber, telephoneNumber');
+    expect(await entry('(uid=ghopper)')).toMatchObject({ telephoneNumber: '+12145550100', roomNumber: 'Dallas', preferredLanguage: 'es-US', l: 'Dallas' });
+    expect((await targetLog('dir', uuid)).at(-1)?.subject).toBe('moved: modified uid=ghopper,ou=people,dc=flowthru,dc=test: roomNumber, telephoneNumber, preferredLanguage');
   });
 });
 

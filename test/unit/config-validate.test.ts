@@ -415,6 +415,12 @@ describe('template problems (issue 9)', () => {
       column: 7,
     });
     expect(templateProblem('{{#unless email}}x{{else}}{{#with site}}{{this}}{{/with}}{{/unless}}{{#each emial}}{{/each}}')).toMatchObject({ message: expect.stringMatching(/^"emial" is not/) });
+    // Inside {{#with site}} a name is a field of the site's name (a string): said so, with its place.
+    expect(templateProblem('<p>\n{{#with site}}{{city}}{{/with}}</p>')).toEqual({
+      message: '"city" is read as a field of "Chicago" (inside {{#with}} or {{#each}}): the template variables are plain values with no fields; name them directly',
+      line: 2,
+      column: 17,
+    });
     // Known variables anywhere, helpers' names, `this` and data are fine.
     expect(templateProblem('{{#if number}}{{number}}{{else}}none{{/if}}{{#unless site}}-{{/unless}}{{#each profile}}{{@index}}{{this}}{{/each}}')).toBeNull();
   });

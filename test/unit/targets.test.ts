@@ -18,6 +18,8 @@ const ada: TargetUserView = {
   reason: null,
   site: 'chicago',
   siteDisplayName: 'Chicago',
+  siteLocale: 'en-US',
+  siteTimeZone: 'America/Chicago',
   profile: 'engineering',
   role: 'engineer',
   number: '+13125550142',
@@ -50,6 +52,12 @@ describe('the data filter', () => {
   it('renders templates over canonical and source attributes, unescaped; an empty result is no value', () => {
     const fields = targetFields(target({ fields: { label: '{{lastName}}, {{firstName}} <{{email}}>', cc: '{{attributes.costCentre}}', none: '{{mobile}}' } }), ada);
     expect(fields).toEqual({ label: 'Lovelace, Ada <ada@acme.example>', cc: 'R&D 42', none: null });
+  });
+
+  it("names the site's locale and time zone, and renders nothing for a site without them", () => {
+    const scim = target({ fields: { locale: '{{siteLocale}}', timezone: '{{siteTimeZone}}' } });
+    expect(targetFields(scim, ada)).toEqual({ locale: 'en-US', timezone: 'America/Chicago' });
+    expect(targetFields(scim, { ...ada, siteLocale: null, siteTimeZone: null })).toEqual({ locale: null, timezone: null });
   });
 
   it('applies include and exclude', () => {

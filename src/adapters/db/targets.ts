@@ -15,6 +15,7 @@ export async function loadTargetView(db: Kysely<Database>, customer: { id: numbe
   const row = await db
     .selectFrom('users as u')
     .leftJoin('sites as s', 's.id', 'u.site_id')
+    .leftJoin('site_defaults as sd', 'sd.site_id', 'u.site_id')
     .leftJoin('user_profiles as p', 'p.id', 'u.profile_id')
     .leftJoin('sync_sources as src', 'src.id', 'u.source_id')
     .select([
@@ -27,6 +28,8 @@ export async function loadTargetView(db: Kysely<Database>, customer: { id: numbe
       'u.attributes',
       's.name as site',
       's.display_name as site_display_name',
+      'sd.locale as site_locale',
+      'sd.time_zone as site_time_zone',
       'p.name as profile',
       'src.name as source',
       sql<string | null>`(select n.number from number_inventory n where n.user_id = u.id and n.status = 'used' order by n.number limit 1)`.as('number'),
@@ -46,6 +49,8 @@ export async function loadTargetView(db: Kysely<Database>, customer: { id: numbe
     reason: row.status_reason,
     site: row.site,
     siteDisplayName: row.site_display_name,
+    siteLocale: row.site_locale,
+    siteTimeZone: row.site_time_zone,
     profile: row.profile,
     role: row.role,
     number: row.number,

@@ -11,6 +11,9 @@ export interface WelcomeVariables {
   readonly department: string;
   readonly title: string;
   readonly site: string;
+  /** The site's language tag and IANA time zone (its `locale` and `timeZone`); empty when it has none. */
+  readonly siteLocale: string;
+  readonly siteTimeZone: string;
   readonly number: string | null;
   readonly profile: string;
   /** The site a user moved from (a moved email); empty in a welcome. */
@@ -53,6 +56,8 @@ export const SAMPLE_VARIABLES: WelcomeVariables = {
   department: 'Engineering',
   title: 'Engineer',
   site: 'Chicago',
+  siteLocale: 'en-US',
+  siteTimeZone: 'America/Chicago',
   number: '+13125550100',
   profile: 'engineering',
   previousSite: 'Dallas',
@@ -93,6 +98,17 @@ export function templateProblem(source: string, escape = true): TemplateProblem 
     if (!unknown) return null;
     return { message: `"${unknown.name}" is not a template variable (one of ${Object.keys(SAMPLE_VARIABLES).join(', ')})`, line: unknown.line, column: unknown.column };
   } catch (error) {
+    // Strict lookups inside {{#with site}} or {{#each site}} search a plain value's fields: the
+    // error is JavaScript's own ("Cannot use 'in' operator…"), without a place.
+    const inPlainValue = error instanceof TypeError ? /^Cannot use 'in' operator to search for '([^']+)' in (.*)$/s.exec(error.message) : null;
+    if (inPlainValue) {
+      const [, field, value] = inPlainValue;
+      const at = firstUnknownVariable(Handlebars.parse(source), (name) => name !== field);
+      return {
+        message: `"${field}" is read as a field of ${JSON.stringify(value)} (inside {{#with}} or {{#each}}): the template variables are plain values with no fields; name them directly`,
+        ...(at ? { line: at.line, column: at.column } : {}),
+      };
+    }
     return error instanceof Error ? describeTemplateError(error) : { message: String(error) };
   }
 }

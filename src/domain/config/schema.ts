@@ -151,10 +151,35 @@ const siteSchema = z.strictObject({
   displayName: z.string().optional(),
   moveCriteria: moveCriteriaSchema.default({}),
   defaultRole: z.string().min(1).optional(),
-  locale: z.string().optional(),
-  timeZone: z.string().optional(),
+  /** The site's language tag: templates name it as siteLocale (a SCIM target's locale, say). */
+  locale: z
+    .string()
+    .superRefine((tag, ctx) => {
+      const problem = localeProblem(tag);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
+  /** The site's IANA time zone: templates name it as siteTimeZone. */
+  timeZone: z
+    .string()
+    .superRefine((zone, ctx) => {
+      const problem = timeZoneProblem(zone);
+      if (problem) ctx.addIssue({ code: 'custom', message: problem });
+    })
+    .optional(),
   numberRanges: z.array(numberRangeSchema).default([]),
 });
+
+/** A BCP 47 language tag (en-US, de-CH, fr); null when fine, else why not. */
+export function localeProblem(tag: string): string | null {
+  try {
+    Intl.getCanonicalLocales(tag);
+    return null;
+  } catch {
+    const hint = /^[a-z]{2,3}_[A-Za-z]{2}$/.test(tag) ? ` (write it with a hyphen: "${tag.replace('_', '-')}")` : '';
+    return `"${tag}" is not a language tag such as en-US, de-CH or fr${hint}`;
+  }
+}
 
 const attributeMapSchema = z.record(z.string().min(1), z.string().min(1)).superRefine((map, ctx) => {
   for (const [source, target] of Object.entries(map)) {
@@ -229,7 +254,12 @@ const sourceSchema = z.discriminatedUnion(
       ...sourceCommon,
       type: z.literal('csv'),
       path: z.string().min(1),
-      delimiter: z.string().length(1).default(','),
+      delimiter: z
+        .string()
+        .refine((d) => d.length === 1 && !['"', '\r', '\n'].includes(d), {
+          error: (issue) => `a delimiter is one character other than a quote or a line break (",", ";", "\\t" or "|"), not ${JSON.stringify(issue.input)}`,
+        })
+        .default(','),
       /** The column that identifies a user across syncs (the employee number, say). */
       externalId: z.string().min(1),
     }),
@@ -306,14 +336,15 @@ const emailSchema = (subject: string) =>
     })
     .default({ enabled: false, subject });
 
-const deleteThresholdSchema = z
-  .union([z.number().int().min(0), z.string().regex(/^\d{1,3}(\.\d+)?%$/)], {
-    error: 'deleteThreshold is a count (50) or a percentage of the source\'s users ("10%")',
-  })
+const THRESHOLD_FORMS = 'deleteThreshold is a count (50) or a percentage of the source\'s users ("10%")';
+const deleteThresholdSchema = z.union([z.number(), z.string()], { error: THRESHOLD_FORMS }).superRefine((threshold, ctx) => {
+  const wellFormed = typeof threshold === 'number' ? Number.isInteger(threshold) && threshold >= 0 : /^\d{1,3}(\.\d+)?%$/.test(threshold);
+  if (!wellFormed) ctx.addIssue({ code: 'custom', message: `${THRESHOLD_FORMS}, not ${JSON.stringify(threshold)}` });
   // A share above the whole source could never be reached: the safeguard would silently be off.
-  .refine((threshold) => typeof threshold === 'number' || Number.parseFloat(threshold) <= 100, {
-    error: 'deleteThreshold is a share of the source\'s users: at most "100%"',
-  });
+  else if (typeof threshold === 'string' && Number.parseFloat(threshold) > 100) {
+    ctx.addIssue({ code: 'custom', message: 'deleteThreshold is a share of the source\'s users: at most "100%"' });
+  }
+});
 
 const settingsSchema = z.strictObject({
   flowThrough: z

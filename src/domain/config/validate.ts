@@ -315,6 +315,18 @@ function customerProblems(customer: CustomerConfig, c: number, broken: ReadonlyS
   if (ftpRef !== undefined && !ftpCriteria.has(ftpRef) && !broken.has(`ftpCriteria:${ftpRef}`)) {
     problems.push({ path: [...settingsAt, 'flowThrough', 'criteria'], message: `unknown FTP criteria "${settings.flowThrough.criteria}"` });
   }
+  const { flowThrough } = settings;
+  if (ftpRef === undefined && flowThrough.enabled && (flowThrough.addSync || flowThrough.updateSync)) {
+    const named = customer.ftpCriteria.map((c) => c.name);
+    problems.push({
+      severity: 'warning',
+      path: [...settingsAt, 'flowThrough'],
+      message:
+        'no FTP criteria in force (flowThrough.criteria): users are placed at sites but none is given a profile, so each ends unmatched' +
+        (settings.updateSyncProfile === undefined ? '' : ' (but for updateSyncProfile after an update\'s move)') +
+        (named.length > 0 ? ` (this customer's: ${named.join(', ')})` : ''),
+    });
+  }
   if (settings.updateSyncProfile !== undefined) profileRef(settings.updateSyncProfile, [...settingsAt, 'updateSyncProfile']);
   if (settings.welcomeEmail.enabled && !settings.welcomeEmail.from) {
     problems.push({ path: [...settingsAt, 'welcomeEmail', 'from'], message: 'a welcome email needs a "from" address' });
