@@ -53,6 +53,19 @@ type SegmentEnd =
   /** A record starting at `line` could not be parsed and took what followed with it. */
   | { readonly kind: 'lost'; readonly line: number; readonly lineStart: number; readonly resume: Position | null; readonly message: string };
 
+/** A record the parser skipped, in a reader's words (csv-parse's own: "Invalid Record Length: columns length is 4, got 5"). */
+function recordProblem(error: CsvError, delimiter: string): string {
+  const length = /^Invalid Record Length: (?:columns length is|expect) (\d+), got (\d+)/.exec(error.message);
+  if (length) {
+    const [want, got] = [Number(length[1]), Number(length[2])];
+    const shown = JSON.stringify(delimiter);
+    return got > want
+      ? `${got} fields where the header has ${want}: ${got - want} ${shown} too many (a value holding ${shown} must be quoted)`
+      : `${got} field${got === 1 ? '' : 's'} where the header has ${want}: ${want - got} ${shown} missing (or the row is cut short)`;
+  }
+  return error.message.replace(/ (at|on) line \d+/, '');
+}
+
 /**
  * Whether a quoted field of this record ran across a line break and was closed by a quote that is
  * followed by more text. Lenient parsing (relax_quotes) accepts that, but it is two unterminated
@@ -196,7 +209,7 @@ async function readSegment(
       lose(line, `a record longer than ${MAX_RECORD_CHARS} characters starts on this line (an unterminated quote?)`);
       return;
     }
-    out.problems.push({ at: `line ${line}`, message: error.message.replace(/ (at|on) line \d+/, '') });
+    out.problems.push({ at: `line ${line}`, message: recordProblem(error, settings.delimiter) });
     // A record of the wrong length ends where its line does; the parser says where.
     const bytes = error.bytes as number | undefined;
     if (typeof bytes === 'number' && bytes > lastEnd) lastEnd = bytes;
