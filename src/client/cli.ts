@@ -7,7 +7,7 @@ import { PayloadKeyError } from '../adapters/temporal/codec.js';
 import { applyConfig, ConfigApplyRefused, loadConfigVersion } from '../adapters/db/config-store.js';
 import { createDatabase } from '../adapters/db/connection.js';
 import { DatabaseMissing, ensureDatabase } from '../adapters/db/ensure.js';
-import { databaseUnavailableMessage } from '../adapters/db/errors.js';
+import { databaseAddress, databaseUnavailableMessage } from '../adapters/db/errors.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
 import { listLog, listNumbers, listUsers } from '../adapters/db/queries.js';
 import type { Database } from '../adapters/db/schema.js';
@@ -582,7 +582,7 @@ function describeFailure(error: unknown): string {
   const code = (error as { code?: string }).code;
   if (code === '3D000') return `${(error as Error).message}: create it with flowthru db migrate (or check DATABASE_URL)`;
   const { address, port } = error as { address?: string; port?: number };
-  const database = databaseUnavailableMessage(error, address ? `${address}:${port}` : undefined);
+  const database = databaseUnavailableMessage(error, address ? `${address}:${port}` : databaseAddress(readSettings().databaseUrl));
   if (database) return database;
   const message = error instanceof Error ? error.message : String(error);
   if (/Failed to connect|connection refused|Connection refused|transport error/i.test(message)) {

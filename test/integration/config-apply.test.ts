@@ -42,11 +42,13 @@ async function snapshot() {
   return out;
 }
 
-async function cli(...args: string[]) {
+const cli = (...args: string[]) => cliAt(t.url, ...args);
+
+async function cliAt(url: string, ...args: string[]) {
   const out: string[] = [];
   const err: string[] = [];
   const previous = process.env.DATABASE_URL;
-  process.env.DATABASE_URL = t.url;
+  process.env.DATABASE_URL = url;
   try {
     const code = await main(['node', 'flowthru', ...args], { out: (l) => out.push(l), err: (l) => err.push(l) });
     return { code, out: out.join('\n'), err: err.join('\n') };
@@ -281,6 +283,22 @@ describe('flowthru config (CLI)', () => {
     const result = await cli('config', 'validate', file);
     expect(result.code).toBe(1);
     expect(result.err).toMatch(/missing-template\.yaml:\d+:\d+: customers\[0\]\.settings\.welcomeEmail\.template: cannot read template .*missing\.html/);
+  });
+});
+
+describe('a DATABASE_URL at fault', () => {
+  it('is told in one sentence naming what to fix: the URL itself, the host, the login', async () => {
+    const users = (url: string) => cliAt(url, 'users', '--json');
+    expect(await users('notaurl')).toEqual({ code: 2, out: '', err: 'flowthru: DATABASE_URL is not a URL: expected postgres://user@host:5432/database' });
+    expect((await users('http://127.0.0.1/flowthru')).err).toBe('flowthru: DATABASE_URL names http:, not PostgreSQL: expected postgres://user@host:5432/database');
+    expect((await users('postgres://postgres@no-such-host.invalid/flowthru')).err).toMatch(/^flowthru: the database host "no-such-host\.invalid" is not known \((ENOTFOUND|EAI_AGAIN)\): check the host in DATABASE_URL$/);
+    const login = new URL(t.url);
+    login.username = 'no_such_role';
+    login.password = 'secret-pw';
+    const refused = await users(login.toString());
+    expect(refused).toMatchObject({ code: 2, out: '' });
+    expect(refused.err).toBe(`flowthru: the database at ${login.hostname}:${login.port || '5432'} refused the login: role "no_such_role" does not exist; check the user and password in DATABASE_URL`);
+    expect(refused.err).not.toContain('secret-pw');
   });
 });
 

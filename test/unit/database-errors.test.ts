@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyDatabaseError, databaseUnavailableMessage, describeDatabaseError, isRecordDatabaseError } from '../../src/adapters/db/errors.js';
+import { classifyDatabaseError, databaseAddress, databaseUnavailableMessage, databaseUrlProblem, describeDatabaseError, isRecordDatabaseError } from '../../src/adapters/db/errors.js';
 
 const pgError = (code: string, message = 'x') => Object.assign(new Error(message), { code });
 
@@ -39,6 +39,23 @@ describe('database errors are classified once, by SQLSTATE class', () => {
     expect(databaseUnavailableMessage(pgError('57P03', 'the database system is shutting down'))).toMatch(/restarted or is shutting down/);
     expect(databaseUnavailableMessage(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))).toMatch(/unreachable/);
     expect(databaseUnavailableMessage(pgError('23505'))).toBeNull();
+    expect(databaseUnavailableMessage(pgError('28P01', 'password authentication failed for user "app"'), 'db:5432')).toBe(
+      'the database at db:5432 refused the login: password authentication failed for user "app"; check the user and password in DATABASE_URL',
+    );
+    expect(databaseUnavailableMessage(Object.assign(new Error('getaddrinfo ENOTFOUND dbhost'), { code: 'ENOTFOUND', hostname: 'dbhost' }))).toBe(
+      'the database host "dbhost" is not known (ENOTFOUND): check the host in DATABASE_URL',
+    );
+  });
+
+  it('checks DATABASE_URL before connecting, and names its address without the credentials', () => {
+    for (const fine of ['postgres://u:p@db:5433/x', 'postgresql://db/x', 'postgres:///flowthru?host=/var/run/postgresql', 'socket:/var/run/postgresql?db=x']) {
+      expect(databaseUrlProblem(fine), fine).toBeNull();
+    }
+    expect(databaseUrlProblem('db:5432/flowthru')).toMatch(/^DATABASE_URL names db:, not PostgreSQL/);
+    expect(databaseUrlProblem('')).toMatch(/^DATABASE_URL is not a URL/);
+    expect(databaseAddress('postgres://u:secret@db.example:5433/x')).toBe('db.example:5433');
+    expect(databaseAddress('postgres://db.example/x')).toBe('db.example:5432');
+    expect(databaseAddress('postgres:///x?host=/var/run/postgresql')).toBeUndefined();
   });
 
   it('blames a record only for what it carries: a malformed statement is a bug, not 39 bad records', () => {

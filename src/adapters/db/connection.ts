@@ -1,11 +1,19 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import pg from 'pg';
+import { databaseUrlProblem } from './errors.js';
 import type { Database } from './schema.js';
 
 // bigint (int8) stays a string: ids must not lose precision; counts are cast where read.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => value);
 
+/** DATABASE_URL is not a PostgreSQL URL: said before anything tries to connect with it. */
+export class DatabaseUrlError extends Error {
+  override readonly name = 'DatabaseUrlError';
+}
+
 export function createDatabase(connectionString: string, options: { max?: number } = {}): Kysely<Database> {
+  const problem = databaseUrlProblem(connectionString);
+  if (problem) throw new DatabaseUrlError(problem);
   const pool = new pg.Pool({ connectionString, max: options.max ?? 10 });
   // A connection the server drops (a restart, 57P01) emits 'error' on its client. pg-pool listens on
   // idle clients only (and re-emits on the pool); a client checked out at that moment has no

@@ -89,6 +89,14 @@ export function databaseUnavailableMessage(error: unknown, where?: string): stri
     return `the database${at} restarted or is shutting down (${(error as Error).message}); try again in a moment`;
   }
   if (code === '3D000') return null;
+  // 28000 (no such role, or pg_hba refuses it), 28P01 (a wrong password).
+  if (code === '28000' || code === '28P01') {
+    return `the database${at} refused the login: ${(error as Error).message}; check the user and password in DATABASE_URL`;
+  }
+  const hostname = (error as { hostname?: unknown }).hostname;
+  if ((errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') && typeof hostname === 'string') {
+    return `the database host "${hostname}" is not known (${errno}): check the host in DATABASE_URL`;
+  }
   if (errno === 'ECONNREFUSED' || errno === 'ECONNRESET' || errno === 'ETIMEDOUT' || errno === 'EHOSTUNREACH' || errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') {
     return `the database${at} is unreachable (${String(errno)}): is PostgreSQL running? check DATABASE_URL`;
   }
@@ -96,4 +104,30 @@ export function databaseUnavailableMessage(error: unknown, where?: string): stri
     return `the database${at} closed the connection (it restarted or is unreachable); try again in a moment`;
   }
   return null;
+}
+
+/** What is wrong with a DATABASE_URL before anything connects to it; null when it is a PostgreSQL URL. */
+export function databaseUrlProblem(url: string): string | null {
+  const example = 'postgres://user@host:5432/database';
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return `DATABASE_URL is not a URL: expected ${example}`;
+  }
+  // socket:/path?db=name is pg's own form for a Unix socket.
+  if (!['postgres:', 'postgresql:', 'socket:'].includes(parsed.protocol)) {
+    return `DATABASE_URL names ${parsed.protocol}, not PostgreSQL: expected ${example}`;
+  }
+  return null;
+}
+
+/** host:port of a DATABASE_URL, for messages (never its user or password); undefined when it names none. */
+export function databaseAddress(url: string): string | undefined {
+  try {
+    const { hostname, port } = new URL(url);
+    return hostname === '' ? undefined : `${hostname}:${port || '5432'}`;
+  } catch {
+    return undefined;
+  }
 }
