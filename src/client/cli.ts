@@ -30,7 +30,7 @@ import { previewCandidate } from './commands/impact.js';
 import { describeReconcile, reconcileAfterApply } from './schedules.js';
 import { SyncBusyError } from './sync.js';
 import { describeChanges } from '../adapters/db/user-services.js';
-import { connectClient } from './temporal.js';
+import { connectClient, TemporalUnreachableError } from './temporal.js';
 
 export interface CliIo {
   out(line: string): void;
@@ -195,7 +195,7 @@ export function printSyncReport(io: CliIo, report: SyncReport, json: boolean): v
   io.out(
     `  seen ${counts.seen}, imported ${counts.imported}, placed ${counts.placed}, moved ${counts.moved}, kept ${counts.kept}, provisioned ${counts.provisioned}, ` +
       `unplaced ${counts.unplaced}, unmatched ${counts.unmatched}, blocked ${counts.blocked}, failed ${counts.failed}, emailed ${counts.emailed}, ` +
-      `removed ${counts.removed}, restored ${counts.restored}, disabled ${counts.disabled}`,
+      `removed ${counts.removed}, restored ${counts.restored}, disabled ${counts.disabled}, invalid ${counts.invalid}, unidentified ${counts.unidentified}`,
   );
   if (report.status === 'held' && report.held) {
     io.out(`  Nobody was offboarded: ${report.reason ?? ''}`);
@@ -358,68 +358,89 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .option('--config-version <n>', 'run against this configuration version (default: the newest when the sync starts)', parseCount('--config-version'))
     .description('sync users in from a source and run their pipelines')
     .action(async (source: string, opts: { customer?: string; mode: SyncMode[]; allowDeletes?: number; wait?: boolean; json?: boolean; configVersion?: number }) => {
-      const settings = readSettings();
-      const target = await withDatabase((db) => resolveSource(db, source, opts.customer, opts.configVersion));
-      if (opts.allowDeletes !== undefined && !opts.mode.includes('delete')) throw new UserError('--allow-deletes goes with a delete sync: add --mode delete');
-      const modes = opts.mode.join(',');
-      const client = await connectClient(settings);
       try {
-        let handle;
-        try {
-          // Written to the transaction log with who started it, as the console's "start a sync" is.
-          const started = await withDatabase((db) =>
-            startSyncAs(
-              db,
-              client,
-              {
-                customer: target.customer,
-                source,
-                mode: opts.mode[0]!,
-                modes: opts.mode,
-                ...(opts.configVersion !== undefined ? { configVersion: opts.configVersion } : {}),
-                ...(opts.allowDeletes !== undefined ? { allowDeletes: opts.allowDeletes } : {}),
-                taskQueue: settings.taskQueue,
-              },
-              cliActor(),
-            ),
-          );
-          handle = started.handle;
-        } catch (error) {
-          if (!(error instanceof SyncBusyError)) throw error;
-          // Did nothing because another sync of the source runs: the same exit status as a skipped run.
-          if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: error.workflowId, mode: opts.mode[0], modes: opts.mode, status: 'skipped', reason: error.message }));
-          else io.err(`flowthru: ${error.message}`);
-          setExit(4);
-          return;
+        await runSync(source, opts);
+      } catch (error) {
+        // With --json, what reads stdout learns of the failure too; stderr says it as ever.
+        if (opts.json) {
+          const message = error instanceof UserError ? error.message : describeFailure(error);
+          const kind =
+            error instanceof UserError
+              ? 'InvalidInput'
+              : error instanceof TemporalUnreachableError
+                ? 'TemporalUnreachable'
+                : databaseUnavailableMessage(error) !== null
+                  ? 'DatabaseUnavailable'
+                  : null;
+          io.out(JSON.stringify({ ok: false, workflowId: null, mode: opts.mode[0], modes: opts.mode, error: { message, kind } }));
         }
-        if (!opts.wait) {
-          if (opts.json) io.out(JSON.stringify({ workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, started: true }));
-          else io.out(`Started ${handle.workflowId} (${modes}): ${temporalUiUrl(settings, handle.workflowId)}`);
-          return;
-        }
-        let report: SyncReport;
-        try {
-          report = await handle.result();
-        } catch (error) {
-          if (!(error instanceof WorkflowFailedError)) throw error;
-          // The sync failed: say why, in the output the user reads, not only in `flowthru log`.
-          const cause = rootCause(error);
-          const message = `sync of ${target.customer}/${source} (${modes}) failed: ${cause.message}`;
-          if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, error: { message: cause.message, kind: cause.kind } }));
-          else {
-            io.err(`flowthru: ${message}`);
-            io.err(`  details: flowthru log --customer ${target.customer}, or ${temporalUiUrl(settings, handle.workflowId)}`);
-          }
-          // A cause retrying cannot fix (a missing file, bad credentials, refused data) is the input's.
-          setExit(cause.nonRetryable ? 1 : 2);
-          return;
-        }
-        printSyncReport(io, report, Boolean(opts.json));
-        setExit(syncExitCode(report));
-      } finally {
-        await client.connection.close();
+        throw error;
       }
     });
+
+  async function runSync(source: string, opts: { customer?: string; mode: SyncMode[]; allowDeletes?: number; wait?: boolean; json?: boolean; configVersion?: number }) {
+    const settings = readSettings();
+    const target = await withDatabase((db) => resolveSource(db, source, opts.customer, opts.configVersion));
+    if (opts.allowDeletes !== undefined && !opts.mode.includes('delete')) throw new UserError('--allow-deletes goes with a delete sync: add --mode delete');
+    const modes = opts.mode.join(',');
+    const client = await connectClient(settings);
+    try {
+      let handle;
+      try {
+        // Written to the transaction log with who started it, as the console's "start a sync" is.
+        const started = await withDatabase((db) =>
+          startSyncAs(
+            db,
+            client,
+            {
+              customer: target.customer,
+              source,
+              mode: opts.mode[0]!,
+              modes: opts.mode,
+              ...(opts.configVersion !== undefined ? { configVersion: opts.configVersion } : {}),
+              ...(opts.allowDeletes !== undefined ? { allowDeletes: opts.allowDeletes } : {}),
+              taskQueue: settings.taskQueue,
+            },
+            cliActor(),
+          ),
+        );
+        handle = started.handle;
+      } catch (error) {
+        if (!(error instanceof SyncBusyError)) throw error;
+        // Did nothing because another sync of the source runs: the same exit status as a skipped run.
+        if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: error.workflowId, mode: opts.mode[0], modes: opts.mode, status: 'skipped', reason: error.message }));
+        else io.err(`flowthru: ${error.message}`);
+        setExit(4);
+        return;
+      }
+      if (!opts.wait) {
+        if (opts.json) io.out(JSON.stringify({ workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, started: true }));
+        else io.out(`Started ${handle.workflowId} (${modes}): ${temporalUiUrl(settings, handle.workflowId)}`);
+        return;
+      }
+      let report: SyncReport;
+      try {
+        report = await handle.result();
+      } catch (error) {
+        if (!(error instanceof WorkflowFailedError)) throw error;
+        // The sync failed: say why, in the output the user reads, not only in `flowthru log`.
+        const cause = rootCause(error);
+        const message = `sync of ${target.customer}/${source} (${modes}) failed: ${cause.message}`;
+        if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, error: { message: cause.message, kind: cause.kind } }));
+        else {
+          io.err(`flowthru: ${message}`);
+          io.err(`  details: flowthru log --customer ${target.customer}, or ${temporalUiUrl(settings, handle.workflowId)}`);
+        }
+        // A cause retrying cannot fix (a missing file, bad credentials, refused data) is the input's.
+        setExit(cause.nonRetryable ? 1 : 2);
+        return;
+      }
+      printSyncReport(io, report, Boolean(opts.json));
+      setExit(syncExitCode(report));
+    } finally {
+      await client.connection.close();
+    }
+  }
 
   program
     .command('preview')

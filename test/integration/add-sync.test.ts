@@ -339,5 +339,30 @@ describe('starting a sync', () => {
   it('an ambiguous or unknown source is a clear error', async () => {
     expect(await cli('sync', 'hr', '--mode', 'add')).toMatchObject({ code: 1, err: expect.stringMatching(/source "hr" exists for customers acme, quiet, .*--customer/) });
     expect(await cli('sync', 'nope', '--mode', 'add')).toMatchObject({ code: 1, err: expect.stringMatching(/no source "nope"/) });
+    // With --json the failure is on stdout too, for whatever reads it.
+    const json = await cli('sync', 'nope', '--mode', 'add,update', '--wait', '--json');
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.out)).toEqual({ ok: false, workflowId: null, mode: 'add', modes: ['add', 'update'], error: { message: expect.stringMatching(/^no source "nope"/), kind: 'InvalidInput' } });
+  });
+
+  it('Temporal unreachable is said at once (not after the SDK\'s 10 s deadline), naming the address; with --json on stdout too', async () => {
+    const { createServer } = await import('node:net');
+    // A port nothing listens on: bound for a moment, then released.
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(port));
+      });
+    });
+    // The message is the probe's (ECONNREFUSED), not the SDK's "Failed to connect before the deadline".
+    const human = await h.cliWith({ TEMPORAL_ADDRESS: `127.0.0.1:${port}` }, 'sync', 'hr', '--customer', 'acme', '--mode', 'add', '--wait');
+    expect(human).toEqual({ code: 2, out: '', err: `flowthru: cannot reach Temporal at 127.0.0.1:${port} (ECONNREFUSED): is it running? check TEMPORAL_ADDRESS` });
+    const json = await h.cliWith({ TEMPORAL_ADDRESS: `127.0.0.1:${port}` }, 'sync', 'hr', '--customer', 'acme', '--mode', 'add', '--wait', '--json');
+    expect(json.code).toBe(2);
+    expect(JSON.parse(json.out)).toMatchObject({ ok: false, workflowId: null, error: { message: expect.stringMatching(/^cannot reach Temporal at 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/), kind: 'TemporalUnreachable' } });
+    const unknown = await h.cliWith({ TEMPORAL_ADDRESS: 'no-such-host.invalid:7233' }, 'users', '--customer', 'acme');
+    expect(unknown).toMatchObject({ code: 0 });
+    const retry = await h.cliWith({ TEMPORAL_ADDRESS: 'no-such-host.invalid:7233' }, 'sync', 'hr', '--customer', 'acme', '--mode', 'add');
+    expect(retry).toMatchObject({ code: 2, err: expect.stringMatching(/^flowthru: cannot reach Temporal at no-such-host\.invalid:7233: the host "no-such-host\.invalid" is not known \((ENOTFOUND|EAI_AGAIN)\); check TEMPORAL_ADDRESS$/) });
   });
 });

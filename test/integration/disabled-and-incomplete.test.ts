@@ -120,7 +120,7 @@ describe('a CSV export with inactive rows and an unterminated quote', () => {
     );
     const { code, out } = await h.cli('sync', 'hr', '--customer', 'hr', '--mode', 'add', '--wait');
     expect(code).toBe(0);
-    expect(out).toMatch(/imported 4, .*disabled 2$/m);
+    expect(out).toMatch(/imported 4, .*disabled 2, invalid 1, unidentified 1$/m);
     expect(out).toMatch(/The read was incomplete: 1 record could not be identified/);
     expect(out).toMatch(/line 5: unterminated quote: a quoted field opens on this line and is never closed; the line was skipped and reading resumed at line 6/);
     expect(await externalIds('hr')).toEqual(['E1', 'E3', 'E5', 'E7']);

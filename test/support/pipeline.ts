@@ -164,11 +164,16 @@ export class PipelineHarness {
   }
 
   /** Runs the CLI against this test's database, Temporal and task queue; returns what it printed. */
-  async cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+  cli(...args: string[]): Promise<{ code: number; out: string; err: string }> {
+    return this.cliWith({}, ...args);
+  }
+
+  /** The CLI with this test's services, and `env` over them (TEMPORAL_ADDRESS somewhere else, say). */
+  async cliWith(env: Record<string, string>, ...args: string[]): Promise<{ code: number; out: string; err: string }> {
     const out: string[] = [];
     const err: string[] = [];
     const saved = { ...process.env };
-    Object.assign(process.env, { DATABASE_URL: this.t.url, TEMPORAL_ADDRESS: this.temporalAddress, FLOWTHRU_TASK_QUEUE: this.taskQueue });
+    Object.assign(process.env, { DATABASE_URL: this.t.url, TEMPORAL_ADDRESS: this.temporalAddress, FLOWTHRU_TASK_QUEUE: this.taskQueue }, env);
     try {
       const code = await main(['node', 'flowthru', ...args], { out: (l) => out.push(l), err: (l) => err.push(l) });
       return { code, out: out.join('\n'), err: err.join('\n') };
