@@ -247,6 +247,9 @@ const sourceCommon = {
   schedule: scheduleSchema.optional(),
 };
 
+/** What every source has whatever its type: checked on its own when the type is unknown, so that it hides nothing. */
+export const sourceCommonSchema = z.object(sourceCommon);
+
 const sourceSchema = z.discriminatedUnion(
   'type',
   [

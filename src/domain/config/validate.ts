@@ -4,7 +4,7 @@ import { isLeaf, type Condition } from '../criteria.js';
 import { rangesOverlap, rangeProblems, type NumberRange } from '../numbers.js';
 import { cronRestrictsBothDays, parseDuration } from '../schedule.js';
 import { SCIM_FIELDS, defaultFields, fieldNames, templateProblem } from '../targets.js';
-import { configShell, customerParts, customerShell, type Config, type CustomerConfig, type SiteConfig, type TargetConfig } from './schema.js';
+import { configShell, customerParts, customerShell, sourceCommonSchema, type Config, type CustomerConfig, type SiteConfig, type TargetConfig } from './schema.js';
 
 export type ConfigPath = readonly (string | number)[];
 
@@ -83,6 +83,11 @@ function zodProblems(error: z.ZodError, at: ConfigPath = []): ConfigProblem[] {
     if (issue.code === 'invalid_type' && /received undefined$/.test(issue.message)) {
       return [{ path, message: `missing required setting (${issue.message.replace(/^Invalid input: /, '').replace(/, received undefined$/, '')})` }];
     }
+    // zod's own enum message ("Invalid option: expected one of "a"|"b"") as the setting's choices.
+    if (issue.code === 'invalid_value' && /^Invalid option/.test(issue.message)) {
+      const setting = path.findLast((p) => typeof p === 'string') ?? 'the value';
+      return [{ path, message: `${setting} is one of ${issue.values.map(String).join(', ')}` }];
+    }
     return [{ path, message: issue.message.replace(/^Invalid input: /, '') }];
   });
 }
@@ -136,7 +141,7 @@ function numberRangeProblems(customer: CustomerConfig, at: (string | number)[]):
   const ranges: OwnedRange[] = [
     ...customer.numberRanges.map((range, i) => ({ range, owner: null, path: [...at, 'numberRanges', pos(range, i)] })),
     ...customer.sites.flatMap((site, s) =>
-      site.numberRanges.map((range, i) => ({ range, owner: site.name, path: [...at, 'sites', pos(site, s), 'numberRanges', i] })),
+      site.numberRanges.map((range, i) => ({ range, owner: site.name, path: [...at, 'sites', pos(site, s), 'numberRanges', pos(range, i)] })),
     ),
   ].filter((r) => rangeProblems(r.range).length === 0);
   const problems: ConfigProblem[] = [];
@@ -450,20 +455,32 @@ function parseShell<S extends Shape>(shape: S, raw: unknown, at: ConfigPath, exp
 }
 
 /**
- * A part parsed again without the keys its schema did not know, when unknown keys were all that
- * was wrong with it: the keys are reported, and the rest of the part is still checked (its
- * references, its ranges), so that an unknown key hides nothing.
+ * An item that failed only for faults that can be set aside, parsed again without them, so that
+ * they hide nothing else in it (its references, its other ranges, the settings beside them):
+ * unknown keys are dropped, and a site's malformed number ranges are left out (the kept ranges
+ * remember their index in the file). Undefined when any other fault remains.
  */
-function parseWithoutUnknownKeys<T extends z.ZodType>(schema: T, raw: unknown, error: z.ZodError): z.output<T> | undefined {
-  if (!error.issues.every((issue) => issue.code === 'unrecognized_keys')) return undefined;
+function parseWithoutFaults<T extends z.ZodType>(schema: T, raw: unknown, error: z.ZodError, part?: string): { data: z.output<T>; dropped: boolean } | undefined {
+  const inRange = (issue: z.core.$ZodIssue) => part === 'sites' && issue.path[0] === 'numberRanges' && typeof issue.path[1] === 'number';
+  if (!error.issues.every((issue) => issue.code === 'unrecognized_keys' || inRange(issue))) return undefined;
   const copy = structuredClone(raw);
   for (const issue of error.issues) {
+    if (issue.code !== 'unrecognized_keys') continue;
     let target: unknown = copy;
     for (const key of issue.path) target = isMapping(target) || Array.isArray(target) ? (target as Record<PropertyKey, unknown>)[key as PropertyKey] : undefined;
-    if (isMapping(target)) for (const key of (issue as { keys: string[] }).keys) delete target[key];
+    if (isMapping(target)) for (const key of issue.keys) delete target[key];
+  }
+  const faulty = new Set(error.issues.filter(inRange).map((issue) => issue.path[1] as number));
+  let kept: number[] = [];
+  if (faulty.size > 0 && isMapping(copy) && Array.isArray(copy.numberRanges)) {
+    kept = copy.numberRanges.map((_, i) => i).filter((i) => !faulty.has(i));
+    copy.numberRanges = kept.map((i) => (copy.numberRanges as unknown[])[i]);
   }
   const again = schema.safeParse(copy);
-  return again.success ? again.data : undefined;
+  if (!again.success) return undefined;
+  const ranges = (again.data as { numberRanges?: unknown[] } | null)?.numberRanges;
+  if (faulty.size > 0 && ranges) ranges.forEach((range, j) => typeof range === 'object' && range !== null && positions.set(range, kept[j]!));
+  return { data: again.data, dropped: faulty.size > 0 };
 }
 
 interface ParsedCustomer {
@@ -488,15 +505,23 @@ function parseCustomer(raw: unknown, at: ConfigPath): ParsedCustomer {
   let settingsData = parsedSettings.success ? parsedSettings.data : undefined;
   if (!parsedSettings.success) {
     problems.push(...zodProblems(parsedSettings.error, [...at, 'settings']));
-    settingsData = parseWithoutUnknownKeys(customerParts.settings, shell.data.settings ?? {}, parsedSettings.error);
+    settingsData = parseWithoutFaults(customerParts.settings, shell.data.settings ?? {}, parsedSettings.error)?.data;
     if (settingsData === undefined) broken.add('settings:*');
   }
   const parts: Record<string, unknown[]> = {};
   for (const part of LISTS) {
     parts[part] = (shell.data[part] ?? []).flatMap((item, i) => {
       const parsed = customerParts[part].safeParse(item);
-      const data: unknown = parsed.success ? parsed.data : parseWithoutUnknownKeys(customerParts[part], item, parsed.error);
+      const repaired = parsed.success ? undefined : parseWithoutFaults(customerParts[part], item, parsed.error, part);
+      const data: unknown = parsed.success ? parsed.data : repaired?.data;
       if (!parsed.success) problems.push(...zodProblems(parsed.error, [...at, part, i]));
+      // A site without its malformed ranges is checked on, but not counted as a pool with ranges.
+      if (repaired?.dropped) broken.add(`${part}:*`);
+      // A source of an unknown type: what every source has is still checked.
+      if (part === 'sources' && !parsed.success && parsed.error.issues.some((issue) => issue.path.length === 1 && issue.path[0] === 'type')) {
+        const common = sourceCommonSchema.safeParse(item);
+        if (!common.success) problems.push(...zodProblems(common.error, [...at, part, i]));
+      }
       if (data !== undefined) {
         if (typeof data === 'object' && data !== null) positions.set(data, i);
         return [data];
