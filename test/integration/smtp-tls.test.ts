@@ -86,6 +86,21 @@ describe('SMTP over TLS with a login', () => {
   });
 });
 
+describe("the benchmark's counting mail server", () => {
+  it('accepts and counts messages, and keeps none of them', async () => {
+    const counting = new SmtpSink({ mode: 'count' });
+    await counting.start(0);
+    try {
+      const plain = { host: '127.0.0.1', port: counting.port, security: 'none' } as SmtpConfig;
+      await Promise.all(['a', 'b', 'c'].map((who) => mailer.send(plain, email(`${who}@acme.example`))));
+      expect(counting.received).toBe(3);
+      expect(counting.messages).toEqual([]);
+    } finally {
+      await counting.stop();
+    }
+  });
+});
+
 describe('a pipeline whose mail server refuses the login', () => {
   let h: PipelineHarness;
   beforeAll(async () => {
