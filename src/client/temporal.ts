@@ -40,10 +40,14 @@ export async function probeTemporal(address: string, env: NodeJS.ProcessEnv = pr
   if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new TemporalUnreachableError(`cannot reach Temporal at ${address}: the host "${host}" is not known (${code}); check TEMPORAL_ADDRESS`);
 }
 
-/** A client with flowthru's data converter: the payload keys are checked before Temporal is dialled. */
-export async function connectClient(settings: Settings, env: NodeJS.ProcessEnv = process.env): Promise<Client> {
+/**
+ * A client with flowthru's data converter: the payload keys are checked before Temporal is dialled.
+ * `probe: false` (the worker) leaves out the quick refusal: a worker started beside Temporal (at
+ * boot, say) gets the SDK's 10 s to find it up, rather than failing at once into a restart loop.
+ */
+export async function connectClient(settings: Settings, env: NodeJS.ProcessEnv = process.env, options: { probe?: boolean } = {}): Promise<Client> {
   const dataConverter = dataConverterFromEnv(env);
-  await probeTemporal(settings.temporalAddress, env);
+  if (options.probe !== false) await probeTemporal(settings.temporalAddress, env);
   const connection = await Connection.connect({ address: settings.temporalAddress });
   return new Client({ connection, namespace: settings.temporalNamespace, dataConverter });
 }

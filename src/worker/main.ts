@@ -63,7 +63,7 @@ export async function startWorker(
     Runtime.install({ logger: new DefaultLogger(level, (entry) => logger.warn(withoutPersonalData(entry.meta, debug), entry.message)), shutdownSignals: [] });
     runtimeInstalled = true;
   }
-  const client = await connectClient(settings, env);
+  const client = await connectClient(settings, env, { probe: false });
   try {
     const added = await ensureSearchAttributes(client);
     if (added.length > 0) logger.info({ added }, 'registered search attributes');
