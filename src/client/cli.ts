@@ -5,7 +5,7 @@ import { loadConfigFile } from '../adapters/config-file.js';
 import { MissingSecrets } from '../adapters/secrets.js';
 import { PayloadKeyError } from '../adapters/temporal/codec.js';
 import { applyConfig, ConfigApplyRefused, loadConfigVersion } from '../adapters/db/config-store.js';
-import { createDatabase } from '../adapters/db/connection.js';
+import { createDatabase, DatabaseUrlError } from '../adapters/db/connection.js';
 import { DatabaseMissing, ensureDatabase } from '../adapters/db/ensure.js';
 import { databaseAddress, databaseUnavailableMessage } from '../adapters/db/errors.js';
 import { migrateToLatest } from '../adapters/db/migrate.js';
@@ -358,27 +358,37 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .option('--config-version <n>', 'run against this configuration version (default: the newest when the sync starts)', parseCount('--config-version'))
     .description('sync users in from a source and run their pipelines')
     .action(async (source: string, opts: { customer?: string; mode: SyncMode[]; allowDeletes?: number; wait?: boolean; json?: boolean; configVersion?: number }) => {
+      // What runSync has started and printed: a failure after that prints no second report.
+      const state: { workflowId: string | null; printed: boolean } = { workflowId: null, printed: false };
       try {
-        await runSync(source, opts);
+        await runSync(source, opts, state);
       } catch (error) {
         // With --json, what reads stdout learns of the failure too; stderr says it as ever.
-        if (opts.json) {
+        if (opts.json && !state.printed) {
           const message = error instanceof UserError ? error.message : describeFailure(error);
           const kind =
-            error instanceof UserError
+            error instanceof UserError || error instanceof DatabaseUrlError
               ? 'InvalidInput'
               : error instanceof TemporalUnreachableError
                 ? 'TemporalUnreachable'
                 : databaseUnavailableMessage(error) !== null
                   ? 'DatabaseUnavailable'
                   : null;
-          io.out(JSON.stringify({ ok: false, workflowId: null, mode: opts.mode[0], modes: opts.mode, error: { message, kind } }));
+          io.out(JSON.stringify({ ok: false, workflowId: state.workflowId, mode: opts.mode[0], modes: opts.mode, error: { message, kind } }));
         }
         throw error;
       }
     });
 
-  async function runSync(source: string, opts: { customer?: string; mode: SyncMode[]; allowDeletes?: number; wait?: boolean; json?: boolean; configVersion?: number }) {
+  async function runSync(
+    source: string,
+    opts: { customer?: string; mode: SyncMode[]; allowDeletes?: number; wait?: boolean; json?: boolean; configVersion?: number },
+    state: { workflowId: string | null; printed: boolean },
+  ) {
+    const printJson = (value: unknown) => {
+      state.printed = true;
+      io.out(JSON.stringify(value));
+    };
     const settings = readSettings();
     const target = await withDatabase((db) => resolveSource(db, source, opts.customer, opts.configVersion));
     if (opts.allowDeletes !== undefined && !opts.mode.includes('delete')) throw new UserError('--allow-deletes goes with a delete sync: add --mode delete');
@@ -405,16 +415,17 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
           ),
         );
         handle = started.handle;
+        state.workflowId = handle.workflowId;
       } catch (error) {
         if (!(error instanceof SyncBusyError)) throw error;
         // Did nothing because another sync of the source runs: the same exit status as a skipped run.
-        if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: error.workflowId, mode: opts.mode[0], modes: opts.mode, status: 'skipped', reason: error.message }));
+        if (opts.json) printJson({ ok: false, workflowId: error.workflowId, mode: opts.mode[0], modes: opts.mode, status: 'skipped', reason: error.message });
         else io.err(`flowthru: ${error.message}`);
         setExit(4);
         return;
       }
       if (!opts.wait) {
-        if (opts.json) io.out(JSON.stringify({ workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, started: true }));
+        if (opts.json) printJson({ workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, started: true });
         else io.out(`Started ${handle.workflowId} (${modes}): ${temporalUiUrl(settings, handle.workflowId)}`);
         return;
       }
@@ -426,7 +437,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
         // The sync failed: say why, in the output the user reads, not only in `flowthru log`.
         const cause = rootCause(error);
         const message = `sync of ${target.customer}/${source} (${modes}) failed: ${cause.message}`;
-        if (opts.json) io.out(JSON.stringify({ ok: false, workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, error: { message: cause.message, kind: cause.kind } }));
+        if (opts.json) printJson({ ok: false, workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, error: { message: cause.message, kind: cause.kind } });
         else {
           io.err(`flowthru: ${message}`);
           io.err(`  details: flowthru log --customer ${target.customer}, or ${temporalUiUrl(settings, handle.workflowId)}`);
@@ -436,6 +447,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
         return;
       }
       printSyncReport(io, report, Boolean(opts.json));
+      state.printed = true;
       setExit(syncExitCode(report));
     } finally {
       await client.connection.close();
@@ -623,7 +635,7 @@ export async function main(argv: readonly string[], io: CliIo = processIo): Prom
     return exitCode;
   } catch (error) {
     if (error instanceof CommanderError) return error.exitCode === 0 ? 0 : 1;
-    if (error instanceof UserError || error instanceof PayloadKeyError || error instanceof OperationRefused) {
+    if (error instanceof UserError || error instanceof PayloadKeyError || error instanceof OperationRefused || error instanceof DatabaseUrlError) {
       io.err(`flowthru: ${error.message}`);
       return 1;
     }

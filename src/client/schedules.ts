@@ -15,7 +15,7 @@ import type { Settings } from '../settings.js';
 import { SCHEDULE_ID_PREFIX, scheduledSyncWorkflowId, scheduleId, searchAttributes, syncModes, syncDetails, syncSearchAttributes, syncSummary, type SyncMode } from '../workflows/config.js';
 import type { SyncSourceInput } from '../workflows/messages.js';
 import type { syncSource } from '../workflows/sync-source.js';
-import { connectClient, ensureSearchAttributes } from './temporal.js';
+import { connectClient, ensureSearchAttributes, TemporalUnreachableError } from './temporal.js';
 
 /*
  * flowthru's Temporal Schedules: one per source that declares `schedule:`, id `flowthru/<customer>/<source>`,
@@ -289,6 +289,7 @@ export async function reconcileAfterApply(
   try {
     client = await connectClient(settings);
   } catch (error) {
+    if (error instanceof TemporalUnreachableError) return { reconciled: false, reason: error.message };
     return { reconciled: false, reason: `cannot reach Temporal at ${settings.temporalAddress} (${(error as Error).message})` };
   }
   try {

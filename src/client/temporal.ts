@@ -17,6 +17,9 @@ export class TemporalUnreachableError extends Error {
  */
 export async function probeTemporal(address: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   if (env.grpc_proxy || env.https_proxy || env.HTTPS_PROXY || env.http_proxy || env.HTTP_PROXY) return;
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(address)) {
+    throw new TemporalUnreachableError(`TEMPORAL_ADDRESS "${address}" is host:port, without a scheme (e.g. 127.0.0.1:7233)`);
+  }
   let host: string;
   let port: number;
   try {
@@ -37,7 +40,8 @@ export async function probeTemporal(address: string, env: NodeJS.ProcessEnv = pr
     socket.once('error', (error: NodeJS.ErrnoException) => done(error.code ?? null));
   });
   if (code === 'ECONNREFUSED') throw new TemporalUnreachableError(`cannot reach Temporal at ${address} (ECONNREFUSED): is it running? check TEMPORAL_ADDRESS`);
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') throw new TemporalUnreachableError(`cannot reach Temporal at ${address}: the host "${host}" is not known (${code}); check TEMPORAL_ADDRESS`);
+  if (code === 'ENOTFOUND') throw new TemporalUnreachableError(`cannot reach Temporal at ${address}: the host "${host}" is not known (ENOTFOUND); check TEMPORAL_ADDRESS`);
+  if (code === 'EAI_AGAIN') throw new TemporalUnreachableError(`cannot reach Temporal at ${address}: the host "${host}" cannot be looked up now (EAI_AGAIN: DNS); try again, or check TEMPORAL_ADDRESS`);
 }
 
 /**

@@ -53,3 +53,65 @@ export function firstUnknownVariable(program: hbs.AST.Program, known: (name: str
   };
   return visit(program);
 }
+
+export interface FieldRead {
+  /** The path as written (`site.city`, or `city` inside `{{#with site}}`). */
+  readonly path: string;
+  /** The variable it reads a field of. */
+  readonly owner: string;
+  /** Inside `{{#with owner}}` rather than a dotted path. */
+  readonly inWith: boolean;
+  readonly line: number;
+  readonly column: number;
+}
+
+/**
+ * Where a template reads `field` as a field of a variable: a dotted path (`{{site.city}}`) or a
+ * name inside `{{#with site}}`. A strict template whose variables are plain values fails there
+ * with JavaScript's own "Cannot use 'in' operator", which says neither what nor where.
+ */
+export function fieldReadOf(program: hbs.AST.Program, field: string): FieldRead | null {
+  const at = (path: hbs.AST.PathExpression) => ({ line: path.loc.start.line, column: path.loc.start.column + 1 });
+  const visit = (node: Node | null | undefined, withOwner: string | null): FieldRead | null => {
+    if (!node) return null;
+    switch (node.type) {
+      case 'Program':
+        for (const child of (node as hbs.AST.Program).body) {
+          const found = visit(child, withOwner);
+          if (found) return found;
+        }
+        return null;
+      case 'MustacheStatement':
+      case 'SubExpression': {
+        const call = node as hbs.AST.MustacheStatement;
+        for (const child of [call.path, ...call.params, ...(call.hash?.pairs.map((p) => p.value) ?? [])]) {
+          const found = visit(child, withOwner);
+          if (found) return found;
+        }
+        return null;
+      }
+      case 'BlockStatement': {
+        const block = node as hbs.AST.BlockStatement;
+        for (const child of block.params) {
+          const found = visit(child, withOwner);
+          if (found) return found;
+        }
+        const helper = (block.path as hbs.AST.PathExpression).original;
+        const param = block.params[0]?.type === 'PathExpression' ? (block.params[0] as hbs.AST.PathExpression).original : null;
+        const inner = helper === 'with' && param !== null ? param : withOwner;
+        return visit(block.program, inner) ?? visit(block.inverse, withOwner);
+      }
+      case 'PathExpression': {
+        const path = node as hbs.AST.PathExpression;
+        if (path.data) return null;
+        const index = path.parts.indexOf(field);
+        if (index > 0) return { path: path.original, owner: path.parts.slice(0, index).join('.'), inWith: false, ...at(path) };
+        if (index === 0 && withOwner !== null) return { path: path.original, owner: withOwner, inWith: true, ...at(path) };
+        return null;
+      }
+      default:
+        return null;
+    }
+  };
+  return visit(program, null);
+}

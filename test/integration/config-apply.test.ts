@@ -289,7 +289,8 @@ describe('flowthru config (CLI)', () => {
 describe('a DATABASE_URL at fault', () => {
   it('is told in one sentence naming what to fix: the URL itself, the host, the login', async () => {
     const users = (url: string) => cliAt(url, 'users', '--json');
-    expect(await users('notaurl')).toEqual({ code: 2, out: '', err: 'flowthru: DATABASE_URL is not a URL: expected postgres://user@host:5432/database' });
+    // The URL itself is the input at fault: exit 1.
+    expect(await users('notaurl')).toEqual({ code: 1, out: '', err: 'flowthru: DATABASE_URL is not a URL: expected postgres://user@host:5432/database' });
     expect((await users('http://127.0.0.1/flowthru')).err).toBe('flowthru: DATABASE_URL names http:, not PostgreSQL: expected postgres://user@host:5432/database');
     expect((await users('postgres://postgres@no-such-host.invalid/flowthru')).err).toMatch(/^flowthru: the database host "no-such-host\.invalid" is not known \((ENOTFOUND|EAI_AGAIN)\): check the host in DATABASE_URL$/);
     const login = new URL(t.url);

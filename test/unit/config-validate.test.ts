@@ -416,11 +416,17 @@ describe('template problems (issue 9)', () => {
       column: 7,
     });
     expect(templateProblem('{{#unless email}}x{{else}}{{#with site}}{{this}}{{/with}}{{/unless}}{{#each emial}}{{/each}}')).toMatchObject({ message: expect.stringMatching(/^"emial" is not/) });
-    // Inside {{#with site}} a name is a field of the site's name (a string): said so, with its place.
-    expect(templateProblem('<p>\n{{#with site}}{{city}}{{/with}}</p>')).toEqual({
-      message: '"city" is read as a field of "Chicago" (inside {{#with}} or {{#each}}): the template variables are plain values with no fields; name them directly',
+    // A field of a plain value, inside {{#with site}} or as a dotted path: said so, with its place
+    // (the read inside the block, not a variable of the same name outside it).
+    expect(templateProblem('<p>{{firstName}}\n{{#with site}}{{firstName}}{{/with}}</p>')).toEqual({
+      message: expect.stringMatching(/^"firstName" inside \{\{#with site\}\} reads a field of site, a plain value with no fields: name the variables directly \(one of customer, /),
       line: 2,
       column: 17,
+    });
+    expect(templateProblem('Hi {{firstName}}, at {{site.city}}', false)).toEqual({
+      message: expect.stringMatching(/^"site\.city" reads a field of site, a plain value with no fields/),
+      line: 1,
+      column: 24,
     });
     // Known variables anywhere, helpers' names, `this` and data are fine.
     expect(templateProblem('{{#if number}}{{number}}{{else}}none{{/if}}{{#unless site}}-{{/unless}}{{#each profile}}{{@index}}{{this}}{{/each}}')).toBeNull();

@@ -48,7 +48,8 @@ describe('database errors are classified once, by SQLSTATE class', () => {
   });
 
   it('checks DATABASE_URL before connecting, and names its address without the credentials', () => {
-    for (const fine of ['postgres://u:p@db:5433/x', 'postgresql://db/x', 'postgres:///flowthru?host=/var/run/postgresql', 'socket:/var/run/postgresql?db=x']) {
+    const sockets = ['postgres:///flowthru?host=/var/run/postgresql', 'postgres://app:secret@/flowthru?host=/var/run/postgresql', 'socket:/var/run/postgresql?db=x', '/var/run/postgresql flowthru'];
+    for (const fine of ['postgres://u:p@db:5433/x', 'postgresql://db/x', 'POSTGRES://db/x', ...sockets]) {
       expect(databaseUrlProblem(fine), fine).toBeNull();
     }
     expect(databaseUrlProblem('db:5432/flowthru')).toMatch(/^DATABASE_URL names db:, not PostgreSQL/);
@@ -56,6 +57,7 @@ describe('database errors are classified once, by SQLSTATE class', () => {
     expect(databaseAddress('postgres://u:secret@db.example:5433/x')).toBe('db.example:5433');
     expect(databaseAddress('postgres://db.example/x')).toBe('db.example:5432');
     expect(databaseAddress('postgres:///x?host=/var/run/postgresql')).toBeUndefined();
+    expect(databaseAddress('postgres://u@db.example:5433/x?host=other.example')).toBe('other.example:5433');
   });
 
   it('blames a record only for what it carries: a malformed statement is a bug, not 39 bad records', () => {

@@ -94,9 +94,8 @@ export function databaseUnavailableMessage(error: unknown, where?: string): stri
     return `the database${at} refused the login: ${(error as Error).message}; check the user and password in DATABASE_URL`;
   }
   const hostname = (error as { hostname?: unknown }).hostname;
-  if ((errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') && typeof hostname === 'string') {
-    return `the database host "${hostname}" is not known (${errno}): check the host in DATABASE_URL`;
-  }
+  if (errno === 'ENOTFOUND' && typeof hostname === 'string') return `the database host "${hostname}" is not known (ENOTFOUND): check the host in DATABASE_URL`;
+  if (errno === 'EAI_AGAIN' && typeof hostname === 'string') return `the database host "${hostname}" cannot be looked up now (EAI_AGAIN: DNS); try again, or check DATABASE_URL`;
   if (errno === 'ECONNREFUSED' || errno === 'ECONNRESET' || errno === 'ETIMEDOUT' || errno === 'EHOSTUNREACH' || errno === 'ENOTFOUND' || errno === 'EAI_AGAIN') {
     return `the database${at} is unreachable (${String(errno)}): is PostgreSQL running? check DATABASE_URL`;
   }
@@ -109,24 +108,23 @@ export function databaseUnavailableMessage(error: unknown, where?: string): stri
 /** What is wrong with a DATABASE_URL before anything connects to it; null when it is a PostgreSQL URL. */
 export function databaseUrlProblem(url: string): string | null {
   const example = 'postgres://user@host:5432/database';
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return `DATABASE_URL is not a URL: expected ${example}`;
-  }
-  // socket:/path?db=name is pg's own form for a Unix socket.
-  if (!['postgres:', 'postgresql:', 'socket:'].includes(parsed.protocol)) {
-    return `DATABASE_URL names ${parsed.protocol}, not PostgreSQL: expected ${example}`;
-  }
+  // pg's own forms for a Unix socket: "/var/run/postgresql dbname" and socket:/path?db=name;
+  // postgres://user@/db?host=/path has no host for URL to parse, so only the scheme is checked.
+  if (url.startsWith('/')) return null;
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined) return `DATABASE_URL is not a URL: expected ${example}`;
+  if (!['postgres', 'postgresql', 'socket'].includes(scheme)) return `DATABASE_URL names ${scheme}:, not PostgreSQL: expected ${example}`;
   return null;
 }
 
 /** host:port of a DATABASE_URL, for messages (never its user or password); undefined when it names none. */
 export function databaseAddress(url: string): string | undefined {
   try {
-    const { hostname, port } = new URL(url);
-    return hostname === '' ? undefined : `${hostname}:${port || '5432'}`;
+    const { hostname, port, searchParams } = new URL(url);
+    // ?host= overrides the URL's host (a socket directory, or a host name).
+    const host = searchParams.get('host') ?? hostname;
+    if (host === '' || host.startsWith('/')) return undefined;
+    return `${host}:${port || '5432'}`;
   } catch {
     return undefined;
   }

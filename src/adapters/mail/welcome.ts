@@ -1,5 +1,5 @@
 import Handlebars from 'handlebars';
-import { firstUnknownVariable } from '../../domain/template-variables.js';
+import { fieldReadOf, firstUnknownVariable } from '../../domain/template-variables.js';
 
 export interface WelcomeVariables {
   readonly customer: string;
@@ -98,16 +98,13 @@ export function templateProblem(source: string, escape = true): TemplateProblem 
     if (!unknown) return null;
     return { message: `"${unknown.name}" is not a template variable (one of ${Object.keys(SAMPLE_VARIABLES).join(', ')})`, line: unknown.line, column: unknown.column };
   } catch (error) {
-    // Strict lookups inside {{#with site}} or {{#each site}} search a plain value's fields: the
-    // error is JavaScript's own ("Cannot use 'in' operator…"), without a place.
-    const inPlainValue = error instanceof TypeError ? /^Cannot use 'in' operator to search for '([^']+)' in (.*)$/s.exec(error.message) : null;
-    if (inPlainValue) {
-      const [, field, value] = inPlainValue;
-      const at = firstUnknownVariable(Handlebars.parse(source), (name) => name !== field);
-      return {
-        message: `"${field}" is read as a field of ${JSON.stringify(value)} (inside {{#with}} or {{#each}}): the template variables are plain values with no fields; name them directly`,
-        ...(at ? { line: at.line, column: at.column } : {}),
-      };
+    // A field of a plain value ({{site.city}}, or {{city}} inside {{#with site}}): the error is
+    // JavaScript's own ("Cannot use 'in' operator…"), without a place.
+    const field = error instanceof TypeError ? /^Cannot use 'in' operator to search for '([^']+)' in /.exec(error.message)?.[1] : undefined;
+    const read = field === undefined ? null : fieldReadOf(Handlebars.parse(source), field);
+    if (read) {
+      const what = read.inWith ? `"${read.path}" inside {{#with ${read.owner}}} reads a field of ${read.owner}` : `"${read.path}" reads a field of ${read.owner}`;
+      return { message: `${what}, a plain value with no fields: name the variables directly (one of ${Object.keys(SAMPLE_VARIABLES).join(', ')})`, line: read.line, column: read.column };
     }
     return error instanceof Error ? describeTemplateError(error) : { message: String(error) };
   }

@@ -195,7 +195,8 @@ function lineNumberProblems(customer: CustomerConfig, at: (string | number)[], b
   const fromSite = customer.profiles.filter(drawsFrom('site')).map((p) => `"${p.name}"`);
   if (fromSite.length === 0 || sitesWithRanges.length === 0) return problems;
   customer.sites.forEach((site, index) => {
-    if (site.numberRanges.length > 0 || !receivesUsers(site)) return;
+    // A site whose ranges were all malformed has its own problems already: no guess on top.
+    if (site.numberRanges.length > 0 || !receivesUsers(site) || broken.has(`sites:ranges:${site.name}`)) return;
     problems.push({
       severity: 'warning',
       path: [...at, 'sites', pos(site, index), 'numberRanges'],
@@ -516,7 +517,11 @@ function parseCustomer(raw: unknown, at: ConfigPath): ParsedCustomer {
       const data: unknown = parsed.success ? parsed.data : repaired?.data;
       if (!parsed.success) problems.push(...zodProblems(parsed.error, [...at, part, i]));
       // A site without its malformed ranges is checked on, but not counted as a pool with ranges.
-      if (repaired?.dropped) broken.add(`${part}:*`);
+      if (repaired?.dropped) {
+        broken.add(`${part}:*`);
+        const siteName = (item as { name?: unknown } | null)?.name;
+        if (typeof siteName === 'string') broken.add(`${part}:ranges:${siteName}`);
+      }
       // A source of an unknown type: what every source has is still checked.
       if (part === 'sources' && !parsed.success && parsed.error.issues.some((issue) => issue.path.length === 1 && issue.path[0] === 'type')) {
         const common = sourceCommonSchema.safeParse(item);
