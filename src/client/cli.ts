@@ -198,10 +198,15 @@ export function printSyncReport(io: CliIo, report: SyncReport, json: boolean): v
       `removed ${counts.removed}, restored ${counts.restored}, disabled ${counts.disabled}, invalid ${counts.invalid}, unidentified ${counts.unidentified}`,
   );
   if (report.status === 'held' && report.held) {
-    io.out(`  Nobody was offboarded: ${report.reason ?? ''}`);
-    io.out(
-      `  To let them through: flowthru sync ${report.source} --customer ${report.customer} --mode delete --allow-deletes ${report.held.deletions}`,
-    );
+    const reason = report.reason ?? '';
+    // An incomplete read is held whatever --allow-deletes says: the way out is a whole read.
+    const incomplete = counts.unidentified > 0 && /^the read was incomplete/.test(reason);
+    io.out(`  Nobody was offboarded: ${reason.replace(/; if that is right: flowthru sync … --mode delete --allow-deletes \d+$/, '')}`);
+    if (!incomplete) {
+      io.out(
+        `  If that is right, let them through: flowthru sync ${report.source} --customer ${report.customer} --mode delete --allow-deletes ${report.held.deletions}`,
+      );
+    }
   }
   if (counts.unidentified) {
     io.out(`  The read was incomplete: ${counts.unidentified} record${counts.unidentified === 1 ? '' : 's'} could not be identified (below); nobody missing from it may be taken for gone.`);

@@ -142,6 +142,12 @@ describe('a CSV export with inactive rows and an unterminated quote', () => {
     expect(text).toMatch(/The read is incomplete: 1 record could not be identified \(below\), so the 1 user on record it did not see is not listed as deletions/);
     expect(text).toMatch(/skipped line 5: unterminated quote/);
 
+    // A delete sync of the incomplete read is held, and offers no --allow-deletes: it would be held again.
+    const held = await h.cli('sync', 'hr', '--customer', 'hr', '--mode', 'delete', '--wait');
+    expect(held.code).toBe(3);
+    expect(held.out).toMatch(/Nobody was offboarded: the read was incomplete \(1 record could not be identified\), so nobody missing from it is taken for gone; fix the source and sync again$/m);
+    expect(held.out).not.toMatch(/--allow-deletes/);
+
     // The line fixed: now the read is complete, E7 is gone, and E3 (disabled, still there) is not.
     h.writeFile('hr.csv', [HR_HEADER, hrRow(1), hrRow(2, 'inactive'), hrRow(3, 'inactive'), hrRow(4), hrRow(5), hrRow(6, 'Inactive')].join('\n') + '\n');
     const complete = JSON.parse((await h.cli('preview', 'hr', '--customer', 'hr', '--json')).out) as PreviewReport;

@@ -278,7 +278,9 @@ describe('delete sync', () => {
     expect(result.code, result.err).toBe(3);
     expect(result.out).toMatch(/deletions held/);
     expect(result.out).toMatch(/11 of 12 users would be offboarded, more than the default threshold/);
-    expect(result.out).toContain('flowthru sync hr --customer leavers --mode delete --allow-deletes 11');
+    // The advice once, with the source's own name.
+    expect(result.out).toContain('If that is right, let them through: flowthru sync hr --customer leavers --mode delete --allow-deletes 11');
+    expect(result.out.match(/--allow-deletes/g)).toHaveLength(1);
     const statuses = await h.db.selectFrom('users').innerJoin('customers', 'customers.id', 'users.customer_id').select('users.status').where('customers.name', '=', 'leavers').execute();
     expect(statuses.every((u) => u.status === 'provisioned')).toBe(true);
     // The sync's own entry and the operator's start, newest first in either order: the CLI writes
