@@ -603,7 +603,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   registerRetryCommand(program, io);
   registerScheduleCommand(program, io);
   registerCodecServerCommand(program, io);
-  registerTargetCommand(program, io);
+  registerTargetCommand(program, io, setExit);
   registerConsoleCommand(program, io);
   return program;
 }

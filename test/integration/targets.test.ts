@@ -464,6 +464,12 @@ describe('modes', () => {
     await eventually(() => h.userRow('refused', 'E2'), (u) => u.status === 'failed');
     expect(h.smtp.to('noc@acme.example').filter((m) => m.subject?.includes('target events failed'))).toHaveLength(2);
 
+    // Pushed by hand while it still refuses: the push fails, and the CLI's exit status says so.
+    hooks.respondWith([410], {}, 'gone for good');
+    const refusedPush = await h.cli('target', 'provision', 'events', 'ada', '--customer', 'refused', '--wait');
+    expect(refusedPush.code).toBe(1);
+    expect(refusedPush.out).toMatch(/^Target events, ada: failed: /);
+
     // Fixed at the receiver: pushing Ada to the target is her retry; Bob's pipeline runs again.
     const pushed = JSON.parse((await h.cli('target', 'provision', 'events', 'ada', '--customer', 'refused', '--wait', '--json')).out);
     expect(pushed).toMatchObject({ status: 'succeeded', summary: expect.stringMatching(/^provisioned: POST/) });

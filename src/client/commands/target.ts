@@ -73,7 +73,8 @@ async function reprovision(client: Client, taskQueue: string, ref: TargetRef, wi
   }
 }
 
-export function registerTargetCommand(program: Command, io: CliIo): void {
+/** `setExit`: the CLI's exit status (a push that failed, a reprovision with failures: 1). */
+export function registerTargetCommand(program: Command, io: CliIo, setExit: (code: number) => void): void {
   const target = program.command('target').description('provisioning targets (LDAP write-back, SCIM, webhooks): what they hold, queued jobs, provision and reprovision');
 
   target
@@ -156,7 +157,7 @@ export function registerTargetCommand(program: Command, io: CliIo): void {
       const result: TargetJobResult = await withClient(settings, (client) => client.workflow.getHandle<typeof targetJob>(workflowId).result());
       if (opts.json) io.out(JSON.stringify({ workflowId, ...result }));
       else io.out(`Target ${ref.config.name}, ${who}: ${result.status}: ${result.summary}`);
-      if (result.status !== 'succeeded') process.exitCode = 1;
+      if (result.status !== 'succeeded') setExit(1);
     });
 
   target
@@ -194,7 +195,7 @@ export function registerTargetCommand(program: Command, io: CliIo): void {
         const counts: ReprovisionCounts = await outcome;
         if (opts.json) io.out(JSON.stringify({ workflowId, ...counts }));
         else io.out(`Reprovisioned ${ref.config.name}: succeeded ${counts.succeeded}, unchanged ${counts.unchanged}, failed ${counts.failed}.`);
-        if (counts.failed > 0) process.exitCode = 1;
+        if (counts.failed > 0) setExit(1);
       });
     });
 
