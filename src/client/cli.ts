@@ -30,6 +30,7 @@ import { previewCandidate } from './commands/impact.js';
 import { describeReconcile, reconcileAfterApply } from './schedules.js';
 import { SyncBusyError } from './sync.js';
 import { describeChanges } from '../adapters/db/user-services.js';
+import { checkScope } from './scope.js';
 import { connectClient, TemporalUnreachableError } from './temporal.js';
 
 export interface CliIo {
@@ -554,13 +555,19 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       .description(description);
 
   scoped('users', 'list users: where they are, what they got').action(async (opts: { customer?: string; site?: string; json?: boolean }) => {
-    const users = await withDatabase((db) => listUsers(db, opts));
+    const users = await withDatabase(async (db) => {
+      await checkScope(db, opts);
+      return listUsers(db, opts);
+    });
     if (opts.json) io.out(JSON.stringify(users, null, 2));
     else table(io, users.map((u) => ({ ...u, reason: shorten(u.reason, 40) })), ['customer', 'source', 'externalId', 'username', 'site', 'profile', 'role', 'status', 'reason', 'numbers']);
   });
 
   scoped('numbers', 'list the number inventory').action(async (opts: { customer?: string; site?: string; json?: boolean }) => {
-    const numbers = await withDatabase((db) => listNumbers(db, opts));
+    const numbers = await withDatabase(async (db) => {
+      await checkScope(db, opts);
+      return listNumbers(db, opts);
+    });
     if (opts.json) io.out(JSON.stringify(numbers, null, 2));
     else table(io, numbers.map((n) => ({ ...n, 'available from': n.availableFrom?.replace(/:\d\d\.\d+Z$/, 'Z') ?? null })), ['number', 'customer', 'site', 'status', 'user', 'available from']);
   });
@@ -574,7 +581,10 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .option('--json', 'machine-readable output')
     .description('the transaction log: sync runs and every user step, with the Temporal run that did it')
     .action(async (opts: { user?: string; customer?: string; limit: number; why?: boolean; json?: boolean }) => {
-      const entries = await withDatabase((db) => listLog(db, opts));
+      const entries = await withDatabase(async (db) => {
+        await checkScope(db, opts);
+        return listLog(db, opts);
+      });
       if (opts.json) io.out(JSON.stringify(entries.map((e) => (opts.why ? { ...e, why: e.why ?? null } : e)), null, 2));
       else if (!opts.why) table(io, entries, ['at', 'customer', 'user', 'action', 'status', 'subject', 'error']);
       else {

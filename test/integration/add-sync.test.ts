@@ -345,6 +345,18 @@ describe('starting a sync', () => {
     expect(JSON.parse(json.out)).toEqual({ ok: false, workflowId: null, mode: 'add', modes: ['add', 'update'], error: { message: expect.stringMatching(/^no source "nope"/), kind: 'InvalidInput' } });
   });
 
+  it('a customer, site, pool or user that does not exist is refused by name, not answered with an empty list', async () => {
+    expect(await cli('users', '--customer', 'nope')).toMatchObject({ code: 1, out: '', err: expect.stringMatching(/^flowthru: no customer "nope" \(customers: acme, .*\)$/) });
+    expect(await cli('users', '--customer', 'acme', '--site', 'nowhere')).toMatchObject({ code: 1, err: 'flowthru: --site: no site "nowhere" at customer "acme" (sites: chicago, dallas)' });
+    expect(await cli('numbers', '--site', 'nowhere')).toMatchObject({ code: 1, err: expect.stringMatching(/^flowthru: --site: no site "nowhere" \(sites: /) });
+    expect(await cli('log', '--customer', 'acme', '--user', 'nobody')).toMatchObject({ code: 1, err: 'flowthru: no user "nobody" at customer "acme" (a username, external id or email)' });
+    expect(await cli('retry', '--status', 'blocked', '--customer', 'acme', '--pool', 'nowhere')).toMatchObject({ code: 1, err: expect.stringMatching(/^flowthru: --pool: no site "nowhere" at customer "acme" \(sites: chicago, dallas; or customer\)$/) });
+    expect(await cli('schedule', 'list', '--customer', 'nope')).toMatchObject({ code: 1, err: expect.stringMatching(/^flowthru: no customer "nope"/) });
+    // What exists answers as before, empty or not.
+    expect(await cli('users', '--customer', 'acme', '--site', 'dallas', '--json')).toMatchObject({ code: 0 });
+    expect(await cli('log', '--customer', 'acme', '--user', 'jadams', '--limit', '1')).toMatchObject({ code: 0 });
+  });
+
   it('Temporal unreachable is said at once (not after the SDK\'s 10 s deadline), naming the address; with --json on stdout too', async () => {
     const { createServer } = await import('node:net');
     // A port nothing listens on: bound for a moment, then released.

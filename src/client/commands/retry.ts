@@ -2,6 +2,7 @@ import { Option, type Command } from 'commander';
 import { readSettings } from '../../settings.js';
 import { table, temporalUiUrl, UserError, withDatabase, type CliIo } from '../cli.js';
 import { cliActor, retryPipelines, RETRYABLE_STATUSES, type RetryableStatus, type RetrySelection } from '../operations.js';
+import { checkScope } from '../scope.js';
 import { withClient } from '../temporal.js';
 
 export { RETRYABLE_STATUSES };
@@ -28,7 +29,11 @@ export async function retryUsers(io: CliIo, who: string | undefined, opts: Retry
   if (who !== undefined && (opts.site !== undefined || opts.source !== undefined || opts.pool !== undefined)) throw new UserError('--site, --source and --pool choose users with --status; a USER names one already');
   const settings = readSettings();
   const selection: RetrySelection = who !== undefined ? { who, customer: opts.customer } : { status: opts.status!, customer: opts.customer, site: opts.site, source: opts.source, pool: opts.pool };
-  const { configVersion: version, users: retried } = await withDatabase((db) => withClient(settings, (client) => retryPipelines(db, client, settings.taskQueue, selection, cliActor())));
+  const { configVersion: version, users: retried } = await withDatabase(async (db) => {
+    // A misspelt scope would read as "nothing to retry".
+    if (who === undefined) await checkScope(db, { customer: opts.customer, site: opts.site, source: opts.source, pool: opts.pool });
+    return withClient(settings, (client) => retryPipelines(db, client, settings.taskQueue, selection, cliActor()));
+  });
   if (retried.length === 0) {
     if (opts.json) io.out(JSON.stringify({ status: opts.status, configVersion: version, retried: 0, users: [] }));
     else io.out(`No ${opts.status} users${describeScope(opts)}: nothing to retry.`);

@@ -5,6 +5,7 @@ import { table, temporalUiUrl, withDatabase, type CliIo } from '../cli.js';
 import { cliActor, setSchedulePaused, triggerSchedule } from '../operations.js';
 import { declaredSchedules, listSchedules, type ScheduleDeclaration, type ScheduleView } from '../schedules.js';
 import { withClient } from '../temporal.js';
+import { checkScope } from '../scope.js';
 
 /*
  * `flowthru schedule list|trigger|pause|unpause`: the schedules themselves are declared in the
@@ -54,6 +55,7 @@ export function registerScheduleCommand(program: Command, io: CliIo): void {
     .action(async (opts: { customer?: string; json?: boolean }) => {
       const settings = readSettings();
       const declared: ScheduleDeclaration[] = await withDatabase(async (db) => {
+        await checkScope(db, { customer: opts.customer });
         const newest = await loadConfigVersion(db);
         return newest ? declaredSchedules(newest.config) : [];
       });
