@@ -1,9 +1,11 @@
-import { ApplicationFailure, WorkflowFailedError } from '@temporalio/client';
+import { ApplicationFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
+import type { Payload } from '@temporalio/common';
+import type { syncSource } from '../workflows/sync-source.js';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Kysely } from 'kysely';
 import { loadConfigFile } from '../adapters/config-file.js';
 import { MissingSecrets } from '../adapters/secrets.js';
-import { PayloadKeyError } from '../adapters/temporal/codec.js';
+import { AesGcmPayloadCodec, PayloadKeyError, payloadKeysFromEnv } from '../adapters/temporal/codec.js';
 import { applyConfig, ConfigApplyRefused, loadConfigVersion } from '../adapters/db/config-store.js';
 import { createDatabase, DatabaseUrlError } from '../adapters/db/connection.js';
 import { DatabaseMissing, ensureDatabase } from '../adapters/db/ensure.js';
@@ -437,8 +439,17 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       }
       let report: SyncReport;
       try {
-        report = await handle.result();
+        report = await resultUnlessStuck(handle);
       } catch (error) {
+        if (error instanceof SyncStuckError) {
+          if (opts.json) printJson({ ok: false, workflowId: handle.workflowId, mode: opts.mode[0], modes: opts.mode, error: { message: error.message, kind: 'PayloadKey' } });
+          else {
+            io.err(`flowthru: sync of ${target.customer}/${source} (${modes}) cannot run: ${error.message}`);
+            io.err(`  see ${temporalUiUrl(settings, handle.workflowId)}`);
+          }
+          setExit(2);
+          return;
+        }
         if (!(error instanceof WorkflowFailedError)) throw error;
         // The sync failed: say why, in the output the user reads, not only in `flowthru log`.
         const cause = rootCause(error);
@@ -616,6 +627,66 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   registerTargetCommand(program, io, setExit);
   registerConsoleCommand(program, io);
   return program;
+}
+
+/** A sync whose workflow tasks keep failing for a cause no retry fixes (payload keys that differ). */
+class SyncStuckError extends Error {}
+
+/**
+ * The sync's report, unless the worker cannot read what it was given: a worker whose payload keys
+ * differ from this CLI's fails the sync's workflow task again and again (the SDK fails the task,
+ * not the workflow, when a payload does not decode), and the sync would wait forever. Its pending
+ * task's attempt count shows it; the last failure says why.
+ */
+async function resultUnlessStuck(handle: WorkflowHandle<typeof syncSource>): Promise<SyncReport> {
+  let settled = false;
+  let wake: (() => void) | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const result = handle.result().finally(() => {
+    settled = true;
+    clearTimeout(timer);
+    wake?.();
+  });
+  const watch = async (): Promise<never> => {
+    for (;;) {
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        timer = setTimeout(resolve, 3_000);
+      });
+      if (settled) return new Promise<never>(() => undefined);
+      const attempt = (await handle.describe().catch(() => null))?.raw.pendingWorkflowTask?.attempt ?? 0;
+      if (attempt < 3) continue;
+      const events = (await handle.fetchHistory().catch(() => null))?.events ?? [];
+      const failure = events.findLast((e) => e.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure;
+      const why = await keyProblemOf(failure);
+      if (why !== null) {
+        throw new SyncStuckError(
+          `the worker cannot read it (${why}): the worker's FLOWTHRU_PAYLOAD_KEYS must hold the key this CLI seals with (FLOWTHRU_PAYLOAD_KEY_ID). The sync waits until a worker can read it; to end it: temporal workflow terminate --workflow-id ${handle.workflowId}`,
+        );
+      }
+    }
+  };
+  return Promise.race([result, watch()]);
+}
+
+/**
+ * Whether a workflow task's failure is about payload keys: its message is sealed by the worker
+ * (failures are encoded), so a failure this CLI cannot open means the keys differ; one it can
+ * open says so itself. Null for any other failure, or none.
+ */
+async function keyProblemOf(failure: { message?: string | null; encodedAttributes?: unknown } | null | undefined): Promise<string | null> {
+  if (!failure) return null;
+  let message = failure.message ?? '';
+  if (failure.encodedAttributes) {
+    try {
+      const [opened] = await new AesGcmPayloadCodec(payloadKeysFromEnv()).decode([failure.encodedAttributes as Payload]);
+      message = String((JSON.parse(Buffer.from(opened!.data ?? new Uint8Array()).toString('utf8')) as { message?: unknown }).message ?? message);
+    } catch (error) {
+      if (error instanceof PayloadKeyError) return `its failure is sealed with a key this CLI cannot open: ${error.message}`;
+      return null;
+    }
+  }
+  return /PayloadKeyError|payload is sealed with key|payload sealed with key|FLOWTHRU_PAYLOAD_KEY/.test(message) ? message.replace(/\s+/g, ' ').slice(0, 300) : null;
 }
 
 /** The innermost cause of a workflow failure: the activity's own error, with its kind. */

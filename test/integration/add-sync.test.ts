@@ -375,6 +375,24 @@ describe('starting a sync', () => {
     const unknown = await h.cliWith({ TEMPORAL_ADDRESS: 'no-such-host.invalid:7233' }, 'users', '--customer', 'acme');
     expect(unknown).toMatchObject({ code: 0 });
     const retry = await h.cliWith({ TEMPORAL_ADDRESS: 'no-such-host.invalid:7233' }, 'sync', 'hr', '--customer', 'acme', '--mode', 'add');
-    expect(retry).toMatchObject({ code: 2, err: expect.stringMatching(/^flowthru: cannot reach Temporal at no-such-host\.invalid:7233: the host "no-such-host\.invalid" is not known \((ENOTFOUND|EAI_AGAIN)\); check TEMPORAL_ADDRESS$/) });
+    expect(retry).toMatchObject({ code: 2, err: expect.stringMatching(/^flowthru: cannot reach Temporal at no-such-host\.invalid:7233: the host "no-such-host\.invalid" (is not known \(ENOTFOUND\); check|cannot be looked up now \(EAI_AGAIN: DNS\); try again, or check) TEMPORAL_ADDRESS$/) });
   });
+});
+
+describe('a CLI whose payload keys the worker does not have', () => {
+  it('sync --wait says the worker cannot read the sync, instead of waiting forever', async () => {
+    h.writeFile('nomail.csv', acmeCsv([joe]));
+    const other = { FLOWTHRU_PAYLOAD_KEYS: `other=${Buffer.alloc(32, 7).toString('base64')}`, FLOWTHRU_PAYLOAD_KEY_ID: 'other' };
+    try {
+      const stuck = await h.cliWith(other, 'sync', 'hr', '--customer', 'nomail', '--mode', 'update', '--wait', '--json');
+      expect(stuck.code).toBe(2);
+      expect(JSON.parse(stuck.out)).toMatchObject({
+        ok: false,
+        workflowId: 'sync/nomail/hr',
+        error: { kind: 'PayloadKey', message: expect.stringMatching(/^the worker cannot read it \(its failure is sealed with a key this CLI cannot open: .+\): the worker's FLOWTHRU_PAYLOAD_KEYS must hold the key/) },
+      });
+    } finally {
+      await h.client.workflow.getHandle('sync/nomail/hr').terminate('test: sealed with a key the worker does not have').catch(() => undefined);
+    }
+  }, 90_000);
 });
