@@ -512,7 +512,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       const report = await withDatabase(async (db) => {
         const target = await resolveSource(db, source, opts.customer, opts.configVersion);
         try {
-          return await previewSource(db, new ConfigSnapshots(db), { customer: target.customer, source, configVersion: target.version, modes, onUsers });
+          return await previewSource(db, new ConfigSnapshots(db), { customer: target.customer, source, configVersion: target.version, ...(opts.mode !== undefined ? { modes } : {}), onUsers });
         } catch (error) {
           if (error instanceof PermanentError) throw new UserError(error.message);
           throw error;
@@ -529,7 +529,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       const c = report.counts;
       io.out('');
       io.out(
-        `Preview of ${report.customer}/${report.source} (configuration version ${report.configVersion}): ${c.seen} users, ` +
+        `Preview of ${report.customer}/${report.source} (configuration version ${report.configVersion}): ${c.seen} records seen, ` +
           `${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged; ${c.placed} placed, ${c.unplaced} unplaced, ${c.moves} would move; ` +
           `${c.matched} matched a profile, ${c.unmatched} none${updates ? `; ${c.kept} would be kept where they are` : ''}` +
           `${report.modes.includes('delete') ? `; ${c.deletions} on record but gone from the source` : ''}.`,

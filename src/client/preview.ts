@@ -177,6 +177,8 @@ export async function previewSource(
     const { users, disabled, problems, unusableIds, unidentified } = mapRecords(source, page.records);
     report.problems.push(...problems);
     report.counts.unidentified += page.unidentified + unidentified;
+    // As a sync counts them: every record the source returned, usable or not.
+    report.counts.seen += page.records.length + page.problems.length;
     // Invalid and disabled records are still in the source: not deletions.
     for (const id of unusableIds) seen.add(id);
     for (const account of disabled) {
@@ -221,8 +223,9 @@ export async function previewSource(
       const afterMove = pass === 'update' && move ? snap.config.settings.updateSyncProfile : undefined;
       const profile = afterMove ? snap.profiles.get(afterMove) : profileWhy?.rule ? snap.profiles.get(profileWhy.rule.profile) : undefined;
       const update = pass === 'update' && modes.includes('update') ? await predictUpdate(String(existing!.id), siteWhy.site === null ? currentSite : siteWhy.site, profile) : {};
-      // Listed: the users a sync of these modes would run a pass for (unchanged ones too, unless only deletions are previewed).
-      const listed = pass === null ? modes.includes('add') || modes.includes('update') : modes.includes(pass);
+      // Listed: the users a sync of these modes would run a pass for. Without --mode, every user
+      // (unchanged ones too: the whole picture); with it, only those its modes would touch.
+      const listed = pass === null ? options.modes === undefined : modes.includes(pass);
       const preview: PreviewUser = {
         externalId: user.externalId,
         username: user.user.username ?? null,
@@ -239,7 +242,6 @@ export async function previewSource(
       };
       if (listed) listedUsers.push(preview);
       const c = report.counts;
-      c.seen++;
       c[preview.change]++;
       if (preview.site) c.placed++;
       else c.unplaced++;
@@ -273,7 +275,7 @@ export async function previewSource(
     const sourceUsers = await countSourceUsers(db, { customerId: snap.customerId, sourceId: source.id });
     const deletions = report.incomplete ? notSeen.length : report.deletions.length;
     const decision = decideDeletions(
-      { deletions, sourceUsers, seen: report.counts.seen + report.problems.length + report.disabled.length, unidentified: report.counts.unidentified, fullRead: true },
+      { deletions, sourceUsers, seen: report.counts.seen, unidentified: report.counts.unidentified, fullRead: true },
       snap.config.settings.deleteThreshold,
     );
     report.threshold = { deletions, limit: decision.limit, sourceUsers, held: !decision.proceed, ...(decision.proceed ? {} : { reason: decision.reason }) };

@@ -470,7 +470,7 @@ describe('flowthru preview', () => {
 
     const text = await cli('preview', 'directory', '--customer', 'corp');
     expect(text.out).toMatch(/changed +update +chicago → dallas +engineering +\+1312555\d{4} → \+1214555\d{4} +~phone/);
-    expect(text.out).toMatch(/Preview of corp\/directory .*: 900 users, 0 new, 1 changed, 899 unchanged/);
+    expect(text.out).toMatch(/Preview of corp\/directory .*: 900 records seen, 0 new, 1 changed, 899 unchanged/);
     // One header, then a row per user, across both pages.
     expect(text.out.split('\n').filter((line) => line.startsWith('EXTERNALID'))).toHaveLength(1);
     const lines = text.out.split('\n');

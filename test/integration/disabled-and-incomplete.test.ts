@@ -136,7 +136,8 @@ describe('a CSV export with inactive rows and an unterminated quote', () => {
     expect(incomplete.disabled).toEqual(['E2', 'E3', 'E6']);
     expect(incomplete.incomplete).toBe(true);
     expect(incomplete.deletions).toEqual([]);
-    expect(incomplete.counts).toMatchObject({ disabled: 3, unidentified: 1, deletions: 0, unconfirmedDeletions: 1, invalid: 1 });
+    // seen: every record of the file, usable or not, as the sync below counts them.
+    expect(incomplete.counts).toMatchObject({ seen: 6, disabled: 3, unidentified: 1, deletions: 0, unconfirmedDeletions: 1, invalid: 1 });
     const text = (await h.cli('preview', 'hr', '--customer', 'hr')).out;
     expect(text).toMatch(/3 disabled or locked accounts would be skipped \(not imported, not deletions\): E2, E3, E6\./);
     expect(text).toMatch(/The read is incomplete: 1 record could not be identified \(below\), so the 1 user on record it did not see is not listed as deletions/);
@@ -147,6 +148,7 @@ describe('a CSV export with inactive rows and an unterminated quote', () => {
     expect(held.code).toBe(3);
     expect(held.out).toMatch(/Nobody was offboarded: the read was incomplete \(1 record could not be identified\), so nobody missing from it is taken for gone; fix the source and sync again$/m);
     expect(held.out).not.toMatch(/--allow-deletes/);
+    expect(held.out).toMatch(/^ {2}seen 6, /m);
 
     // The line fixed: now the read is complete, E7 is gone, and E3 (disabled, still there) is not.
     h.writeFile('hr.csv', [HR_HEADER, hrRow(1), hrRow(2, 'inactive'), hrRow(3, 'inactive'), hrRow(4), hrRow(5), hrRow(6, 'Inactive')].join('\n') + '\n');

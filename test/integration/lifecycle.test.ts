@@ -87,6 +87,8 @@ describe('update sync: Jane Murphy moves from Chicago to Dallas (seed 000)', () 
         services: { added: [], changed: ['phone'], removed: [] },
       }),
     ]);
+    // --mode update lists only the users an update would touch: not Joe and Sal, unchanged.
+    expect(preview.users.map((u: { externalId: string }) => u.externalId)).toEqual(['E10']);
     expect(preview).toMatchObject({ modes: ['update'], deletions: [], threshold: null });
     const text = (await h.cli('preview', 'hr', '--customer', 'acme', '--mode', 'update')).out;
     expect(text).toMatch(new RegExp(`E10 +jmurphy +changed +update +chicago → dallas +engineering +\\${chicago} → \\+12145550100 +~phone`));

@@ -497,6 +497,11 @@ describe('provisioning group', () => {
     const everyone = hooks.events().filter((d) => d.event.data.customer === 'grouped' && d.event.data.target === 'everyone');
     expect(everyone.map((d) => `${d.event.type}:${d.event.data.fields.title}`)).toEqual(['user.provisioned:Engineer', 'user.changed:Manager', 'user.changed:Engineer', 'user.changed:Manager']);
     expect(new Set(everyone.map((d) => d.id)).size).toBe(4);
+    // target list: a target without a group applies to everyone, and says so.
+    const listed = (await h.cli('target', 'list', '--customer', 'grouped')).out.split('\n');
+    expect(listed.find((line) => / events /.test(line))).toMatch(/ its group /);
+    expect(listed.find((line) => / everyone +webhook /.test(line))).toMatch(/ automatic +everyone /);
+    expect(JSON.parse((await h.cli('target', 'list', '--customer', 'grouped', '--json')).out)).toMatchObject([{ target: 'events', group: true }, { target: 'everyone', group: false }]);
   });
 });
 

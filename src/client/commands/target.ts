@@ -14,6 +14,7 @@ import type { targetJob } from '../../workflows/target-job.js';
 import { parseCount, table, temporalUiUrl, UserError, withDatabase, type CliIo } from '../cli.js';
 import { withClient } from '../temporal.js';
 import { findOneUser } from './user.js';
+import { checkScope } from '../scope.js';
 
 /*
  * `flowthru target list|jobs|provision|reprovision|cancel`: the provisioning targets declared in
@@ -86,6 +87,7 @@ export function registerTargetCommand(program: Command, io: CliIo, setExit: (cod
       const rows = await withDatabase(async (db) => {
         const newest = await loadConfigVersion(db);
         if (!newest) throw new UserError('no configuration has been applied yet: run flowthru config apply FILE');
+        await checkScope(db, { customer: opts.customer });
         const counts = await db
           .selectFrom('target_state as t')
           .innerJoin('customers as c', 'c.id', 't.customer_id')
@@ -112,7 +114,8 @@ export function registerTargetCommand(program: Command, io: CliIo, setExit: (cod
       });
       if (opts.json) io.out(JSON.stringify(rows, null, 2));
       else if (rows.length === 0) io.out('No targets: add targets: to a customer in the configuration and apply it.');
-      else table(io, rows, ['customer', 'order', 'target', 'kind', 'mode', 'group', 'provisioned', 'pending', 'failed']);
+      // A target without a provisioning group applies to everyone (README): say so, not "false".
+      else table(io, rows.map((r) => ({ ...r, group: r.group ? 'its group' : 'everyone' })), ['customer', 'order', 'target', 'kind', 'mode', 'group', 'provisioned', 'pending', 'failed']);
     });
 
   target
