@@ -1,11 +1,11 @@
 import { ApplicationFailure, WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
-import type { Payload } from '@temporalio/common';
+import type { Payload, PayloadCodec } from '@temporalio/common';
 import type { syncSource } from '../workflows/sync-source.js';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { Kysely } from 'kysely';
 import { loadConfigFile } from '../adapters/config-file.js';
 import { MissingSecrets } from '../adapters/secrets.js';
-import { AesGcmPayloadCodec, PayloadKeyError, payloadKeysFromEnv } from '../adapters/temporal/codec.js';
+import { PayloadKeyError } from '../adapters/temporal/codec.js';
 import { applyConfig, ConfigApplyRefused, loadConfigVersion } from '../adapters/db/config-store.js';
 import { createDatabase, DatabaseUrlError } from '../adapters/db/connection.js';
 import { DatabaseMissing, ensureDatabase } from '../adapters/db/ensure.js';
@@ -32,6 +32,7 @@ import { previewCandidate } from './commands/impact.js';
 import { describeReconcile, reconcileAfterApply } from './schedules.js';
 import { SyncBusyError } from './sync.js';
 import { describeChanges } from '../adapters/db/user-services.js';
+import { withoutLetThrough } from '../domain/deletions.js';
 import { checkScope } from './scope.js';
 import { connectClient, TemporalUnreachableError } from './temporal.js';
 
@@ -201,11 +202,9 @@ export function printSyncReport(io: CliIo, report: SyncReport, json: boolean): v
       `removed ${counts.removed}, restored ${counts.restored}, disabled ${counts.disabled}, invalid ${counts.invalid}, unidentified ${counts.unidentified}`,
   );
   if (report.status === 'held' && report.held) {
-    const reason = report.reason ?? '';
-    // An incomplete read is held whatever --allow-deletes says: the way out is a whole read.
-    const incomplete = counts.unidentified > 0 && /^the read was incomplete/.test(reason);
-    io.out(`  Nobody was offboarded: ${reason.replace(/; if that is right: flowthru sync … --mode delete --allow-deletes \d+$/, '')}`);
-    if (!incomplete) {
+    io.out(`  Nobody was offboarded: ${withoutLetThrough(report.reason ?? '')}`);
+    // Held with records it could not identify is an incomplete read: held whatever --allow-deletes says.
+    if (counts.unidentified === 0) {
       io.out(
         `  If that is right, let them through: flowthru sync ${report.source} --customer ${report.customer} --mode delete --allow-deletes ${report.held.deletions}`,
       );
@@ -658,7 +657,7 @@ async function resultUnlessStuck(handle: WorkflowHandle<typeof syncSource>): Pro
       if (attempt < 3) continue;
       const events = (await handle.fetchHistory().catch(() => null))?.events ?? [];
       const failure = events.findLast((e) => e.workflowTaskFailedEventAttributes)?.workflowTaskFailedEventAttributes?.failure;
-      const why = await keyProblemOf(failure);
+      const why = await keyProblemOf(failure, handle.client.options.loadedDataConverter.payloadCodecs);
       if (why !== null) {
         throw new SyncStuckError(
           `the worker cannot read it (${why}): the worker's FLOWTHRU_PAYLOAD_KEYS must hold the key this CLI seals with (FLOWTHRU_PAYLOAD_KEY_ID). The sync waits until a worker can read it; to end it: temporal workflow terminate --workflow-id ${handle.workflowId}`,
@@ -674,13 +673,15 @@ async function resultUnlessStuck(handle: WorkflowHandle<typeof syncSource>): Pro
  * (failures are encoded), so a failure this CLI cannot open means the keys differ; one it can
  * open says so itself. Null for any other failure, or none.
  */
-async function keyProblemOf(failure: { message?: string | null; encodedAttributes?: unknown } | null | undefined): Promise<string | null> {
+async function keyProblemOf(failure: { message?: string | null; encodedAttributes?: unknown } | null | undefined, codecs: readonly PayloadCodec[]): Promise<string | null> {
   if (!failure) return null;
   let message = failure.message ?? '';
   if (failure.encodedAttributes) {
     try {
-      const [opened] = await new AesGcmPayloadCodec(payloadKeysFromEnv()).decode([failure.encodedAttributes as Payload]);
-      message = String((JSON.parse(Buffer.from(opened!.data ?? new Uint8Array()).toString('utf8')) as { message?: unknown }).message ?? message);
+      let opened = [failure.encodedAttributes as Payload];
+      for (const codec of [...codecs].reverse()) opened = await codec.decode(opened);
+      const [payload] = opened;
+      message = String((JSON.parse(Buffer.from(payload!.data ?? new Uint8Array()).toString('utf8')) as { message?: unknown }).message ?? message);
     } catch (error) {
       if (error instanceof PayloadKeyError) return `its failure is sealed with a key this CLI cannot open: ${error.message}`;
       return null;

@@ -41,6 +41,13 @@ function describeLimit(threshold: DeleteThreshold | undefined, limit: number): s
   return typeof threshold === 'number' ? `deleteThreshold ${threshold}` : `deleteThreshold ${threshold} (here ${limit} users)`;
 }
 
+const LET_THROUGH = 'flowthru sync … --mode delete --allow-deletes';
+
+/** A held deletion's reason without its generic advice, for a caller that gives the command in full. */
+export function withoutLetThrough(reason: string): string {
+  return reason.replace(new RegExp(`; if that is right: ${LET_THROUGH.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\d+$`), '');
+}
+
 /**
  * Whether a sync may offboard the users it found gone. `allowDeletes` (an operator's
  * `--allow-deletes N`) lets through at most N, whatever the threshold.
@@ -48,7 +55,7 @@ function describeLimit(threshold: DeleteThreshold | undefined, limit: number): s
 export function decideDeletions(plan: DeletionPlan, threshold: DeleteThreshold | undefined, allowDeletes?: number): DeletionDecision {
   const limit = allowDeletes ?? deletionLimit(threshold, plan.sourceUsers);
   if (plan.deletions === 0) return { proceed: true, limit };
-  const letThrough = `flowthru sync … --mode delete --allow-deletes ${plan.deletions}`;
+  const letThrough = `${LET_THROUGH} ${plan.deletions}`;
   if (plan.fullRead && plan.unidentified > 0) {
     return {
       proceed: false,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decideDeletions, deletionLimit, type DeletionPlan } from '../../src/domain/deletions.js';
+import { decideDeletions, deletionLimit, withoutLetThrough, type DeletionPlan } from '../../src/domain/deletions.js';
 
 const plan = (deletions: number, sourceUsers: number, extra: Partial<DeletionPlan> = {}): DeletionPlan => ({
   deletions,
@@ -51,5 +51,20 @@ describe('the deletion threshold', () => {
 
   it('nothing to delete is never held', () => {
     expect(decideDeletions(plan(0, 0, { seen: 0 }), 0)).toMatchObject({ proceed: true });
+  });
+});
+
+describe('withoutLetThrough', () => {
+  it("drops the generic advice a held reason ends with, and leaves any other reason as it is", () => {
+    const reasonOf = (plan: DeletionPlan) => {
+      const decision = decideDeletions(plan, undefined);
+      if (decision.proceed) throw new Error('expected a hold');
+      return decision.reason;
+    };
+    const held = { reason: reasonOf({ deletions: 11, sourceUsers: 12, seen: 1, unidentified: 0, fullRead: true }) };
+    expect(held.reason).toMatch(/; if that is right: flowthru sync … --mode delete --allow-deletes 11$/);
+    expect(withoutLetThrough(held.reason)).toBe('11 of 12 users would be offboarded, more than the default threshold (more than 10 % and more than 10 users; here 10)');
+    const incomplete = { reason: reasonOf({ deletions: 2, sourceUsers: 12, seen: 11, unidentified: 1, fullRead: true }) };
+    expect(withoutLetThrough(incomplete.reason)).toBe(incomplete.reason);
   });
 });

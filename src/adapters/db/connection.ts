@@ -11,9 +11,14 @@ export class DatabaseUrlError extends Error {
   override readonly name = 'DatabaseUrlError';
 }
 
-export function createDatabase(connectionString: string, options: { max?: number } = {}): Kysely<Database> {
-  const problem = databaseUrlProblem(connectionString);
+/** Throws DatabaseUrlError when `url` is not a PostgreSQL URL (see databaseUrlProblem). */
+export function assertDatabaseUrl(url: string): void {
+  const problem = databaseUrlProblem(url);
   if (problem) throw new DatabaseUrlError(problem);
+}
+
+export function createDatabase(connectionString: string, options: { max?: number } = {}): Kysely<Database> {
+  assertDatabaseUrl(connectionString);
   const pool = new pg.Pool({ connectionString, max: options.max ?? 10 });
   // A connection the server drops (a restart, 57P01) emits 'error' on its client. pg-pool listens on
   // idle clients only (and re-emits on the pool); a client checked out at that moment has no

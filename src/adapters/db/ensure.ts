@@ -1,6 +1,6 @@
 import pg from 'pg';
-import { DatabaseUrlError } from './connection.js';
-import { databaseUrlProblem, sqlState } from './errors.js';
+import { assertDatabaseUrl } from './connection.js';
+import { sqlState } from './errors.js';
 
 /** The database a connection string names, and the same server's maintenance database. */
 function databaseOf(connectionString: string): { name: string; admin: string } {
@@ -19,8 +19,7 @@ export class DatabaseMissing extends Error {}
  * created one, null when it was there. A database that cannot be created is one sentence saying how.
  */
 export async function ensureDatabase(connectionString: string): Promise<string | null> {
-  const problem = databaseUrlProblem(connectionString);
-  if (problem) throw new DatabaseUrlError(problem);
+  assertDatabaseUrl(connectionString);
   const probe = new pg.Client({ connectionString });
   probe.on('error', () => undefined);
   try {

@@ -146,27 +146,22 @@ const ftpCriteriaSchema = z.strictObject({
 
 const moveCriteriaSchema = z.partialRecord(z.enum(USER_TYPES), name);
 
+/** A string that `problem` accepts (null), else refused with what `problem` says. */
+const checkedString = (problem: (value: string) => string | null) =>
+  z.string().superRefine((value, ctx) => {
+    const found = problem(value);
+    if (found) ctx.addIssue({ code: 'custom', message: found });
+  });
+
 const siteSchema = z.strictObject({
   name,
   displayName: z.string().optional(),
   moveCriteria: moveCriteriaSchema.default({}),
   defaultRole: z.string().min(1).optional(),
   /** The site's language tag: templates name it as siteLocale (a SCIM target's locale, say). */
-  locale: z
-    .string()
-    .superRefine((tag, ctx) => {
-      const problem = localeProblem(tag);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    })
-    .optional(),
+  locale: checkedString(localeProblem).optional(),
   /** The site's IANA time zone: templates name it as siteTimeZone. */
-  timeZone: z
-    .string()
-    .superRefine((zone, ctx) => {
-      const problem = timeZoneProblem(zone);
-      if (problem) ctx.addIssue({ code: 'custom', message: problem });
-    })
-    .optional(),
+  timeZone: checkedString(timeZoneProblem).optional(),
   numberRanges: z.array(numberRangeSchema).default([]),
 });
 
