@@ -338,13 +338,15 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
     .command('worker')
     .description('run a worker: executes sync and user pipelines from the task queue until stopped')
     .action(async () => {
-      const { startWorker } = await import('../worker/main.js');
+      const { startWorker, StoppedWhileWaiting } = await import('../worker/main.js');
       let running;
       try {
         running = await startWorker(readSettings(), { handleSignals: true });
       } catch (error) {
         // Secrets the applied configuration needs are the operator's to set: a clear sentence, exit 1.
         if (error instanceof MissingSecrets) throw new UserError(error.message);
+        // SIGTERM while it waited for PostgreSQL or Temporal: stopped as asked.
+        if (error instanceof StoppedWhileWaiting) return;
         throw error;
       }
       await running.done;

@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import { ScheduleNotFoundError, type Client, type ScheduleDescription, type ScheduleHandle } from '@temporalio/client';
 import { sql, type Kysely } from 'kysely';
 import { loadConfigVersion } from '../adapters/db/config-store.js';
@@ -24,7 +25,17 @@ export interface Actor {
   readonly via: string;
 }
 
-export const cliActor = (): Actor => ({ name: process.env.USER ?? 'unknown', via: 'cli' });
+/** The CLI's operator: $USER or $LOGNAME, else the account the process runs as (cron and containers often set neither). */
+export const cliActor = (): Actor => ({ name: process.env.USER || process.env.LOGNAME || accountName(), via: 'cli' });
+
+function accountName(): string {
+  try {
+    return userInfo().username;
+  } catch {
+    // A uid with no entry in the password database (a container's arbitrary uid).
+    return typeof process.getuid === 'function' ? `uid ${process.getuid()}` : 'unknown';
+  }
+}
 
 /** Writes an operator's action to the transaction log: what, on whom, by whom, and its outcome. */
 export async function recordOperatorAction(

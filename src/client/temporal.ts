@@ -8,6 +8,12 @@ import type { Settings } from '../settings.js';
 /** Nothing answers at TEMPORAL_ADDRESS (refused, or an unknown host): said at once, not after the SDK's 10 s deadline. */
 export class TemporalUnreachableError extends Error {
   override readonly name = 'TemporalUnreachableError';
+  /** TEMPORAL_ADDRESS itself is wrong (not host:port): no wait makes it reachable. */
+  readonly malformed: boolean;
+  constructor(message: string, options: { malformed?: boolean } = {}) {
+    super(message);
+    this.malformed = options.malformed ?? false;
+  }
 }
 
 /**
@@ -18,7 +24,7 @@ export class TemporalUnreachableError extends Error {
 export async function probeTemporal(address: string, env: NodeJS.ProcessEnv = process.env): Promise<void> {
   if (env.grpc_proxy || env.https_proxy || env.HTTPS_PROXY || env.http_proxy || env.HTTP_PROXY) return;
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(address)) {
-    throw new TemporalUnreachableError(`TEMPORAL_ADDRESS "${address}" is host:port, without a scheme (e.g. 127.0.0.1:7233)`);
+    throw new TemporalUnreachableError(`TEMPORAL_ADDRESS "${address}" is host:port, without a scheme (e.g. 127.0.0.1:7233)`, { malformed: true });
   }
   let host: string;
   let port: number;
@@ -27,7 +33,7 @@ export async function probeTemporal(address: string, env: NodeJS.ProcessEnv = pr
     host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     port = Number(url.port || '7233');
   } catch {
-    throw new TemporalUnreachableError(`TEMPORAL_ADDRESS "${address}" is not host:port (e.g. 127.0.0.1:7233)`);
+    throw new TemporalUnreachableError(`TEMPORAL_ADDRESS "${address}" is not host:port (e.g. 127.0.0.1:7233)`, { malformed: true });
   }
   const code = await new Promise<string | null>((resolve) => {
     const socket = connect({ host, port });
@@ -45,13 +51,12 @@ export async function probeTemporal(address: string, env: NodeJS.ProcessEnv = pr
 }
 
 /**
- * A client with flowthru's data converter: the payload keys are checked before Temporal is dialled.
- * `probe: false` (the worker) leaves out the quick refusal: a worker started beside Temporal (at
- * boot, say) gets the SDK's 10 s to find it up, rather than failing at once into a restart loop.
+ * A client with flowthru's data converter: the payload keys are checked before Temporal is dialled,
+ * and a Temporal that refuses the connection is said at once (probeTemporal).
  */
-export async function connectClient(settings: Settings, env: NodeJS.ProcessEnv = process.env, options: { probe?: boolean } = {}): Promise<Client> {
+export async function connectClient(settings: Settings, env: NodeJS.ProcessEnv = process.env): Promise<Client> {
   const dataConverter = dataConverterFromEnv(env);
-  if (options.probe !== false) await probeTemporal(settings.temporalAddress, env);
+  await probeTemporal(settings.temporalAddress, env);
   const connection = await Connection.connect({ address: settings.temporalAddress });
   return new Client({ connection, namespace: settings.temporalNamespace, dataConverter });
 }

@@ -2,7 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { isoUtc, userDetail, type UserDetail } from '../adapters/db/queries.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { Explanation } from '../domain/criteria.js';
-import { USER_STATUSES } from '../domain/user.js';
+import { USER_STATUSES, type UserStatus } from '../domain/user.js';
 import { USER_SEARCH_TEXT } from '../adapters/db/migrations/0008_console.js';
 import { isFtpResolution, isSiteResolution, profileVerdict, siteVerdict } from '../client/commands/user.js';
 import type { SyncCounts, SyncReport } from '../workflows/messages.js';
@@ -139,6 +139,9 @@ async function customerId(db: Kysely<Database>, customer: string): Promise<numbe
   return (await db.selectFrom('customers').select('id').where('name', '=', customer).executeTakeFirst())?.id;
 }
 
+/** The order the overview shows statuses in: along the pipeline, then the ones that need attention. */
+export const PLACEMENT_STATUS_ORDER: readonly UserStatus[] = ['provisioned', 'provisioning', 'moved', 'imported', 'unplaced', 'unmatched', 'blocked', 'failed', 'deleted'];
+
 export async function overview(db: Kysely<Database>, customer: string): Promise<Overview | undefined> {
   const id = await customerId(db, customer);
   if (id === undefined) return undefined;
@@ -197,6 +200,10 @@ export async function overview(db: Kysely<Database>, customer: string): Promise<
     byStatus[row.status] = (byStatus[row.status] ?? 0) + row.users;
     users += row.users;
   }
+  // Sites in the configuration's order, customer level last (as the chart), each site's statuses in the pipeline's order.
+  const siteRank = (site: string | null) => (site === null ? sites.length : sites.findIndex((s) => s.name === site));
+  const statusRank = (status: string) => PLACEMENT_STATUS_ORDER.indexOf(status as UserStatus);
+  placement.sort((a, b) => siteRank(a.site) - siteRank(b.site) || statusRank(a.status) - statusRank(b.status));
   return {
     customer,
     sites: sites.map((s) => s.name),

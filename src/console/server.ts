@@ -25,9 +25,10 @@ import { SyncBusyError } from '../client/sync.js';
 import { connectClient } from '../client/temporal.js';
 import { isLoopback } from '../client/loopback.js';
 import type { Settings } from '../settings.js';
+import { USER_STATUSES } from '../domain/user.js';
 import { onboardWorkflowId, SYNC_MODES, type SyncMode } from '../workflows/config.js';
 import { syncProgressQuery } from '../workflows/messages.js';
-import { customerNames, filterChoices, NUMBER_STATUSES, numbersPage, overview, syncRun, syncRuns, USER_SORTS, userPage, usersPage, type UserSort } from './data.js';
+import { customerNames, filterChoices, NUMBER_STATUSES, numbersPage, overview, PLACEMENT_STATUS_ORDER, syncRun, syncRuns, USER_SORTS, userPage, usersPage, type UserSort } from './data.js';
 
 /*
  * `flowthru console`: a web console over flowthru's database and Temporal, server-rendered
@@ -116,6 +117,11 @@ function queryWith(current: Record<string, unknown>, changes: Record<string, unk
   }
   const text = params.toString();
   return text ? `?${text}` : '';
+}
+
+/** A status filter the list does not know: said, rather than ignored (the page would show everyone). */
+function unknownStatus(status: string | undefined, known: readonly string[], what: string): string | null {
+  return status === undefined || known.includes(status) ? null : `There is no ${what} status "${status}": it is one of ${known.join(', ')}.`;
 }
 
 const text = (value: unknown): string | undefined => (typeof value === 'string' && value.trim() !== '' ? value.trim().slice(0, 200) : undefined);
@@ -251,7 +257,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
       view,
       schedules: Array.isArray(schedules) ? schedules : [],
       schedulesError: Array.isArray(schedules) ? null : schedules.error,
-      statusOrder: ['provisioned', 'provisioning', 'moved', 'imported', 'unplaced', 'unmatched', 'blocked', 'failed', 'deleted'],
+      statusOrder: PLACEMENT_STATUS_ORDER,
       chart: view ? { sites: [...view.sites, null], placement: view.placement } : null,
       csrf: readOnly ? null : reply.generateCsrf(),
       operator: req.cookies[OPERATOR_COOKIE] ?? '',
@@ -279,6 +285,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     const q = req.query as Record<string, unknown>;
     const sort = (Object.keys(USER_SORTS) as UserSort[]).includes(q.sort as UserSort) ? (q.sort as UserSort) : 'name';
     const filter = { customer: text(q.customer), site: text(q.site), profile: text(q.profile), status: text(q.status), source: text(q.source), q: text(q.q), sort, desc: q.desc === '1', page: pageNumber(q.page) };
+    const refused = unknownStatus(filter.status, USER_STATUSES, 'user');
+    if (refused) return render(reply, 'error', { title: 'No such status', message: refused }, 400);
     const [result, choices, customers] = await Promise.all([usersPage(db, filter), filterChoices(db, filter.customer), customerNames(db)]);
     const current = { ...filter, desc: filter.desc ? '1' : undefined, page: undefined };
     const sortLink = (column: UserSort) => queryWith(current, { sort: column, desc: sort === column && !filter.desc ? '1' : undefined });
@@ -317,6 +325,8 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
   app.get('/numbers', async (req, reply) => {
     const q = req.query as Record<string, unknown>;
     const filter = { customer: text(q.customer), site: text(q.site), status: text(q.status), q: text(q.q), page: pageNumber(q.page) };
+    const refused = unknownStatus(filter.status, NUMBER_STATUSES, 'number');
+    if (refused) return render(reply, 'error', { title: 'No such status', message: refused }, 400);
     const [result, choices, customers] = await Promise.all([numbersPage(db, filter), filterChoices(db, filter.customer), customerNames(db)]);
     const current = { ...filter, page: undefined };
     return render(reply, 'numbers', {

@@ -1,5 +1,6 @@
 import { NativeConnection, Runtime, DefaultLogger, type Worker } from '@temporalio/worker';
 import { pino } from 'pino';
+import type { Client } from '@temporalio/client';
 import type { Kysely } from 'kysely';
 import { loadConfigVersion } from '../adapters/db/config-store.js';
 import { createDatabase } from '../adapters/db/connection.js';
@@ -11,7 +12,8 @@ import type { Database } from '../adapters/db/schema.js';
 import { assertSecretsSet } from '../adapters/secrets.js';
 import { dataConverterFromEnv } from '../adapters/temporal/data-converter.js';
 import { describeReconcile, reconcileSchedules } from '../client/schedules.js';
-import { connectClient, ensureSearchAttributes } from '../client/temporal.js';
+import { connectClient, ensureSearchAttributes, TemporalUnreachableError } from '../client/temporal.js';
+import { classifyDatabaseError, databaseAddress, databaseUnavailableMessage, sqlState } from '../adapters/db/errors.js';
 import type { Config } from '../domain/config/schema.js';
 import type { Settings } from '../settings.js';
 import { tuneWorkerHeap } from './heap.js';
@@ -29,13 +31,66 @@ export interface RunningWorker {
   stop(): Promise<void>;
 }
 
+/** A signal (SIGINT, SIGTERM) stopped the worker while it waited for PostgreSQL or Temporal at start. */
+export class StoppedWhileWaiting extends Error {
+  override readonly name = 'StoppedWhileWaiting';
+}
+
+/** The first wait between tries at start, and the longest (the wait doubles from one to the other). */
+export const START_RETRY = { firstMs: 1_000, maxMs: 30_000 };
+
 /**
- * A worker without a secret the configuration names would fail every sync or email needing it, one
- * by one and much later: it refuses to start instead (MissingSecrets), before anything else starts.
+ * A worker started at boot may come up before PostgreSQL or Temporal does. It waits for each,
+ * trying again (1 s, doubling up to 30 s) and logging what it waits for and why each time, rather
+ * than exiting into a restart loop. What cannot get better by waiting (a malformed address, a
+ * refused login, a database that does not exist) is thrown at once.
  */
-async function prepareDatabase(db: Kysely<Database>, env: NodeJS.ProcessEnv): Promise<Config | undefined> {
+async function untilAvailable<T>(what: string, attempt: () => Promise<T>, whileDown: (error: unknown) => string | null, signal: AbortSignal): Promise<T> {
+  for (let wait = START_RETRY.firstMs, tries = 1; ; tries++, wait = Math.min(wait * 2, START_RETRY.maxMs)) {
+    if (signal.aborted) throw new StoppedWhileWaiting(`stopped while waiting for ${what}`);
+    try {
+      return await attempt();
+    } catch (error) {
+      const reason = whileDown(error);
+      if (reason === null) throw error;
+      logger.warn({ waitingFor: what, tries, retryInMs: wait }, `${reason}; the worker tries again in ${Math.round(wait / 1000)} s`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, wait);
+        signal.addEventListener('abort', done, { once: true });
+        function done() {
+          clearTimeout(timer);
+          signal.removeEventListener('abort', done);
+          resolve();
+        }
+      });
+    }
+  }
+}
+
+/** Why PostgreSQL (at `where`) cannot be used for now (down, restarting, unreachable), or null when waiting cannot help. */
+const databaseDown = (where: string | undefined) => (error: unknown): string | null => {
+  if (classifyDatabaseError(error) !== 'transient') return null;
+  const code = sqlState(error);
+  // A refused login or an unknown database is the operator's to fix, not PostgreSQL's to come up.
+  if (code === '28000' || code === '28P01' || code === '3D000') return null;
+  return databaseUnavailableMessage(error, where) ?? `the database${where ? ` at ${where}` : ''} is not answering (${error instanceof Error ? error.message : String(error)})`;
+};
+
+/** Why Temporal cannot be reached for now, or null when waiting cannot help (a malformed TEMPORAL_ADDRESS). */
+function temporalDown(error: unknown): string | null {
+  if (error instanceof TemporalUnreachableError) return error.malformed ? null : error.message;
+  const message = error instanceof Error ? error.message : String(error);
+  return /failed to connect|deadline|unavailable|connection refused|transport/i.test(message) ? `Temporal is not answering: ${message}` : null;
+}
+
+/**
+ * Migrates the schema and reads the newest configuration. A worker without a secret the
+ * configuration names would fail every sync or email needing it, one by one and much later: it
+ * refuses to start instead (MissingSecrets), before anything else starts.
+ */
+async function prepareDatabase(db: Kysely<Database>, url: string, env: NodeJS.ProcessEnv, signal: AbortSignal): Promise<Config | undefined> {
   try {
-    await migrateToLatest(db);
+    await untilAvailable('PostgreSQL', () => migrateToLatest(db), databaseDown(databaseAddress(url)), signal);
     const newest = await loadConfigVersion(db);
     if (newest) assertSecretsSet(newest.version, newest.config, env);
     return newest?.config;
@@ -51,19 +106,37 @@ export async function startWorker(
   options: { handleSignals?: boolean; env?: NodeJS.ProcessEnv } = {},
 ): Promise<RunningWorker> {
   const env = options.env ?? process.env;
+  // A signal while the worker waits at start (for PostgreSQL or Temporal) stops the wait.
+  const starting = new AbortController();
+  const abortStart = () => starting.abort();
+  if (options.handleSignals) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, abortStart);
+  try {
+    return await start(settings, env, options, starting.signal);
+  } finally {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.removeListener(signal, abortStart);
+  }
+}
+
+async function start(settings: Settings, env: NodeJS.ProcessEnv, options: { handleSignals?: boolean }, signal: AbortSignal): Promise<RunningWorker> {
   const heapGrowth = tuneWorkerHeap();
   // No key, no worker: a missing or malformed payload key stops it here, in one sentence, rather
   // than failing workflows one by one later (PayloadKeyError).
   const dataConverter = dataConverterFromEnv(env);
   const db = createDatabase(settings.databaseUrl, { max: 20 });
-  const config = await prepareDatabase(db, env);
+  const config = await prepareDatabase(db, settings.databaseUrl, env, signal);
   if (!runtimeInstalled) {
     const level = logger.levelVal >= 50 ? 'ERROR' : 'WARN';
     const debug = logger.levelVal <= 20;
     Runtime.install({ logger: new DefaultLogger(level, (entry) => logger.warn(withoutPersonalData(entry.meta, debug), entry.message)), shutdownSignals: [] });
     runtimeInstalled = true;
   }
-  const client = await connectClient(settings, env, { probe: false });
+  let client: Client;
+  try {
+    client = await untilAvailable(`Temporal at ${settings.temporalAddress}`, () => connectClient(settings, env), temporalDown, signal);
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
   try {
     const added = await ensureSearchAttributes(client);
     if (added.length > 0) logger.info({ added }, 'registered search attributes');

@@ -115,6 +115,14 @@ describe('the console in a browser', () => {
     await expect.poll(() => page.locator('#placement-chart').evaluate((c) => { const canvas = c as unknown as { width: number; toDataURL(): string }; return canvas.width > 0 && canvas.toDataURL().length > 5_000; })).toBe(true);
     expect(await page.getByTestId('syncs').locator('tbody tr').count()).toBe(1);
     expect(await page.getByTestId('syncs').textContent()).toContain('succeeded');
+    // The table in the chart's order: sites as configured, customer level last, statuses along the pipeline.
+    const rows = await page.getByTestId('placement').locator('tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent!.trim())));
+    const chart = JSON.parse((await page.locator('#placement-data').textContent())!) as { sites: (string | null)[] };
+    const order = chart.sites.map((site) => site ?? '(customer level)');
+    const statuses = ['provisioned', 'provisioning', 'moved', 'imported', 'unplaced', 'unmatched', 'blocked', 'failed', 'deleted'];
+    const ranks = rows.map(([site, status]) => [order.indexOf(site!), statuses.indexOf(status!)]);
+    expect(ranks.every(([site, status]) => site! >= 0 && status! >= 0), JSON.stringify(rows)).toBe(true);
+    expect([...ranks].sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!)).toEqual(ranks);
     await shot(page, 'overview');
 
     // race: the engineer who lost the race for numbers needs attention, with the reason.
@@ -153,6 +161,11 @@ describe('the console in a browser', () => {
     await page.goto(`${web.url}/users?customer=acme&sort=name&desc=1`);
     const first = await page.getByTestId('users').locator('tbody tr td:first-child').first().textContent();
     expect(first).toBe('person9');
+    // A status the list does not know is refused, not ignored (the page would list everyone).
+    const bogus = await page.goto(`${web.url}/users?customer=acme&status=bogus`);
+    expect(bogus?.status()).toBe(400);
+    expect(await page.locator('main').textContent()).toContain('There is no user status "bogus": it is one of imported, unplaced');
+    expect((await page.goto(`${web.url}/numbers?status=taken`))?.status()).toBe(400);
     await page.close();
   });
 

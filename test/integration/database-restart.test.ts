@@ -144,6 +144,54 @@ describe('a PostgreSQL restart in the middle of a sync', () => {
     expect(outbox.filter((m) => m.status === 'sent')).toHaveLength(USERS);
   });
 
+  it('a worker started before PostgreSQL or Temporal is up waits for each, saying why, and starts when they are', async () => {
+    const boot = (env: Record<string, string>) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/worker-process.ts'], {
+        env: { ...process.env, DATABASE_URL: url, TEMPORAL_ADDRESS: inject('temporalAddress'), FLOWTHRU_TASK_QUEUE: `${taskQueue}-boot`, LOG_LEVEL: 'warn', ...env },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      const seen = { output: '', exit: null as number | null };
+      child.stdout!.on('data', (chunk: Buffer) => (seen.output += chunk.toString()));
+      child.stderr!.on('data', (chunk: Buffer) => (seen.output += chunk.toString()));
+      child.once('exit', (code) => (seen.exit = code));
+      return { child, seen };
+    };
+    const messages = (output: string) => output.split('\n').flatMap((line) => (line.startsWith('{') ? [(JSON.parse(line) as { msg: string }).msg] : []));
+
+    // PostgreSQL down: the worker waits, says why, and starts once it is back.
+    await pgServer.pause();
+    const first = boot({});
+    try {
+      await expect.poll(() => messages(first.seen.output).join('\n'), { timeout: 20_000 }).toMatch(/the database at 127\.0\.0\.1:\d+ is unreachable \(ECONNREFUSED\): is PostgreSQL running\? check DATABASE_URL; the worker tries again in \d+ s/);
+      expect(first.seen.exit).toBeNull();
+      await pgServer.resume();
+      await expect.poll(() => first.seen.output, { timeout: 60_000 }).toContain('ready');
+    } finally {
+      first.child.kill('SIGTERM');
+      await expect.poll(() => first.seen.exit, { timeout: 30_000 }).toBe(0);
+    }
+
+    // Temporal not there: the same, and SIGTERM during the wait stops it at once.
+    const { createServer } = await import('node:net');
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = server.address() as { port: number };
+        server.close(() => resolve(port));
+      });
+    });
+    const second = boot({ TEMPORAL_ADDRESS: `127.0.0.1:${port}` });
+    await expect.poll(() => messages(second.seen.output).join('\n'), { timeout: 20_000 }).toContain(`cannot reach Temporal at 127.0.0.1:${port} (ECONNREFUSED): is it running? check TEMPORAL_ADDRESS; the worker tries again in 1 s`);
+    second.child.kill('SIGTERM');
+    await expect.poll(() => second.seen.exit, { timeout: 5_000 }).toBe(0);
+    expect(second.seen.output).not.toContain('ready');
+
+    // What waiting cannot mend stops it at once.
+    const third = boot({ TEMPORAL_ADDRESS: `http://127.0.0.1:${port}` });
+    await expect.poll(() => third.seen.exit, { timeout: 20_000 }).toBe(1);
+    expect(third.seen.output).toContain(`TEMPORAL_ADDRESS "http://127.0.0.1:${port}" is host:port, without a scheme`);
+    expect(third.seen.output).not.toContain('tries again');
+  }, 120_000);
+
   it('the CLI says in one sentence that the database restarted or is unreachable', async () => {
     const saved = process.env.DATABASE_URL;
     const run = async (...args: string[]) => {

@@ -44,6 +44,15 @@ export class PrivatePostgres {
     await this.ctl('restart', ['-m', 'fast']);
   }
 
+  /** Stops the server and keeps its data: `resume` starts it again, on the same port. */
+  async pause(): Promise<void> {
+    await this.ctl('stop', ['-m', 'fast']);
+  }
+
+  async resume(): Promise<void> {
+    await this.ctl('start');
+  }
+
   async stop(): Promise<void> {
     await this.ctl('stop', ['-m', 'fast']).catch(() => undefined);
     rmSync(this.dir, { recursive: true, force: true });
