@@ -153,6 +153,68 @@ function memorySampler() {
   };
 }
 
+/** Clock ticks per second of /proc's CPU times (USER_HZ): 100 on Linux everywhere but a few exotic builds. */
+const TICK_MS = 10;
+
+/** Busy and stolen CPU time of the whole machine (all cores) from /proc/stat, in ms. */
+function machineCpu(): { busy: number; steal: number } {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal guest guest_nice (guest time is inside user's)
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return { busy: (user + nice + system + irq + softirq) * TICK_MS, steal: steal * TICK_MS };
+}
+
+/** CPU time (user + system) of a process and its threads, in ms; 0 once it has gone. */
+function processCpu(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    // The command name (field 2) may hold spaces: the fields after its closing parenthesis.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const after = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(after[11]) + Number(after[12])) * TICK_MS;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Where a phase's CPU went: the whole machine's busy time, this process's (client, and the worker
+ * unless it runs in processes of its own), the Temporal server's, the worker processes', and the
+ * rest (PostgreSQL, mostly); and the time the hypervisor stole. CPU per user is steadier than a
+ * rate on a machine whose speed drifts: the ratio of two phases' CPU per user is what their rates'
+ * ratio would be if both had all the cores, all the time.
+ */
+interface CpuReading {
+  readonly wall: number;
+  readonly busy: number;
+  readonly steal: number;
+  readonly self: number;
+  readonly server: number;
+  readonly workers: number;
+}
+
+function cpuMeter(serverPid: number | undefined, workerPids: () => (number | undefined)[] = () => []) {
+  const selfCpu = () => {
+    const usage = process.cpuUsage();
+    return (usage.user + usage.system) / 1000;
+  };
+  const read = () => ({ at: performance.now(), ...machineCpu(), self: selfCpu(), server: processCpu(serverPid), workers: workerPids().reduce<number>((sum, pid) => sum + processCpu(pid), 0) });
+  const start = read();
+  return (): CpuReading => {
+    const end = read();
+    return { wall: end.at - start.at, busy: end.busy - start.busy, steal: end.steal - start.steal, self: end.self - start.self, server: end.server - start.server, workers: end.workers - start.workers };
+  };
+}
+
+/** `38.1 ms CPU per user (this process 15.0, Temporal 12.3, rest 10.8); cores 94 % busy, 0 % stolen` */
+function describeCpu(cpu: CpuReading, count: number, cores: number): string {
+  const per = (ms: number) => (ms / count).toFixed(1);
+  const rest = cpu.busy - cpu.self - cpu.server - cpu.workers;
+  const parts = [`this process ${per(cpu.self)}`, ...(cpu.workers > 0 ? [`worker processes ${per(cpu.workers)}`] : []), `Temporal ${per(cpu.server)}`, `rest ${per(rest)}`];
+  const capacity = cpu.wall * cores;
+  return `${per(cpu.busy)} ms CPU per user (${parts.join(', ')}); cores ${((cpu.busy / capacity) * 100).toFixed(0)} % busy, ${((cpu.steal / capacity) * 100).toFixed(0)} % stolen`;
+}
+
 interface BenchTargets {
   readonly slapd: { url: string; adminDn: string };
   readonly scimUrl: string;
@@ -266,6 +328,8 @@ interface World {
   readonly namespace: string;
   readonly databaseUrl: string;
   readonly version: number;
+  /** The dev server's process (none with --temporal). */
+  readonly serverPid: number | undefined;
   close(): Promise<void>;
 }
 
@@ -283,7 +347,7 @@ async function openWorld(shared: Shared, customers: string[], targets?: BenchTar
   dbUrl.pathname = `/${dbName}`;
   const db = createDatabase(dbUrl.toString(), { max: workerProcesses > 0 ? 5 : 20 });
   const temporal = externalTemporal
-    ? { address: externalTemporal, stop: async () => undefined }
+    ? { address: externalTemporal, pid: undefined, stop: async () => undefined }
     : await startTemporalDevServer({
         port: 20000 + Math.floor(Math.random() * 20000),
         uiPort: 0,
@@ -306,6 +370,7 @@ async function openWorld(shared: Shared, customers: string[], targets?: BenchTar
     namespace,
     databaseUrl: dbUrl.toString(),
     version,
+    serverPid: temporal.pid,
     async close() {
       await connection.close();
       await db.destroy();
@@ -384,6 +449,7 @@ async function startWorkerProcesses(world: World, taskQueue: string, count: numb
   return {
     /** Each worker process's resident memory now. */
     rss: () => children.map((child) => memoryOf(child.pid, 'VmRSS')),
+    pids: () => children.map((child) => child.pid),
     async stop(): Promise<number[]> {
       const peaks = children.map((child) => peakOf(child.pid));
       await Promise.all(
@@ -413,6 +479,8 @@ interface PipelineResult {
   workerPeaks?: number[];
   /** Statements this process sent to PostgreSQL during the add sync (the worker's, when it runs here). */
   statements: number;
+  /** Where the add sync's CPU went. */
+  cpu: CpuReading;
   update?: { seconds: number; imported: number; passes: number; moved: number; provisioned: number; emailed: number };
 }
 
@@ -431,6 +499,7 @@ async function pipelinePhase(shared: Shared, withUpdate: boolean): Promise<Pipel
       writeFileSync(join(shared.dir, 'users.csv'), directory(users));
       const memory = memorySampler();
       const statementsBefore = statements;
+      const cpu = cpuMeter(world.serverPid, () => processes?.pids() ?? []);
       const started = performance.now();
       const watch = progress
         ? setInterval(() => {
@@ -445,6 +514,7 @@ async function pipelinePhase(shared: Shared, withUpdate: boolean): Promise<Pipel
         : undefined;
       const report = await runSync(world.client, { customer: 'pipeline', source: 'hr', mode: 'add', configVersion: world.version, taskQueue }).finally(() => clearInterval(watch));
       const seconds = (performance.now() - started) / 1000;
+      const used = cpu();
       const sent = statements - statementsBefore;
       memory.stop();
       const latencies = (
@@ -466,6 +536,7 @@ async function pipelinePhase(shared: Shared, withUpdate: boolean): Promise<Pipel
         latencies,
         peak: memory.peak(),
         statements: sent,
+        cpu: used,
         events: sample.events?.length ?? '?',
         // The run the handle describes is the last of the sync's chain; its first run id tells whether it continued as new.
         syncRuns: description.raw.workflowExecutionInfo?.firstRunId === description.runId ? 1 : 2,
@@ -535,8 +606,14 @@ async function targetsPhase(shared: Shared) {
   }
 }
 
+/** A phase's wall time and where its CPU went. */
+interface Timed {
+  readonly seconds: number;
+  readonly cpu: CpuReading;
+}
+
 /** 2. Orchestration ceiling: the same workflows, activities that do nothing (starting pipelines and collecting outcomes stay real). */
-async function ceilingPhase(shared: Shared): Promise<number> {
+async function ceilingPhase(shared: Shared): Promise<Timed> {
   return withWorld(shared, ['ceiling'], async (world) => {
     const taskQueue = 'bench-ceiling';
     const real = createActivities({ db: world.db, snapshots: new ConfigSnapshots(world.db), mailer: shared.mailer, client: world.client, taskQueue });
@@ -561,16 +638,17 @@ async function ceilingPhase(shared: Shared): Promise<number> {
         ...WORKER_TUNING,
       },
       async () => {
+        const cpu = cpuMeter(world.serverPid);
         const started = performance.now();
         await runSync(world.client, { customer: 'ceiling', source: 'hr', mode: 'add', configVersion: world.version, taskQueue });
-        return (performance.now() - started) / 1000;
+        return { seconds: (performance.now() - started) / 1000, cpu: cpu() };
       },
     );
   });
 }
 
 /** 3. The Temporal floor: one empty workflow per user, FLOOR_IN_FLIGHT at a time, each started and awaited by the client. */
-async function floorPhase(shared: Shared): Promise<number> {
+async function floorPhase(shared: Shared): Promise<Timed> {
   return withWorld(shared, ['floor'], async (world) => {
     const taskQueue = 'bench-floor';
     return withWorker(
@@ -578,6 +656,7 @@ async function floorPhase(shared: Shared): Promise<number> {
       { taskQueue, dataConverter: shared.dataConverter, workflowsPath: fileURLToPath(new URL('./floor-workflows.ts', import.meta.url)), ...WORKER_TUNING },
       async () => {
         let next = 0;
+        const cpu = cpuMeter(world.serverPid);
         const started = performance.now();
         await Promise.all(
           Array.from({ length: Math.min(FLOOR_IN_FLIGHT, users) }, async () => {
@@ -587,16 +666,17 @@ async function floorPhase(shared: Shared): Promise<number> {
             }
           }),
         );
-        return (performance.now() - started) / 1000;
+        return { seconds: (performance.now() - started) / 1000, cpu: cpu() };
       },
     );
   });
 }
 
 /** 4. The same adapters and activity code, called directly: no Temporal, no durability. */
-async function directPhase(shared: Shared): Promise<number> {
+async function directPhase(shared: Shared): Promise<Timed> {
   return withWorld(shared, ['direct'], async (world) => {
     const direct = createActivities({ db: world.db, snapshots: new ConfigSnapshots(world.db), mailer: shared.mailer, client: world.client, taskQueue: 'unused' });
+    const cpu = cpuMeter(world.serverPid);
     const started = performance.now();
     let cursor = null;
     const concurrency = WORKER_TUNING.maxConcurrentLocalActivityExecutions;
@@ -616,7 +696,7 @@ async function directPhase(shared: Shared): Promise<number> {
       );
       cursor = page.next;
     } while (cursor);
-    return (performance.now() - started) / 1000;
+    return { seconds: (performance.now() - started) / 1000, cpu: cpu() };
   });
 }
 
@@ -644,27 +724,32 @@ async function main(): Promise<void> {
       ? `the Temporal server at ${externalTemporal}, a fresh namespace and database per phase`
       : `Temporal dev server with ${fileStore ? 'a file-backed (SQLite) store' : 'the in-memory store'}, a fresh server and database per phase`;
     say(`flowthru benchmark: ${users} users, ${runs} run${runs === 1 ? '' : 's'}, ${server}`);
-    say(`machine: ${(await import('node:os')).cpus().length} cores; client, worker, Temporal and PostgreSQL share them`);
+    const cores = (await import('node:os')).cpus().length;
+    say(`machine: ${cores} cores; client, worker, Temporal and PostgreSQL share them`);
     say(`worker: ${workerProcesses > 0 ? `${workerProcesses} separate process${workerProcesses === 1 ? '' : 'es'} (flowthru worker) in the pipeline phase, ` : ''}${JSON.stringify(WORKER_TUNING)}, sync window ${DEFAULT_WINDOW}`);
     say();
 
     const rates: Record<PhaseName, number[]> = { pipeline: [], ceiling: [], floor: [], direct: [] };
+    /** Machine CPU (ms) per user, by phase and run. */
+    const cpuPerUser: Record<PhaseName, number[]> = { pipeline: [], ceiling: [], floor: [], direct: [] };
     let first: PipelineResult | undefined;
     for (let run = 0; run < runs; run++) {
       // Each run starts the rotation one phase further, so no phase always runs on a warmer machine.
       const order = PHASES.map((_, i) => PHASES[(i + run) % PHASES.length]!).filter((phase) => chosenPhases.has(phase));
       say(`run ${run + 1}: ${order.join(', ')}`);
       for (const phase of order) {
-        let seconds: number;
+        let timed: Timed;
         if (phase === 'pipeline') {
           const result = await pipelinePhase(shared, run === 0);
           first ??= result;
-          seconds = result.seconds;
-        } else if (phase === 'ceiling') seconds = await ceilingPhase(shared);
-        else if (phase === 'floor') seconds = await floorPhase(shared);
-        else seconds = await directPhase(shared);
+          timed = result;
+        } else if (phase === 'ceiling') timed = await ceilingPhase(shared);
+        else if (phase === 'floor') timed = await floorPhase(shared);
+        else timed = await directPhase(shared);
+        const { seconds, cpu } = timed;
         rates[phase].push(users / seconds);
-        say(`  ${phase.padEnd(9)} ${(users / seconds).toFixed(1).padStart(7)} users/s  (${seconds.toFixed(1)} s)`);
+        cpuPerUser[phase].push(cpu.busy / users);
+        say(`  ${phase.padEnd(9)} ${(users / seconds).toFixed(1).padStart(7)} users/s  (${seconds.toFixed(1)} s)  ${describeCpu(cpu, users, cores)}`);
       }
     }
     const targeted = chosenPhases.has('targets') ? await targetsPhase(shared) : undefined;
@@ -711,6 +796,19 @@ async function main(): Promise<void> {
     if (rates.floor.length) say(`pipeline / Temporal floor:        ${ratio('pipeline', 'floor')}`);
     if (rates.ceiling.length && rates.floor.length) say(`ceiling / Temporal floor:         ${ratio('ceiling', 'floor')}`);
     if (rates.direct.length) say(`pipeline / no durability:         ${ratio('pipeline', 'direct')}`);
+    if (rates.ceiling.length || rates.floor.length) {
+      // The same ratios from the machine's CPU per user (the inverse: a phase that costs less per user runs faster).
+      const byCpu = (a: PhaseName, b: PhaseName) => {
+        const perRun = cpuPerUser[b].map((cost, i) => (cost / cpuPerUser[a][i]!) * 100);
+        return `${median(perRun).toFixed(0)} %${perRun.length > 1 ? ` (runs: ${perRun.map((r) => r.toFixed(0)).join(', ')} %)` : ''}`;
+      };
+      const costs = PHASES.filter((phase) => cpuPerUser[phase].length).map((phase) => `${phase} ${median(cpuPerUser[phase]).toFixed(1)}`);
+      say();
+      say(`machine CPU per user, medians (ms): ${costs.join(', ')}`);
+      say('the same ratios by CPU per user (what the rates would give if each phase had every core all the time):');
+      if (rates.ceiling.length) say(`pipeline / orchestration ceiling: ${byCpu('pipeline', 'ceiling')}`);
+      if (rates.floor.length) say(`pipeline / Temporal floor:        ${byCpu('pipeline', 'floor')}`);
+    }
     say(`emails received by the sink: ${sink.received}`);
   } finally {
     shared.mailer.close();

@@ -7,6 +7,16 @@ import { defineSearchAttributeKey, SearchAttributeType, type SearchAttributePair
 
 export const DEFAULT_TASK_QUEUE = 'flowthru';
 
+/**
+ * The shape new user pipelines start with, in their input. Shape 1 takes every path the
+ * onboardUser patches introduced (place in one step, line in one step, a push's first try local,
+ * a pass's first tries in one step, the outcome with the welcome) without asking `patched()`,
+ * which records a marker and upserts TemporalChangeVersion (two history events and a visibility
+ * write per patch and run). A later change to the pipeline raises it and branches on it, as these
+ * patches did; runs started before keep the shape they started with.
+ */
+export const PIPELINE_SHAPE = 1;
+
 export type SyncMode = 'add' | 'update' | 'delete';
 
 export const SYNC_MODES = ['add', 'update', 'delete'] as const satisfies readonly SyncMode[];

@@ -174,6 +174,12 @@ export interface OnboardUserInput {
   readonly userId: string;
   /** Absent when started by signal-with-start: the change then arrives as the userChanged signal. */
   readonly change?: UserChange;
+  /**
+   * The pipeline's shape when the run started (PIPELINE_SHAPE in workflows/config.ts). A run that
+   * carries it takes the paths its shape includes without asking `patched()`; a run without it
+   * (started by older code) asks, as it did then.
+   */
+  readonly shape?: number;
 }
 
 /** A reason to (re)run a user's pipeline: a sync saw the user new or changed. */

@@ -97,6 +97,12 @@ describe('the Acme add sync', () => {
     expect(joe).not.toContain('recordOutcome');
     // No email (unplaced): the outcome is recorded on its own.
     expect((await localActivities('E2')).at(-1)).toBe('recordOutcome');
+    // Started with the pipeline's shape: no patch markers, no TemporalChangeVersion upserts. Started,
+    // signalled, one workflow task (3 events), 3 local activities, the site and status, completed.
+    const events = (await h.client.workflow.getHandle(onboardWorkflowId('acme', 'hr', 'E1')).fetchHistory()).events ?? [];
+    expect(events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch')).toEqual([]);
+    expect(events.filter((e) => e.upsertWorkflowSearchAttributesEventAttributes).map((e) => Object.keys(e.upsertWorkflowSearchAttributesEventAttributes!.searchAttributes!.indexedFields!).sort())).toEqual([['FlowthruSite', 'FlowthruStatus']]);
+    expect(events).toHaveLength(10);
     // The sync's counts above (provisioned 2, emailed 2) were read from these records.
   });
 

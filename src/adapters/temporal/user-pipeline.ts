@@ -1,5 +1,5 @@
 import type { Client } from '@temporalio/client';
-import { onboardWorkflowId, pipelineDetails, pipelineSummary, searchAttributes } from '../../workflows/config.js';
+import { PIPELINE_SHAPE, onboardWorkflowId, pipelineDetails, pipelineSummary, searchAttributes } from '../../workflows/config.js';
 import { userChangedSignal, type OnboardUserInput, type UserChange } from '../../workflows/messages.js';
 import type { onboardUser } from '../../workflows/onboard-user.js';
 
@@ -20,7 +20,8 @@ export interface UserPipelineStart {
  */
 export async function startUserPipeline(client: Client, start: UserPipelineStart): Promise<string> {
   const workflowId = onboardWorkflowId(start.customer, start.source, start.externalId);
-  const input: OnboardUserInput = { customer: start.customer, source: start.source, externalId: start.externalId, userId: start.userId };
+  // The shape a new run takes (a running pipeline that receives the signal keeps the shape it started with).
+  const input: OnboardUserInput = { customer: start.customer, source: start.source, externalId: start.externalId, userId: start.userId, shape: PIPELINE_SHAPE };
   await client.workflow.signalWithStart<typeof onboardUser, [UserChange]>('onboardUser', {
     workflowId,
     taskQueue: start.taskQueue,
