@@ -495,7 +495,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
       const updates = modes.includes('update');
       const rows = tableStream<Record<string, unknown>>(
         io,
-        updates ? ['externalId', 'username', 'change', 'pass', 'site', 'profile', 'number', 'services'] : ['externalId', 'username', 'change', 'site', 'profile', 'pool'],
+        updates ? ['externalId', 'username', 'change', 'pass', 'site', 'profile', 'number', 'services'] : ['externalId', 'username', 'change', 'site', 'profile', 'pool', 'number'],
       );
       const json = jsonArrayStream(io, 'users');
       const onUsers = (users: PreviewUser[]) => {
@@ -505,7 +505,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
             ...u,
             site: u.kept ? `${u.currentSite} (kept: no site matches)` : u.move ? `${u.currentSite} → ${u.site}` : u.site,
             pool: u.numberPool,
-            number: u.numbers ? `${u.numbers.from.join(' ') || '-'} → ${u.numbers.to ?? '-'}` : null,
+            number: u.numbers ? `${u.numbers.from.join(' ') || '-'} → ${u.blocked ? `blocked (${u.blocked.replace(/: add numbers, then retry$/, '')})` : (u.numbers.to ?? '-')}` : null,
             services: u.services ? describeChanges(u.services) : null,
           })),
         );
@@ -533,6 +533,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
         `Preview of ${report.customer}/${report.source} (configuration version ${report.configVersion}): ${c.seen} records seen, ` +
           `${c.new} new, ${c.changed} changed, ${c.unchanged} unchanged; ${c.placed} placed, ${c.unplaced} unplaced, ${c.moves} would move; ` +
           `${c.matched} matched a profile, ${c.unmatched} none${updates ? `; ${c.kept} would be kept where they are` : ''}` +
+          `${c.blocked > 0 ? `; ${c.blocked} would be blocked: their pool has no number left for them` : ''}` +
           `${report.modes.includes('delete') ? `; ${c.deletions} on record but gone from the source` : ''}.`,
       );
       if (report.threshold && report.threshold.deletions > 0) {

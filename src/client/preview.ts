@@ -35,8 +35,13 @@ export interface PreviewUser {
   readonly pass: 'add' | 'update' | null;
   /** An update whose user matches no site any more: they stay where they are. */
   readonly kept?: boolean;
-  /** An update's line: the numbers held now, and the one held after (predicted: the pool's lowest free ones, in this order). */
+  /**
+   * The line a pass would leave: the numbers held now, and the one held after (predicted: the
+   * pool's lowest free ones, in the order the preview meets the users). An add's, and an update's.
+   */
   readonly numbers?: { readonly from: readonly string[]; readonly to: string | null };
+  /** The pass would leave the user blocked: their pool has no number left for them (the reason the pipeline gives). */
+  readonly blocked?: string;
   /** An update's difference in services (service keys). */
   readonly services?: ServiceChanges;
   readonly why: { readonly site: SiteResolution; readonly profile: FtpResolution | null };
@@ -74,6 +79,8 @@ export interface PreviewReport {
     moves: number;
     /** Placed users who changed and match no site: an update keeps them where they are. */
     kept: number;
+    /** Users a pass would leave blocked: their pool has no number left by the time the preview meets them. */
+    blocked: number;
     matched: number;
     unmatched: number;
     deletions: number;
@@ -134,6 +141,7 @@ export async function previewSource(
       unplaced: 0,
       moves: 0,
       kept: 0,
+      blocked: 0,
       matched: 0,
       unmatched: 0,
       deletions: 0,
@@ -154,17 +162,34 @@ export async function previewSource(
   }
   const taken = new Set<string>();
 
+  /** The pool a profile's line comes from at `site`, and its name as the pipeline says it. */
+  const poolOf = (site: string, profile: NonNullable<ReturnType<typeof snap.profiles.get>>): { pool: Pool; name: string } | null =>
+    !profile.line
+      ? null
+      : profile.line.numberFrom === 'site'
+        ? { pool: { customerId: snap.customerId, siteId: snap.siteIds.get(site) ?? null }, name: `site ${site}` }
+        : { pool: { customerId: snap.customerId, siteId: null }, name: `customer ${snap.config.name}` };
+  const blockedIn = (name: string) => `no available number in the ${name} pool: add numbers, then retry`;
+
   /** What an update would do to a placed user's line and services (as provisionProfile does). */
   async function predictUpdate(userId: string, site: string | null, profile: ReturnType<typeof snap.profiles.get>): Promise<Partial<PreviewUser>> {
     if (site === null) return { kept: true };
     const from = (held.get(userId) ?? []).map((h) => h.number);
     if (!profile) return { numbers: { from, to: null }, services: diffServices(services.get(userId) ?? new Map(), []) };
-    const siteId = snap.siteIds.get(site) ?? null;
-    const pool: Pool | null = !profile.line ? null : { customerId: snap.customerId, siteId: profile.line.numberFrom === 'site' ? siteId : null };
-    // As provisionProfile allocates: the line kept, else the pool's next free number.
+    const line = poolOf(site, profile);
+    // As provisionProfile allocates: the line kept, else the pool's next free number; none left: blocked, keeping what they hold.
     const keepExisting = snap.config.settings.numberAssignmentOnMove === 'keep-existing';
-    const to = pool ? (keptLine(held.get(userId) ?? [], pool.siteId, keepExisting) ?? (await takeFree(pool))) : null;
+    const to = line ? (keptLine(held.get(userId) ?? [], line.pool.siteId, keepExisting) ?? (await takeFree(line.pool))) : null;
+    if (line && to === null) return { numbers: { from, to: null }, blocked: blockedIn(line.name) };
     return { numbers: { from, to }, services: diffServices(services.get(userId) ?? new Map(), servicesOnLine(profile.services, to)) };
+  }
+
+  /** What an add would give a user placed at `site` with `profile`: the pool's next free number, or blocked. */
+  async function predictAdd(site: string | null, profile: ReturnType<typeof snap.profiles.get>): Promise<Partial<PreviewUser>> {
+    const line = site !== null && profile ? poolOf(site, profile) : null;
+    if (!line) return {};
+    const to = await takeFree(line.pool);
+    return to === null ? { numbers: { from: [], to: null }, blocked: blockedIn(line.name) } : { numbers: { from: [], to } };
   }
 
   const seen = new Set<string>();
@@ -222,7 +247,12 @@ export async function previewSource(
       // After a move an update applies updateSyncProfile when set; otherwise the rules choose.
       const afterMove = pass === 'update' && move ? snap.config.settings.updateSyncProfile : undefined;
       const profile = afterMove ? snap.profiles.get(afterMove) : profileWhy?.rule ? snap.profiles.get(profileWhy.rule.profile) : undefined;
-      const update = pass === 'update' && modes.includes('update') ? await predictUpdate(String(existing!.id), siteWhy.site === null ? currentSite : siteWhy.site, profile) : {};
+      const update =
+        pass === 'update' && modes.includes('update')
+          ? await predictUpdate(String(existing!.id), siteWhy.site === null ? currentSite : siteWhy.site, profile)
+          : pass === 'add' && modes.includes('add') && report.flowThrough
+            ? await predictAdd(siteWhy.site, profile)
+            : {};
       // Listed: the users a sync of these modes would run a pass for. Without --mode, every user
       // (unchanged ones too: the whole picture); with it, only those its modes would touch.
       const listed = pass === null ? options.modes === undefined : modes.includes(pass);
@@ -247,6 +277,7 @@ export async function previewSource(
       else c.unplaced++;
       if (preview.move) c.moves++;
       if (preview.kept) c.kept++;
+      if (preview.blocked) c.blocked++;
       if (preview.profile) c.matched++;
       else if (preview.site) c.unmatched++;
     }

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { PreviewReport } from '../../src/client/preview.js';
 import { onboardWorkflowId } from '../../src/workflows/config.js';
 import { acmeCsv, PipelineHarness, type Customer } from '../support/pipeline.js';
 
@@ -215,9 +216,25 @@ describe('update sync: Jane Murphy moves from Chicago to Dallas (seed 000)', () 
 
   it('a change for a user whose pipeline is still running (blocked) reaches that pipeline, applied once', async () => {
     const second = { ...jane, employee_id: 'E11', login: 'second', mail: 'second@acme.example' };
+    // Before any sync, the preview gives the pool's one number to the first user it meets and says
+    // the second would wait, blocked, with the pipeline's reason.
+    h.writeFile('tight.csv', acmeCsv([jane, second]));
+    const predicted = JSON.parse((await h.cli('preview', 'hr', '--customer', 'tight', '--mode', 'add', '--json')).out) as PreviewReport;
+    expect(predicted.users.map((u) => [u.externalId, u.pass, u.numbers ?? null, u.blocked ?? null])).toEqual([
+      ['E10', 'add', { from: [], to: '+13125550100' }, null],
+      ['E11', 'add', { from: [], to: null }, 'no available number in the site chicago pool: add numbers, then retry'],
+    ]);
+    expect(predicted.counts.blocked).toBe(1);
+    const text = (await h.cli('preview', 'hr', '--customer', 'tight', '--mode', 'add')).out;
+    expect(text).toMatch(/E10 +jmurphy +new +chicago +engineering +site +- → \+13125550100/);
+    expect(text).toMatch(/E11 +second +new +chicago +engineering +site +- → blocked \(no available number in the site chicago pool\)/);
+    expect(text).toContain('; 1 would be blocked: their pool has no number left for them.');
     h.writeFile('tight.csv', acmeCsv([jane]));
     expect((await add('tight')).counts).toMatchObject({ provisioned: 1 });
     h.writeFile('tight.csv', acmeCsv([jane, second]));
+    // With the number taken, the preview says so again for the second, as the sync then does.
+    const again = JSON.parse((await h.cli('preview', 'hr', '--customer', 'tight', '--mode', 'add', '--json')).out) as PreviewReport;
+    expect(again.users.map((u) => [u.externalId, u.blocked ?? null])).toEqual([['E11', 'no available number in the site chicago pool: add numbers, then retry']]);
     expect((await add('tight')).counts).toMatchObject({ blocked: 1 });
     const handle = h.client.workflow.getHandle(onboardWorkflowId('tight', 'hr', 'E11'));
     const { runId, status } = await handle.describe();
