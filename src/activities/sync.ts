@@ -126,7 +126,11 @@ export function createSyncActivities({ db, snapshots, client, taskQueue }: SyncD
       // update's. A record a sync does not take stays unread, its change left for the right sync.
       const take = { unplaced: modes.includes('add'), placed: modes.includes('update') };
       // The pipelines of earlier pages have changed the tables since the planner last looked.
-      await refreshStatistics().catch((error: unknown) => warn(`could not refresh the planner's statistics: ${(error as Error).message}`));
+      // A vacuum of a large, long-unvacuumed table may take longer than the page read's heartbeat timeout: beat meanwhile.
+      const beating = setInterval(() => heartbeat(input.cursor), 5_000);
+      await refreshStatistics()
+        .catch((error: unknown) => warn(`could not refresh the planner's statistics: ${(error as Error).message}`))
+        .finally(() => clearInterval(beating));
       const { imported, rejected } =
         take.unplaced || take.placed
           ? await importUsers(db, { customerId: snap.customerId, sourceId: source.id, userType: source.userType, syncId: input.syncId, users: mapped.users, take })

@@ -12,6 +12,9 @@ import { servicesOnLine } from '../domain/services.js';
 import type { SourceCursor, SourceProblem } from '../domain/source.js';
 import { SYNC_MODES, syncModes, type SyncMode } from '../workflows/config.js';
 
+/** Free numbers the preview reads from a pool at a time. */
+const FREE_PAGE = 200;
+
 /** What a sync of the source would do to one user, and why. */
 export interface PreviewUser {
   readonly externalId: string;
@@ -151,16 +154,21 @@ export async function previewSource(
       unconfirmedDeletions: 0,
     },
   };
-  // The lowest free numbers of each pool, handed out in the order the preview meets the users.
-  const free = new Map<string, string[]>();
+  // The lowest free numbers of each pool, handed out in the order the preview meets the users, a
+  // page of 200 at a time (each page after the last number of the one before: nothing is reserved).
+  const free = new Map<string, { page: string[]; last?: string; done: boolean }>();
   async function takeFree(pool: Pool): Promise<string | null> {
     const key = `${pool.siteId ?? 'customer'}`;
-    if (!free.has(key) || free.get(key)!.length === 0) free.set(key, (await nextAvailableNumbers(db, pool, 200)).filter((n) => !taken.has(`${key}/${n}`)));
-    const number = free.get(key)!.shift() ?? null;
-    if (number) taken.add(`${key}/${number}`);
-    return number;
+    const state = free.get(key) ?? { page: [], done: false };
+    free.set(key, state);
+    if (state.page.length === 0 && !state.done) {
+      const page = await nextAvailableNumbers(db, pool, FREE_PAGE, state.last);
+      state.page = page;
+      state.last = page.at(-1) ?? state.last;
+      state.done = page.length < FREE_PAGE;
+    }
+    return state.page.shift() ?? null;
   }
-  const taken = new Set<string>();
 
   /** The pool a profile's line comes from at `site`, and its name as the pipeline says it. */
   const poolOf = (site: string, profile: NonNullable<ReturnType<typeof snap.profiles.get>>): { pool: Pool; name: string } | null =>

@@ -53,6 +53,8 @@ async function untilAvailable<T>(what: string, attempt: () => Promise<T>, whileD
     } catch (error) {
       const reason = whileDown(error);
       if (reason === null) throw error;
+      // A signal that came while the attempt ran (a connect can take its 10 s) ends the wait now.
+      if (signal.aborted) throw new StoppedWhileWaiting(`stopped while waiting for ${what}`);
       logger.warn({ waitingFor: what, tries, retryInMs: wait }, `${reason}; the worker tries again in ${Math.round(wait / 1000)} s`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, wait);
@@ -110,11 +112,19 @@ export async function startWorker(
   const starting = new AbortController();
   const abortStart = () => starting.abort();
   if (options.handleSignals) for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, abortStart);
+  let running: RunningWorker;
   try {
-    return await start(settings, env, options, starting.signal);
+    running = await start(settings, env, options, starting.signal);
   } finally {
     for (const signal of ['SIGINT', 'SIGTERM'] as const) process.removeListener(signal, abortStart);
   }
+  // A signal after the waits but before the worker ran (registering search attributes, bundling
+  // the workflows) is honoured now rather than lost.
+  if (starting.signal.aborted) {
+    await running.stop();
+    throw new StoppedWhileWaiting('stopped while starting');
+  }
+  return running;
 }
 
 async function start(settings: Settings, env: NodeJS.ProcessEnv, options: { handleSignals?: boolean }, signal: AbortSignal): Promise<RunningWorker> {

@@ -32,6 +32,8 @@ beforeAll(async () => {
       acmeCustomer('told', (c) => (c.settings.movedEmail = { enabled: true, subject: 'You have moved to {{site}}, {{firstName}}' })),
       // One Chicago number: the second engineer there waits, blocked.
       acmeCustomer('tight', (c) => (c.sites[0].numberRanges = [{ from: '+13125550100', to: '+13125550100' }])),
+      // 240 Chicago numbers for 250 engineers: more than one page of the preview's free numbers.
+      acmeCustomer('crowd', (c) => (c.sites[0].numberRanges = [{ from: '+13125550100', to: '+13125550339' }])),
       // The default threshold (more than 10 % and more than 10 users), no cooling.
       acmeCustomer('leavers', (c) => {
         delete c.settings.deleteThreshold;
@@ -212,6 +214,17 @@ describe('update sync: Jane Murphy moves from Chicago to Dallas (seed 000)', () 
     expect(row).toMatchObject({ site: 'chicago', status: 'provisioned' });
     expect(row.attributes).toMatchObject({ city: 'Dallas' });
     expect(await numbersOf(row.id)).toEqual(['+13125550100:used']);
+  });
+
+  it("preview hands out a pool's numbers page after page, each once, and says who would be left blocked", async () => {
+    h.writeFile('crowd.csv', acmeCsv(Array.from({ length: 250 }, (_, i) => person(i + 1))));
+    const predicted = JSON.parse((await h.cli('preview', 'hr', '--customer', 'crowd', '--mode', 'add', '--json')).out) as PreviewReport;
+    const numbers = predicted.users.flatMap((u) => (u.numbers?.to ? [u.numbers.to] : []));
+    expect(numbers).toHaveLength(240);
+    expect(new Set(numbers).size).toBe(240);
+    expect([numbers[0], numbers[199], numbers[200], numbers.at(-1)]).toEqual(['+13125550100', '+13125550299', '+13125550300', '+13125550339']);
+    expect(predicted.counts.blocked).toBe(10);
+    expect(predicted.users.slice(240).every((u) => u.blocked === 'no available number in the site chicago pool: add numbers, then retry')).toBe(true);
   });
 
   it('a change for a user whose pipeline is still running (blocked) reaches that pipeline, applied once', async () => {

@@ -141,13 +141,15 @@ export async function allocateLine(tx: Tx, request: LineRequest): Promise<{ numb
  * The next `limit` numbers a reservation from this pool would hand out, in order, without taking
  * any: what a preview predicts. Cooling numbers whose time has passed count as available.
  */
-export async function nextAvailableNumbers(db: Kysely<Database>, pool: Pool, limit: number): Promise<string[]> {
+export async function nextAvailableNumbers(db: Kysely<Database>, pool: Pool, limit: number, after?: string): Promise<string[]> {
   const inPool = pool.siteId === null ? sql`n.site_id is null` : sql`n.site_id = ${pool.siteId}`;
+  // The next page, in dialling order, after the last number of the page before.
+  const next = after === undefined ? sql`true` : sql`(length(n.number), n.number) > (length(${after}::text), ${after}::text)`;
   const result = await sql<{ number: string }>`
     select n.number from number_inventory n
     where n.customer_id = ${pool.customerId} and ${inPool}
       and (n.status = 'available' or (n.status = 'cooling' and n.cooling_until <= now()))
-      and ${notHeldElsewhere}
+      and ${notHeldElsewhere} and ${next}
     order by length(n.number), n.number
     limit ${limit}`.execute(db);
   return result.rows.map((r) => r.number);
