@@ -1,5 +1,6 @@
 import type { Kysely, Transaction } from 'kysely';
 import { explainFtpRule, explainSite } from '../domain/matching.js';
+import { noNumberLeft } from '../domain/numbers.js';
 import { licencesOf, servicesOnLine, type ServiceSpec } from '../domain/services.js';
 import { releaseLicences, takeLicences } from '../adapters/db/licences.js';
 import type { CanonicalUser } from '../domain/user.js';
@@ -229,7 +230,7 @@ function numberWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInput &
     const poolName = input.pool === 'site' ? `site ${siteName(snap, user.site_id) ?? '?'}` : `customer ${input.customer}`;
     const number = await reserveNumber(tx, { customerId: ctx.customerId, siteId }, user.id, `${ctx.workflowId}/${ctx.runId}`);
     if (number === null) {
-      const reason = `no available number in the ${poolName} pool: add numbers, then retry`;
+      const reason = noNumberLeft(poolName);
       await setStatus(tx, user.id, 'blocked', reason);
       return { status: 'blocked', result: { number: null, reason }, summary: reason };
     }
@@ -437,7 +438,7 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         if (line.exhausted) {
           // The user keeps what they hold until a number can be given: blocked, not left without a line.
           const pool = input.numberFrom === 'site' ? `site ${siteName(snap, user.site_id) ?? '?'}` : `customer ${input.customer}`;
-          const reason = `no available number in the ${pool} pool: add numbers, then retry`;
+          const reason = noNumberLeft(pool);
           await setStatus(tx, user.id, 'blocked', reason);
           return { status: 'blocked', result: { number: null, blocked: reason }, summary: reason };
         }

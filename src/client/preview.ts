@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import { countSourceUsers } from '../adapters/db/lifecycle.js';
 import { nextAvailableNumbers, numbersHeld, type Pool } from '../adapters/db/numbers.js';
 import type { Database } from '../adapters/db/schema.js';
-import { keptLine, type HeldNumber } from '../domain/numbers.js';
+import { keptLine, noNumberLeft, type HeldNumber } from '../domain/numbers.js';
 import { activeServices, diffServices, type ServiceChanges } from '../adapters/db/user-services.js';
 import type { ConfigSnapshots } from '../adapters/db/snapshots.js';
 import { mapRecords, readSourceRecords } from '../adapters/sources/index.js';
@@ -177,7 +177,6 @@ export async function previewSource(
       : profile.line.numberFrom === 'site'
         ? { pool: { customerId: snap.customerId, siteId: snap.siteIds.get(site) ?? null }, name: `site ${site}` }
         : { pool: { customerId: snap.customerId, siteId: null }, name: `customer ${snap.config.name}` };
-  const blockedIn = (name: string) => `no available number in the ${name} pool: add numbers, then retry`;
 
   /** What an update would do to a placed user's line and services (as provisionProfile does). */
   async function predictUpdate(userId: string, site: string | null, profile: ReturnType<typeof snap.profiles.get>): Promise<Partial<PreviewUser>> {
@@ -188,7 +187,7 @@ export async function previewSource(
     // As provisionProfile allocates: the line kept, else the pool's next free number; none left: blocked, keeping what they hold.
     const keepExisting = snap.config.settings.numberAssignmentOnMove === 'keep-existing';
     const to = line ? (keptLine(held.get(userId) ?? [], line.pool.siteId, keepExisting) ?? (await takeFree(line.pool))) : null;
-    if (line && to === null) return { numbers: { from, to: null }, blocked: blockedIn(line.name) };
+    if (line && to === null) return { numbers: { from, to: null }, blocked: noNumberLeft(line.name) };
     return { numbers: { from, to }, services: diffServices(services.get(userId) ?? new Map(), servicesOnLine(profile.services, to)) };
   }
 
@@ -197,7 +196,7 @@ export async function previewSource(
     const line = site !== null && profile ? poolOf(site, profile) : null;
     if (!line) return {};
     const to = await takeFree(line.pool);
-    return to === null ? { numbers: { from: [], to: null }, blocked: blockedIn(line.name) } : { numbers: { from: [], to } };
+    return to === null ? { numbers: { from: [], to: null }, blocked: noNumberLeft(line.name) } : { numbers: { from: [], to } };
   }
 
   const seen = new Set<string>();

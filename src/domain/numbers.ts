@@ -78,3 +78,6 @@ export function keptLine(held: readonly HeldNumber[], poolSiteId: number | null,
   if (keepExisting && poolSiteId !== null) return held.find((h) => h.siteId !== null)?.number ?? null;
   return null;
 }
+
+/** Why a user waits, blocked, for a number (`site chicago`, `customer acme`): the pipeline's reason, and the preview's prediction of it. */
+export const noNumberLeft = (pool: string): string => `no available number in the ${pool} pool: add numbers, then retry`;
