@@ -288,7 +288,12 @@ function noopActivities(): Activities {
     createLocalUser: async () => ({ flowThrough: true, welcomeEmail: true }),
     moveUser: async () => ({ site: 'hq', moved: true }),
     matchProfile: async () => ({ profile: 'line', numberFrom: 'site' }),
-    placeUser: async () => ({ local: { flowThrough: true, welcomeEmail: true }, placed: { site: 'hq', moved: true }, matched: { profile: 'line', numberFrom: 'site' } }),
+    placeUser: async (input) => ({
+      local: { flowThrough: true, welcomeEmail: true },
+      placed: { site: 'hq', moved: true },
+      matched: { profile: 'line', numberFrom: 'site' },
+      ...(input.line ? { line: { number: `n${input.userId}` } } : {}),
+    }),
     reserveNumber: async (input) => ({ number: `n${input.userId}` }),
     provisionLine: async (input) => ({ number: `n${input.userId}` }),
     provisionServices: done,

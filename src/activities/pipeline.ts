@@ -1,4 +1,7 @@
+import { ApplicationFailure } from '@temporalio/common';
 import type { Kysely, Transaction } from 'kysely';
+import { LINE_FAILED } from '../workflows/config.js';
+import { asActivityFailure } from './failures.js';
 import { explainFtpRule, explainSite } from '../domain/matching.js';
 import { noNumberLeft } from '../domain/numbers.js';
 import { licencesOf, servicesOnLine, type ServiceSpec } from '../domain/services.js';
@@ -11,7 +14,7 @@ import { outcomeRows, recordOutcomes } from '../adapters/db/outcomes.js';
 import { classifyDatabaseError } from '../adapters/db/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
-import { runStep, runSteps, stepEntry, type StepContext, type StepRecord } from '../adapters/db/steps.js';
+import { runStep, runSteps, stepEntry, type Step, type StepContext, type StepRecord } from '../adapters/db/steps.js';
 import { applyServices, describeChanges, removeServices } from '../adapters/db/user-services.js';
 import { lockUser, markDeleted, readUserWithLine, placeAtSite, restoreUser, setProfile, setReason, setStatus, type UserRow } from '../adapters/db/user-state.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
@@ -250,6 +253,58 @@ function provisionWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInpu
   };
 }
 
+/**
+ * A line step's error in placeUser: one that fails for good says so (LINE_FAILED in its details),
+ * so the pipeline places the user alone and meets the failure again in the line's own step; a
+ * transient one is retried as it is.
+ */
+function lineFailure(error: unknown): unknown {
+  const failure = asActivityFailure(error);
+  if (!(failure instanceof ApplicationFailure) || !failure.nonRetryable) return error;
+  return ApplicationFailure.create({ message: failure.message, type: failure.type ?? undefined, nonRetryable: true, details: [LINE_FAILED] });
+}
+
+/** Steps 6a and 6b of an add (provisionLine), in the caller's steps: a number from the pool (none when `pool` is null), then the profile on it. */
+async function lineSteps(snap: CustomerSnapshot, ctx: StepContext, input: StepInput & { pool: 'site' | 'customer' | null }, step: Step): Promise<Result<'provisionLine'>> {
+  let number: string | null = null;
+  if (input.pool !== null) {
+    const reservation = await step('number', numberWork(snap, ctx, { ...input, pool: input.pool }));
+    if (reservation.number === null) return { number: null, blocked: reservation.reason ?? 'no available number' };
+    number = reservation.number;
+  }
+  const provisioned = await step('provision', provisionWork(snap, ctx, { ...input, number }));
+  if (provisioned?.blocked) return { number: null, blocked: provisioned.blocked };
+  return { number, ...(provisioned?.targets ? { targets: provisioned.targets } : {}) };
+}
+
+/** An update's step 6 (provisionProfile): the line kept or taken from the new pool, and the services, together. */
+function profileLineWork(snap: CustomerSnapshot, ctx: StepContext, input: StepInput & { numberFrom: 'site' | 'customer' | null }): (tx: Tx) => Promise<StepRecord<Result<'provisionProfile'>>> {
+  return async (tx) => {
+    const user = await lockUser(tx, ctx.customerId, ctx.userId);
+    // The line and the services change in one transaction: there is no moment at which the user
+    // holds two numbers, or none, by accident.
+    const keepExisting = snap.config.settings.numberAssignmentOnMove === 'keep-existing';
+    const line = await allocateLine(tx, {
+      customerId: ctx.customerId,
+      userId: user.id,
+      siteId: user.site_id,
+      pool: input.numberFrom,
+      keepExisting,
+      reservedBy: `${ctx.workflowId}/${ctx.runId}`,
+    });
+    if (line.exhausted) {
+      // The user keeps what they hold until a number can be given: blocked, not left without a line.
+      const pool = input.numberFrom === 'site' ? `site ${siteName(snap, user.site_id) ?? '?'}` : `customer ${input.customer}`;
+      const reason = noNumberLeft(pool);
+      await setStatus(tx, user.id, 'blocked', reason);
+      return { status: 'blocked', result: { number: null, blocked: reason }, summary: reason };
+    }
+    const done = await provisionProfileInTx(tx, snap, ctx, user, line.number);
+    if ('blocked' in done) return { status: 'blocked', result: { number: null, blocked: done.blocked }, summary: done.summary };
+    return { status: 'succeeded', result: { number: line.number, ...(done.targets.length > 0 ? { targets: done.targets } : {}) }, summary: done.summary };
+  };
+}
+
 export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps): PipelineActivities {
   async function context(input: StepInput): Promise<{ snap: CustomerSnapshot; ctx: StepContext }> {
     const snap = await snapshots.customer(input.configVersion, input.customer);
@@ -391,7 +446,13 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
         const placed = await step('move', moveWork(snap, ctx, input));
         if (!placed.site || placed.kept) return { local, placed };
         const matched = await step('profile', profileWork(snap, ctx, input.mode === 'update' ? { ...input, moved: placed.moved } : input));
-        return { local, placed, matched };
+        if (!input.line || !matched.profile) return { local, placed, matched };
+        try {
+          const line = input.mode === 'update' ? await step('provision', profileLineWork(snap, ctx, { ...input, numberFrom: matched.numberFrom })) : await lineSteps(snap, ctx, { ...input, pool: matched.numberFrom }, step);
+          return { local, placed, matched, line };
+        } catch (error) {
+          throw lineFailure(error);
+        }
       });
     },
 
@@ -407,45 +468,12 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
 
     async provisionLine(input) {
       const { snap, ctx } = await context(input);
-      return runSteps(db, ctx, async (step) => {
-        let number: string | null = null;
-        if (input.pool !== null) {
-          const reservation = await step('number', numberWork(snap, ctx, { ...input, pool: input.pool }));
-          if (reservation.number === null) return { number: null, blocked: reservation.reason ?? 'no available number' };
-          number = reservation.number;
-        }
-        const provisioned = await step('provision', provisionWork(snap, ctx, { ...input, number }));
-        if (provisioned?.blocked) return { number: null, blocked: provisioned.blocked };
-        return { number, ...(provisioned?.targets ? { targets: provisioned.targets } : {}) };
-      });
+      return runSteps(db, ctx, (step) => lineSteps(snap, ctx, input, step));
     },
 
     async provisionProfile(input) {
       const { snap, ctx } = await context(input);
-      return runStep<Result<'provisionProfile'>>(db, ctx, 'provision', async (tx) => {
-        const user = await lockUser(tx, ctx.customerId, ctx.userId);
-        // The line and the services change in one transaction: there is no moment at which the user
-        // holds two numbers, or none, by accident.
-        const keepExisting = snap.config.settings.numberAssignmentOnMove === 'keep-existing';
-        const line = await allocateLine(tx, {
-          customerId: ctx.customerId,
-          userId: user.id,
-          siteId: user.site_id,
-          pool: input.numberFrom,
-          keepExisting,
-          reservedBy: `${ctx.workflowId}/${ctx.runId}`,
-        });
-        if (line.exhausted) {
-          // The user keeps what they hold until a number can be given: blocked, not left without a line.
-          const pool = input.numberFrom === 'site' ? `site ${siteName(snap, user.site_id) ?? '?'}` : `customer ${input.customer}`;
-          const reason = noNumberLeft(pool);
-          await setStatus(tx, user.id, 'blocked', reason);
-          return { status: 'blocked', result: { number: null, blocked: reason }, summary: reason };
-        }
-        const done = await provisionProfileInTx(tx, snap, ctx, user, line.number);
-        if ('blocked' in done) return { status: 'blocked', result: { number: null, blocked: done.blocked }, summary: done.summary };
-        return { status: 'succeeded', result: { number: line.number, ...(done.targets.length > 0 ? { targets: done.targets } : {}) }, summary: done.summary };
-      });
+      return runStep(db, ctx, 'provision', profileLineWork(snap, ctx, input));
     },
 
     async finishTargets(input) {

@@ -43,11 +43,18 @@ export interface PipelineActivities {
    * each still its own entry in the transaction log. A step that ends the pass leaves the later
    * ones out: `placed` is absent when flow-through is off, `matched` when no site takes the user
    * or they are kept where they are.
+   *
+   * With `line`, a user who matched a profile gets their line in the same transaction too (step 6:
+   * an add's provisionLine, an update's provisionProfile, each step its own entry): `line` is its
+   * result. A step of the line that fails for good rolls the whole transaction back, the placement
+   * with it: the activity fails, and the pipeline places the user without the line and provisions
+   * it on its own, as runs recorded before `line` did (their placeUser results have no `line`).
    */
-  placeUser(input: StepInput): Promise<{
+  placeUser(input: StepInput & { line?: boolean }): Promise<{
     local: Awaited<ReturnType<PipelineActivities['createLocalUser']>>;
     placed?: Awaited<ReturnType<PipelineActivities['moveUser']>>;
     matched?: Awaited<ReturnType<PipelineActivities['matchProfile']>>;
+    line?: Awaited<ReturnType<PipelineActivities['provisionLine']>>;
   }>;
   /**
    * Steps 6a and 6b of an add in one transaction (one activity): reserve a number from the pool

@@ -17,6 +17,12 @@ export const DEFAULT_TASK_QUEUE = 'flowthru';
  */
 export const PIPELINE_SHAPE = 1;
 
+/**
+ * The detail placeUser's failure carries when a step of the line (asked for with `line`) failed for
+ * good: the transaction rolled back, the placement with it, and the pipeline places the user alone.
+ */
+export const LINE_FAILED = 'line';
+
 export type SyncMode = 'add' | 'update' | 'delete';
 
 export const SYNC_MODES = ['add', 'update', 'delete'] as const satisfies readonly SyncMode[];

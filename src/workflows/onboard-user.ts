@@ -1,4 +1,5 @@
 import {
+  ActivityFailure,
   ApplicationFailure,
   CancellationScope,
   condition,
@@ -12,7 +13,7 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { FirstTries, PipelineActivities, StepInput, TargetPushPlan } from '../activities/types.js';
-import { searchAttributes } from './config.js';
+import { LINE_FAILED, searchAttributes } from './config.js';
 import { failureMessage, failureOf, pushActivity, quickPushActivity, quickPushesActivity, refusedForGood, retriedByPolicy, retryDelayAfter, targetBookkeeping } from './target-push.js';
 import {
   onboardStateQuery,
@@ -46,6 +47,14 @@ const PUSH_LOCAL_FIRST = 'push-local-first';
 const TARGETS_IN_ONE_STEP = 'targets-in-one-step';
 /** A welcome's quick try records the pass's outcome with the send (no recordOutcome after it). */
 const OUTCOME_WITH_EMAIL = 'outcome-with-email';
+
+/** placeUser failed in a step of the line it was asked for, for good (see PipelineActivities.placeUser). */
+function failedInLine(error: unknown): boolean {
+  // A local activity's failure reaches the workflow as the activity's own ApplicationFailure; a
+  // regular activity's as an ActivityFailure caused by it.
+  const failure = error instanceof ActivityFailure ? error.cause : error;
+  return failure instanceof ApplicationFailure && failure.details?.[0] === LINE_FAILED;
+}
 
 /**
  * The welcome email: a quick first try as a local activity (no extra round trip to the server),
@@ -250,11 +259,22 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
     }
 
     const update = change.mode === 'update';
-    // Create, move and profile: one local activity (one transaction, each step still logged on its
-    // own) since the patch; three before it, as histories recorded then replay.
+    // Create, move and profile, and the line: one local activity (one transaction, each step still
+    // logged on its own) since the patch; three before it, as histories recorded then replay.
     let place: Awaited<ReturnType<typeof db.placeUser>>;
     if (since(PLACE_IN_ONE_STEP)) {
-      place = await db.placeUser.executeWithOptions({ summary: `${change.mode}: record, ${update ? 'move' : 'place'} and match a profile (source ${input.source})` }, [ids]);
+      // The line too, in the same transaction, for a user who matches a profile (runs recorded
+      // before it was asked for replay with placeUser results that have no line: the line's own
+      // step below provisions it, as it did then).
+      const summary = (line: string) => `${change.mode}: record, ${update ? 'move' : 'place'}${line} (source ${input.source})`;
+      try {
+        place = await db.placeUser.executeWithOptions({ summary: summary(', match a profile and provision the line') }, [{ ...ids, line: true }]);
+      } catch (error) {
+        if (!failedInLine(error)) throw error;
+        // A step of the line failed for good and rolled the placement back with it: the user is
+        // placed alone, and the line's own step below meets the failure again and records it.
+        place = await db.placeUser.executeWithOptions({ summary: summary(' and match a profile') }, [ids]);
+      }
     } else {
       const created = await db.createLocalUser.executeWithOptions({ summary: `${change.mode}: record the user from source ${input.source}` }, [ids]);
       place = { local: created };
@@ -314,8 +334,10 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
       return true;
     };
 
-    // update || patched(): an update never asks for the patch, as before it.
-    if (update || since(LINE_IN_ONE_STEP)) {
+    // update || patched(): an update never asks for the patch, as before it (nor a pass whose
+    // placeUser provisioned the line).
+    let provisioned = place.line;
+    if (provisioned || update || since(LINE_IN_ONE_STEP)) {
       // The line and the services in one step (one transaction): an update's move never leaves two
       // numbers or none; an add's failure leaves no reservation to give back.
       for (;;) {
@@ -323,7 +345,10 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
         const pool = matched.numberFrom === 'site' ? `a number from the ${placed.site} pool, ` : matched.numberFrom === 'customer' ? "a number from the customer's pool, " : '';
         let line: { number: string | null; blocked?: string; targets?: TargetPushPlan[] };
         try {
-          line = update
+          // The first pass's line came with the placement; a retry after a block provisions it here.
+          line = provisioned
+            ? provisioned
+            : update
             ? await db.provisionProfile.executeWithOptions({ summary: `provision profile ${matched.profile} at ${placed.site}: line and services` }, [{ ...ids, attempt, numberFrom: matched.numberFrom }])
             : await db.provisionLine.executeWithOptions({ summary: `${pool}provision profile ${matched.profile} at ${placed.site}` }, [{ ...ids, attempt, pool: matched.numberFrom }]);
         } catch (error) {
@@ -333,6 +358,7 @@ export async function onboardUser(input: OnboardUserInput): Promise<UserOutcome>
           setState(update ? { reason } : { number: null, reason });
           return outcome('failed', { ...how, reason });
         }
+        provisioned = undefined;
         if (line.blocked) {
           if (!(await waitWhileBlocked(line.blocked))) return null;
           continue;

@@ -82,27 +82,27 @@ describe('the Acme add sync', () => {
   });
 
   it("a welcome's send records the pass's outcome with it: no recordOutcome after it", async () => {
-    // The local activities of a user's pipeline, in the order of its history.
-    const localActivities = async (externalId: string) => {
-      const events = (await h.client.workflow.getHandle(onboardWorkflowId('acme', 'hr', externalId)).fetchHistory()).events ?? [];
-      return events.flatMap((e) => {
-        const marker = e.markerRecordedEventAttributes;
-        const data = marker?.details?.data?.payloads?.[0]?.data;
-        if (marker?.markerName !== 'core_local_activity' || data == null) return [];
-        return [/"activity_type":"(\w+)"|"activityType":"(\w+)"/.exec(Buffer.from(data).toString())?.slice(1).find(Boolean) ?? '?'];
-      });
-    };
+    const localActivities = (externalId: string) => h.localActivities('acme', 'hr', externalId);
     const joe = await localActivities('E1');
-    expect(joe.at(-1)).toBe('sendWelcomeEmail');
-    expect(joe).not.toContain('recordOutcome');
+    // Placed and provisioned in one local activity (each step still its own log entry, below).
+    expect(joe).toEqual(['placeUser', 'sendWelcomeEmail']);
+    const steps = await h.db
+      .selectFrom('transaction_log')
+      .innerJoin('users', 'users.id', 'transaction_log.user_id')
+      .select('transaction_log.action')
+      .where('users.external_id', '=', 'E1')
+      .where('transaction_log.kind', '=', 'step')
+      .orderBy('transaction_log.id')
+      .execute();
+    expect(steps.map((s) => s.action)).toEqual(['create', 'move', 'profile', 'number', 'provision', 'email']);
     // No email (unplaced): the outcome is recorded on its own.
     expect((await localActivities('E2')).at(-1)).toBe('recordOutcome');
     // Started with the pipeline's shape: no patch markers, no TemporalChangeVersion upserts. Started,
-    // signalled, one workflow task (3 events), 3 local activities, the site and status, completed.
+    // signalled, one workflow task (3 events), 2 local activities, the site and status, completed.
     const events = (await h.client.workflow.getHandle(onboardWorkflowId('acme', 'hr', 'E1')).fetchHistory()).events ?? [];
     expect(events.filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_patch')).toEqual([]);
     expect(events.filter((e) => e.upsertWorkflowSearchAttributesEventAttributes).map((e) => Object.keys(e.upsertWorkflowSearchAttributesEventAttributes!.searchAttributes!.indexedFields!).sort())).toEqual([['FlowthruSite', 'FlowthruStatus']]);
-    expect(events).toHaveLength(10);
+    expect(events).toHaveLength(9);
     // The sync's counts above (provisioned 2, emailed 2) were read from these records.
   });
 

@@ -129,5 +129,8 @@ describe('number allocation', () => {
     // The number and the services are one transaction: the failure wrote neither, so no reservation is left to give back.
     expect(steps.map((s) => `${s.action}:${s.status}`)).toEqual(['create:succeeded', 'move:succeeded', 'profile:succeeded', 'compensate:failed']);
     expect(steps.at(-1)).toMatchObject({ subject: 'provisioning failed', error: expect.stringMatching(/mobile number/) });
+    // Placed with the line, which failed for good and took the placement with it; placed again
+    // alone, the line's own step failed the same way, and the failure was recorded.
+    expect(await h.localActivities('race', 'hr', 'F1')).toEqual(['placeUser', 'placeUser', 'provisionLine', 'abandonProvisioning', 'recordOutcome']);
   });
 });

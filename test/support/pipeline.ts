@@ -15,6 +15,7 @@ import { dataConverterFromEnv } from '../../src/adapters/temporal/data-converter
 import { main } from '../../src/client/cli.js';
 import { runSync, startSync, type StartSyncOptions } from '../../src/client/sync.js';
 import { createWorker } from '../../src/worker/index.js';
+import { onboardWorkflowId } from '../../src/workflows/config.js';
 import type { SyncReport } from '../../src/workflows/messages.js';
 import { createTestDatabase, type TestDatabase } from './database.js';
 
@@ -143,6 +144,17 @@ export class PipelineHarness {
   /** The numbers a user holds, as `number:status`, in order. */
   async numbersOf(userId: string): Promise<string[]> {
     return (await this.db.selectFrom('number_inventory').select(['number', 'status']).where('user_id', '=', userId).orderBy('number').execute()).map((n) => `${n.number}:${n.status}`);
+  }
+
+  /** The local activities of a user's pipeline run, by type, in the order of its history. */
+  async localActivities(customer: string, source: string, externalId: string): Promise<string[]> {
+    const events = (await this.client.workflow.getHandle(onboardWorkflowId(customer, source, externalId)).fetchHistory()).events ?? [];
+    return events.flatMap((e) => {
+      const marker = e.markerRecordedEventAttributes;
+      const data = marker?.details?.data?.payloads?.[0]?.data;
+      if (marker?.markerName !== 'core_local_activity' || data == null) return [];
+      return [/"activity_type":"(\w+)"|"activityType":"(\w+)"/.exec(Buffer.from(data).toString())?.slice(1).find(Boolean) ?? '?'];
+    });
   }
 
   writeFile(name: string, content: string): string {
