@@ -30,6 +30,14 @@ describe('the payload codec', () => {
     expect(Buffer.from(again!.data!).equals(Buffer.from(sealed!.data!))).toBe(false);
   });
 
+  it('gives every payload an IV of its own, across the draws it takes them from in bulk', async () => {
+    const codec = new AesGcmPayloadCodec(payloadKeysFromEnv(env({ k1: key() }, 'k1')));
+    const payloads = Array.from({ length: 1000 }, (_, i) => defaultPayloadConverter.toPayload({ ...ada, i }));
+    const sealed = [...(await codec.encode(payloads.slice(0, 600))), ...(await codec.encode(payloads.slice(600)))];
+    expect(new Set(sealed.map((p) => Buffer.from(p.data!).subarray(0, 12).toString('hex'))).size).toBe(1000);
+    expect((await codec.decode(sealed)).map((p) => defaultPayloadConverter.fromPayload<{ i: number }>(p).i)).toEqual(payloads.map((_, i) => i));
+  });
+
   it('decodes old payloads after a rotation while their key is listed; plaintext payloads pass through', async () => {
     const [k1, k2] = [key(), key()];
     const before = new AesGcmPayloadCodec(payloadKeysFromEnv(env({ k1 }, 'k1')));

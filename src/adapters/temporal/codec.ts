@@ -5,7 +5,8 @@ import proto from '@temporalio/proto';
 /*
  * Personal data out of Temporal's history (SPEC §6): every payload a flowthru client or worker
  * sends (workflow and activity inputs and results, signals, queries, failures' details) is
- * encrypted with AES-256-GCM before it leaves the process. Each payload gets a random 96-bit IV;
+ * encrypted with AES-256-GCM before it leaves the process. Each payload gets a random 96-bit IV
+ * (drawn from the CSPRNG 256 at a time, each taken once);
  * the id of the key that sealed it travels in the payload's metadata, so keys can be rotated: new
  * payloads use the current key, and older histories decode while their key is still listed.
  *
@@ -68,8 +69,24 @@ export function freshPayloadKeyEnv(id = 'local'): { FLOWTHRU_PAYLOAD_KEYS: strin
   return { FLOWTHRU_PAYLOAD_KEYS: `${id}=${randomBytes(32).toString('base64')}`, FLOWTHRU_PAYLOAD_KEY_ID: id };
 }
 
-const utf8 = (text: string) => new TextEncoder().encode(text);
-const text = (bytes: Uint8Array | null | undefined) => (bytes ? new TextDecoder().decode(bytes) : undefined);
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const utf8 = (text: string) => encoder.encode(text);
+const text = (bytes: Uint8Array | null | undefined) => (bytes ? decoder.decode(bytes) : undefined);
+
+/** IVs drawn from the system's CSPRNG 256 at a time (one call where there were 256), each used once. */
+const IVS_PER_DRAW = 256;
+let ivs = Buffer.alloc(0);
+let nextIv = 0;
+function freshIv(): Buffer {
+  if (nextIv + IV_BYTES > ivs.length) {
+    ivs = randomBytes(IV_BYTES * IVS_PER_DRAW);
+    nextIv = 0;
+  }
+  const iv = ivs.subarray(nextIv, nextIv + IV_BYTES);
+  nextIv += IV_BYTES;
+  return iv;
+}
 
 /**
  * AES-256-GCM over each whole payload (its metadata and data, serialized as Temporal's Payload
@@ -82,7 +99,7 @@ export class AesGcmPayloadCodec implements PayloadCodec {
   async encode(payloads: Payload[]): Promise<Payload[]> {
     const key = this.keys.keys.get(this.keys.current)!;
     return payloads.map((payload) => {
-      const iv = randomBytes(IV_BYTES);
+      const iv = freshIv();
       const cipher = createCipheriv('aes-256-gcm', key, iv);
       const plain = proto.temporal.api.common.v1.Payload.encode(payload).finish();
       const sealed = Buffer.concat([iv, cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
