@@ -90,6 +90,35 @@ describe('number allocation', () => {
       });
   });
 
+  it('a number whose cooling ends as a reservation is made comes before the available ones: still lowest first', async () => {
+    // 5003's cooling ended yesterday; 5010 is available (given back). One statement reserves 5010
+    // and ends 5003's cooling; 5003 comes first, so 5010 goes back and 5003 is taken. Then 5010.
+    class Rollback extends Error {}
+    const [a, b, c] = (await h.db.selectFrom('users').select('id').where('status', '=', 'blocked').orderBy('id').limit(3).execute()).map((u) => u.id);
+    const pool = await h.db.selectFrom('number_inventory').select(['customer_id', 'site_id']).where('number', '=', '5001').executeTakeFirstOrThrow();
+    await h.db
+      .transaction()
+      .execute(async (tx) => {
+        const set = (number: string, values: { status: 'cooling' | 'available'; cooling_until: Date | null }) =>
+          tx.updateTable('number_inventory').set({ ...values, user_id: null, reserved_by: null }).where('customer_id', '=', pool.customer_id).where('number', '=', number).execute();
+        await set('5003', { status: 'cooling', cooling_until: new Date(Date.now() - 86_400_000) });
+        await set('5010', { status: 'available', cooling_until: null });
+        const reserve = (user: string) => reserveNumber(tx, { customerId: pool.customer_id, siteId: pool.site_id }, user, 'test/run');
+        expect([await reserve(a!), await reserve(b!), await reserve(c!)]).toEqual(['5003', '5010', null]);
+        // A rerun for a user who holds a number gets it back and takes no other.
+        expect(await reserve(a!)).toBe('5003');
+        const held = await tx.selectFrom('number_inventory').select(['number', 'status', 'user_id']).where('customer_id', '=', pool.customer_id).where('number', 'in', ['5003', '5010']).orderBy('number').execute();
+        expect(held).toEqual([
+          { number: '5003', status: 'reserved', user_id: a },
+          { number: '5010', status: 'reserved', user_id: b },
+        ]);
+        throw new Rollback();
+      })
+      .catch((error: unknown) => {
+        if (!(error instanceof Rollback)) throw error;
+      });
+  });
+
   it('blocked users are provisioned once numbers are added and they are retried', async () => {
     await h.apply(config(200));
     const blocked = await h.db.selectFrom('users').select(['external_id', 'username']).where('status', '=', 'blocked').orderBy('external_id').execute();

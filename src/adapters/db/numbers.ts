@@ -29,31 +29,47 @@ const notHeldElsewhere = sql`(select h.id from number_inventory h
  * available first; a number held by another user in another pool (same extension, another site) is
  * skipped. Returns null when the pool is exhausted.
  *
- * Two statements at most: the held number is looked up by the one that ends the pool's expired
- * cooling (usually finding nothing through the cooling index and writing nothing), and the
- * reservation comes after it, so that it sees those numbers available. The candidate is read from
- * the partial index of available numbers in dialling order, so the cost does not grow with the
- * pool: `site_id = x` (not `is not distinct from`, which no index serves).
+ * One statement as a rule: it ends the pool's expired cooling (usually finding nothing through the
+ * cooling index and writing nothing), looks up the number the user holds, and reserves the lowest
+ * available one if they hold none. Its reservation cannot see the numbers whose cooling it ends
+ * (one snapshot): when one of them comes before the number it reserved, or it reserved nothing,
+ * the reservation is given back and made again (up to two statements more, once per pool per
+ * expiry), so the lowest number is still the one taken. The candidate is read from the partial
+ * index of available numbers in dialling order, so the cost does not grow with the pool:
+ * `site_id = x` (not `is not distinct from`, which no index serves).
  */
 export async function reserveNumber(tx: Tx, pool: Pool, userId: string, reservedBy: string): Promise<string | null> {
   const inPool = (alias: string) => (pool.siteId === null ? sql`${sql.ref(alias)}.site_id is null` : sql`${sql.ref(alias)}.site_id = ${pool.siteId}`);
-  // A data-modifying WITH runs to completion whether or not the query reads it.
-  const held = await sql<{ number: string }>`
+  const reserve = sql`update number_inventory set status = 'reserved', user_id = ${userId}, reserved_by = ${reservedBy},
+      cooling_until = null, updated_at = now()
+    where id = (${reservationCandidates(pool)} limit 1 for update skip locked)`;
+  // Data-modifying WITHs run to completion whether or not the query reads them; the reservation and
+  // the end of cooling touch different rows (available ones, cooling ones).
+  const found = await sql<{ held: string | null; taken: string | null; cooled: string | null }>`
     with cooled as (
       update number_inventory c set status = 'available', cooling_until = null, updated_at = now()
       where c.customer_id = ${pool.customerId} and c.status = 'cooling' and c.cooling_until <= now() and ${inPool('c')}
-      returning c.id)
-    select h.number from number_inventory h
-    where h.customer_id = ${pool.customerId} and ${inPool('h')} and h.user_id = ${userId} and h.status in ('reserved', 'used')
-    order by length(h.number), h.number
-    limit 1`.execute(tx);
-  if (held.rows[0]) return held.rows[0].number;
-  const result = await sql<{ number: string }>`
-    update number_inventory set status = 'reserved', user_id = ${userId}, reserved_by = ${reservedBy},
-      cooling_until = null, updated_at = now()
-    where id = (${reservationCandidates(pool)} limit 1 for update skip locked)
-    returning number`.execute(tx);
-  return result.rows[0]?.number ?? null;
+      returning c.number),
+    held as (
+      select h.number from number_inventory h
+      where h.customer_id = ${pool.customerId} and ${inPool('h')} and h.user_id = ${userId} and h.status in ('reserved', 'used')
+      order by length(h.number), h.number
+      limit 1),
+    taken as (${reserve} and not exists (select 1 from held) returning number)
+    select (select number from held) as held, (select number from taken) as taken,
+      (select number from cooled order by length(number), number limit 1) as cooled`.execute(tx);
+  const { held, taken, cooled } = found.rows[0]!;
+  if (held !== null) return held;
+  if (cooled === null || (taken !== null && !inDiallingOrder(cooled, taken))) return taken;
+  // A number whose cooling just ended comes first: take the lowest now that the pool sees it.
+  if (taken !== null) await releaseReservation(tx, pool.customerId, userId, taken);
+  const again = await sql<{ number: string }>`${reserve} returning number`.execute(tx);
+  return again.rows[0]?.number ?? null;
+}
+
+/** Whether number a comes before number b in a pool's dialling order (shorter first, then by digits). */
+function inDiallingOrder(a: string, b: string): boolean {
+  return a.length < b.length || (a.length === b.length && a < b);
 }
 
 /** The ids of the pool's numbers a reservation may take, best first: available, held by nobody, in dialling order. */
