@@ -44,17 +44,6 @@ export async function runStep<T>(
 /** A step of `runSteps`: does `work` in the steps' transaction and writes its own log entry. */
 export type Step = <T>(action: string, work: (tx: Transaction<Database>) => Promise<StepRecord<T>>) => Promise<T>;
 
-/**
- * Runs several pipeline steps in one transaction: each writes its own transaction-log entry (its
- * own key), and all of them commit together, or none. A rerun finds the first entry taken, rolls
- * back, and goes through `body` again with each step answering what it recorded, so the steps a
- * body took then are the steps it takes now.
- *
- * The first entry is written as soon as its step is done: that is where a rerun, or an attempt
- * running beside this one, is found (the entry's key is unique; an attempt beside this one waits on
- * it until the other commits or rolls back). Once it is written, the pass is this transaction's,
- * and the later entries are written together, in one statement, before the commit.
- */
 /** A step's key in the transaction log: one entry per (run, attempt, step). */
 const stepKey = (ctx: StepContext, action: string) => `${ctx.runId}/${ctx.attempt}/${action}`;
 
@@ -77,6 +66,19 @@ export function stepEntry(ctx: StepContext, action: string, record: StepRecord<u
   };
 }
 
+/**
+ * Runs several pipeline steps in one transaction: each writes its own transaction-log entry (its
+ * own key), and all of them commit together, or none. A rerun finds the entries taken, rolls back,
+ * and goes through `body` again with each step answering what it recorded, so the steps a body
+ * took then are the steps it takes now.
+ *
+ * The entries are written together, in one statement with the steps' changes to the user, after
+ * the last step. The user's row is what serializes two attempts of one pass: every pipeline step
+ * locks it first, so an attempt beside this one waits for this one's commit, then does its work
+ * again on what this one left, finds the entries' keys taken (unique) and rolls that work back.
+ * (A step that locks nothing is serialized by the keys: an attempt that writes them second waits
+ * until the first commits or rolls back.)
+ */
 export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: (step: Step) => Promise<T>): Promise<T> {
   const key = (action: string) => stepKey(ctx, action);
   const entry = (action: string, record: StepRecord<unknown>, startedAt: Date) => stepEntry(ctx, action, record, startedAt);
@@ -101,23 +103,16 @@ export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: 
         // (The WITH adds a name the insert does not use: to its type it is the transaction's creator.)
         return insert(last ? (tx.with('user_change', () => userUpdate(tx, last.userId, last.set)) as unknown as QueryCreator<Database>) : tx);
       };
-      const later: ReturnType<typeof entry>[] = [];
-      let first = true;
+      const entries: ReturnType<typeof entry>[] = [];
       const result = await body(async (action, work) => {
         const startedAt = new Date();
         const record = await work(tx);
-        if (!first) {
-          later.push(entry(action, record, startedAt));
-          return record.result;
-        }
-        first = false;
-        const written = await writeEntries([entry(action, record, startedAt)]);
-        if (written.length === 0) throw new AlreadyDone();
+        entries.push(entry(action, record, startedAt));
         return record.result;
       });
-      if (later.length > 0) {
-        const written = await writeEntries(later);
-        if (written.length < later.length) throw new AlreadyDone();
+      if (entries.length > 0) {
+        const written = await writeEntries(entries);
+        if (written.length < entries.length) throw new AlreadyDone();
       }
       // Nothing is left waiting at the commit (a change made outside any step).
       for (const { userId, set } of takeUserChanges(tx)) await userUpdate(tx, userId, set).execute();
