@@ -14,7 +14,7 @@ import { outcomeRows, recordOutcomes } from '../adapters/db/outcomes.js';
 import { classifyDatabaseError } from '../adapters/db/errors.js';
 import type { Database } from '../adapters/db/schema.js';
 import type { CustomerSnapshot, ConfigSnapshots } from '../adapters/db/snapshots.js';
-import { runStep, runSteps, stepEntry, type Step, type StepContext, type StepRecord } from '../adapters/db/steps.js';
+import { runStep, runSteps, stepEntry, StepNotRecorded, type Step, type StepContext, type StepRecord } from '../adapters/db/steps.js';
 import { applyServices, describeChanges, removeServices } from '../adapters/db/user-services.js';
 import { lockUser, markDeleted, readUserWithLine, placeAtSite, restoreUser, setProfile, setReason, setStatus, type UserRow } from '../adapters/db/user-state.js';
 import type { Mailer } from '../adapters/mail/smtp.js';
@@ -451,6 +451,9 @@ export function createPipelineActivities({ db, snapshots, mailer }: PipelineDeps
           const line = input.mode === 'update' ? await step('provision', profileLineWork(snap, ctx, { ...input, numberFrom: matched.numberFrom })) : await lineSteps(snap, ctx, { ...input, pool: matched.numberFrom }, step);
           return { local, placed, matched, line };
         } catch (error) {
+          // Placed without the line by an attempt that committed (code before the line went with
+          // the placement, or the fallback after it failed): the line's own step provisions it.
+          if (error instanceof StepNotRecorded) return { local, placed, matched };
           throw lineFailure(error);
         }
       });

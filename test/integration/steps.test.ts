@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runStep, runSteps } from '../../src/adapters/db/steps.js';
+import { runStep, runSteps, StepNotRecorded } from '../../src/adapters/db/steps.js';
 import { lockUser, setReason, setStatus } from '../../src/adapters/db/user-state.js';
 import { applyServices } from '../../src/adapters/db/user-services.js';
 import { createTestDatabase, type TestDatabase } from '../support/database.js';
@@ -60,6 +60,42 @@ describe('a pipeline step', () => {
     ).rejects.toThrow('permanent');
     expect(await count()).toBe(before);
     expect(await t.db.selectFrom('transaction_log').select('id').where('run_id', '=', 'run-3').execute()).toEqual([]);
+  });
+
+  it('a rerun that fails on what the committed pass left answers what that pass recorded', async () => {
+    // An attempt beside one that committed does the work again on what the first left (an update
+    // that finds the user moved already takes another path) and may fail where the first did not.
+    const pass = { ...ctx, runId: 'run-8' };
+    const work = (fail: boolean) => async (tx: Parameters<Parameters<typeof runStep>[3]>[0]) => {
+      await lockUser(tx, 0, '0');
+      if (fail) throw new Error('another path, and it fails');
+      return { status: 'succeeded' as const, result: 'first' };
+    };
+    expect(await runStep(t.db, pass, 'place', work(false))).toBe('first');
+    expect(await runStep(t.db, pass, 'place', work(true))).toBe('first');
+    // A pass nobody recorded fails as it fails.
+    await expect(runStep(t.db, { ...pass, runId: 'run-9' }, 'place', work(true))).rejects.toThrow('another path, and it fails');
+  });
+
+  it('a rerun that asks for a step the committed pass did not take is told so, and writes nothing', async () => {
+    const pass = { ...ctx, runId: 'run-10' };
+    const place = async (tx: Parameters<Parameters<typeof runStep>[3]>[0]) => {
+      await lockUser(tx, 0, '0');
+      return { status: 'succeeded' as const, result: 'placed' };
+    };
+    await runSteps(t.db, pass, (step) => step('place', place));
+    // The same pass again, now with a line after the placement (placeUser asked for its line).
+    const again = await runSteps(t.db, pass, async (step) => {
+      const placed = await step('place', place);
+      try {
+        return [placed, await step('line', async () => ({ status: 'succeeded' as const, result: 'line' }))];
+      } catch (error) {
+        if (error instanceof StepNotRecorded) return [placed, `no ${error.action}`];
+        throw error;
+      }
+    });
+    expect(again).toEqual(['placed', 'no line']);
+    expect((await t.db.selectFrom('transaction_log').select('action').where('run_id', '=', 'run-10').execute()).map((e) => e.action)).toEqual(['place']);
   });
 
   it('several steps in one transaction: every entry written, in order, and a rerun answers from them', async () => {

@@ -40,12 +40,14 @@ const notHeldElsewhere = sql`(select h.id from number_inventory h
  */
 export async function reserveNumber(tx: Tx, pool: Pool, userId: string, reservedBy: string): Promise<string | null> {
   const inPool = (alias: string) => (pool.siteId === null ? sql`${sql.ref(alias)}.site_id is null` : sql`${sql.ref(alias)}.site_id = ${pool.siteId}`);
-  const reserve = sql`update number_inventory set status = 'reserved', user_id = ${userId}, reserved_by = ${reservedBy},
+  const reserve = (unless: RawBuilder<unknown> = sql`true`) => sql`update number_inventory set status = 'reserved', user_id = ${userId}, reserved_by = ${reservedBy},
       cooling_until = null, updated_at = now()
-    where id = (${reservationCandidates(pool)} limit 1 for update skip locked)`;
+    where id = (${reservationCandidates(pool, unless)} limit 1 for update skip locked)`;
   // Data-modifying WITHs run to completion whether or not the query reads them; the reservation and
-  // the end of cooling touch different rows (available ones, cooling ones).
-  const found = await sql<{ held: string | null; taken: string | null; cooled: string | null }>`
+  // the end of cooling touch different rows (available ones, cooling ones). The reservation locks
+  // nothing when the user holds a number (the test sits in the candidates' query, under the lock).
+  // Which number comes first is decided by the database, in its own order (its collation).
+  const found = await sql<{ held: string | null; taken: string | null; again: boolean }>`
     with cooled as (
       update number_inventory c set status = 'available', cooling_until = null, updated_at = now()
       where c.customer_id = ${pool.customerId} and c.status = 'cooling' and c.cooling_until <= now() and ${inPool('c')}
@@ -55,28 +57,25 @@ export async function reserveNumber(tx: Tx, pool: Pool, userId: string, reserved
       where h.customer_id = ${pool.customerId} and ${inPool('h')} and h.user_id = ${userId} and h.status in ('reserved', 'used')
       order by length(h.number), h.number
       limit 1),
-    taken as (${reserve} and not exists (select 1 from held) returning number)
+    taken as (${reserve(sql`not exists (select 1 from held)`)} returning number)
     select (select number from held) as held, (select number from taken) as taken,
-      (select number from cooled order by length(number), number limit 1) as cooled`.execute(tx);
-  const { held, taken, cooled } = found.rows[0]!;
+      exists (select 1 from cooled c
+        where not exists (select 1 from taken)
+          or exists (select 1 from taken t where (length(c.number), c.number) < (length(t.number), t.number))) as again`.execute(tx);
+  const { held, taken, again } = found.rows[0]!;
   if (held !== null) return held;
-  if (cooled === null || (taken !== null && !inDiallingOrder(cooled, taken))) return taken;
-  // A number whose cooling just ended comes first: take the lowest now that the pool sees it.
+  if (!again) return taken;
+  // A number whose cooling just ended comes first (or is the only one): take the lowest now that the pool sees it.
   if (taken !== null) await releaseReservation(tx, pool.customerId, userId, taken);
-  const again = await sql<{ number: string }>`${reserve} returning number`.execute(tx);
-  return again.rows[0]?.number ?? null;
-}
-
-/** Whether number a comes before number b in a pool's dialling order (shorter first, then by digits). */
-function inDiallingOrder(a: string, b: string): boolean {
-  return a.length < b.length || (a.length === b.length && a < b);
+  const retaken = await sql<{ number: string }>`${reserve()} returning number`.execute(tx);
+  return retaken.rows[0]?.number ?? null;
 }
 
 /** The ids of the pool's numbers a reservation may take, best first: available, held by nobody, in dialling order. */
-export function reservationCandidates(pool: Pool): RawBuilder<{ id: string }> {
+export function reservationCandidates(pool: Pool, unless: RawBuilder<unknown> = sql`true`): RawBuilder<{ id: string }> {
   const inPool = pool.siteId === null ? sql`n.site_id is null` : sql`n.site_id = ${pool.siteId}`;
   return sql<{ id: string }>`select n.id from number_inventory n
-      where n.customer_id = ${pool.customerId} and ${inPool} and n.status = 'available' and ${notHeldElsewhere}
+      where ${unless} and n.customer_id = ${pool.customerId} and ${inPool} and n.status = 'available' and ${notHeldElsewhere}
       order by length(n.number), n.number`;
 }
 

@@ -82,6 +82,8 @@ export function stepEntry(ctx: StepContext, action: string, record: StepRecord<u
 export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: (step: Step) => Promise<T>): Promise<T> {
   const key = (action: string) => stepKey(ctx, action);
   const entry = (action: string, record: StepRecord<unknown>, startedAt: Date) => stepEntry(ctx, action, record, startedAt);
+  /** The pass's first step: its entry says whether another attempt of the pass committed. */
+  let first: string | undefined;
   try {
     return await db.transaction().execute(async (tx) => {
       // The steps' changes to the user go with their entries, in the entries' statement.
@@ -105,6 +107,7 @@ export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: 
       };
       const entries: ReturnType<typeof entry>[] = [];
       const result = await body(async (action, work) => {
+        first ??= action;
         const startedAt = new Date();
         const record = await work(tx);
         entries.push(entry(action, record, startedAt));
@@ -119,10 +122,32 @@ export async function runSteps<T>(db: Kysely<Database>, ctx: StepContext, body: 
       return result;
     });
   } catch (error) {
-    if (!(error instanceof AlreadyDone)) throw error;
+    // An attempt beside one that committed does its work again on what that one left, and may fail
+    // where it did not (an update that finds the user moved already takes another path): the pass
+    // is done, and what it recorded is the answer. Only a failure looks, one statement.
+    if (!(error instanceof AlreadyDone) && !(first !== undefined && (await recorded(db, key(first)).catch(() => false)))) throw error;
     return body(async <R>(action: string) => {
-      const done = await db.selectFrom('transaction_log').select('details').where('idempotency_key', '=', key(action)).executeTakeFirstOrThrow();
+      const done = await db.selectFrom('transaction_log').select('details').where('idempotency_key', '=', key(action)).executeTakeFirst();
+      if (!done) throw new StepNotRecorded(action);
       return (done.details as { result: R }).result;
     });
+  }
+}
+
+/** Whether a step's entry is in the transaction log. */
+async function recorded(db: Kysely<Database>, key: string): Promise<boolean> {
+  return (await db.selectFrom('transaction_log').select('id').where('idempotency_key', '=', key).executeTakeFirst()) !== undefined;
+}
+
+/**
+ * A pass answered from its entries asked for a step it had not recorded: the pass that committed
+ * took fewer steps (placeUser without its line, by code before the line went with the placement,
+ * or the pipeline's fallback after the line failed). The caller may end the pass there and leave
+ * the rest to a step of its own.
+ */
+export class StepNotRecorded extends Error {
+  constructor(readonly action: string) {
+    super(`step ${action} of this pass was not recorded by the attempt that committed it`);
+    this.name = 'StepNotRecorded';
   }
 }
