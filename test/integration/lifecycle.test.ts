@@ -100,6 +100,12 @@ describe('update sync: Jane Murphy moves from Chicago to Dallas (seed 000)', () 
     expect(report.counts).toMatchObject({ seen: 3, imported: 1, moved: 1, placed: 0, provisioned: 1, emailed: 0, kept: 0 });
     const after = await userRow('acme', 'E10');
     expect(after).toMatchObject({ id: before.id, site: 'dallas', profile: 'engineering', status: 'provisioned', role: 'engineer' });
+    // The update's run: its move and its line and services in one local activity, then the welcome
+    // step (sent before: it records the outcome and sends nothing).
+    const [started] = (await h.client.workflow.getHandle(onboardWorkflowId('acme', 'hr', 'E10')).fetchHistory()).events ?? [];
+    const mode = started?.workflowExecutionStartedEventAttributes?.searchAttributes?.indexedFields?.FlowthruSyncMode?.data;
+    expect(Buffer.from(mode!).toString()).toBe('"update"');
+    expect(await h.localActivities('acme', 'hr', 'E10')).toEqual(['placeUser', 'sendWelcomeEmail']);
     // Sal holds a customer number: the lowest Dallas number is free.
     expect(await numbersOf(after.id)).toEqual(['+12145550100:used']);
     const old = await inventory('acme', chicago!);

@@ -1,5 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createPipelineActivities } from '../../src/activities/pipeline.js';
 import { reserveNumber } from '../../src/adapters/db/numbers.js';
+import { ConfigSnapshots } from '../../src/adapters/db/snapshots.js';
+import { createSmtpMailer } from '../../src/adapters/mail/smtp.js';
 import { onboardWorkflowId } from '../../src/workflows/config.js';
 import { retrySignal } from '../../src/workflows/messages.js';
 import { acmeCsv, PipelineHarness } from '../support/pipeline.js';
@@ -161,5 +164,22 @@ describe('number allocation', () => {
     // Placed with the line, which failed for good and took the placement with it; placed again
     // alone, the line's own step failed the same way, and the failure was recorded.
     expect(await h.localActivities('race', 'hr', 'F1')).toEqual(['placeUser', 'placeUser', 'provisionLine', 'abandonProvisioning', 'recordOutcome']);
+  });
+
+  it('placeUser asked for the line answers a placement an earlier attempt recorded without it, and leaves the line to its own step', async () => {
+    // A worker of the code before (or the fallback) placed the user and died before Temporal heard
+    // of it; the attempt after it asks for the line too. It must answer, not retry for ever.
+    const mailer = createSmtpMailer();
+    afterAll(() => mailer.close());
+    const activities = createPipelineActivities({ db: h.db, snapshots: new ConfigSnapshots(h.db), mailer });
+    const user = await h.db.selectFrom('users').select(['id']).where('external_id', '=', 'R007').executeTakeFirstOrThrow();
+    const { id: configVersion } = await h.db.selectFrom('config_versions').select('id').orderBy('id', 'desc').limit(1).executeTakeFirstOrThrow();
+    const ids = { userId: String(user.id), customer: 'race', configVersion: Number(configVersion), mode: 'add' as const, workflowId: 'wf/manual', runId: 'manual-1', attempt: 1 };
+    const placed = await activities.placeUser(ids);
+    expect(placed.matched).toMatchObject({ profile: 'line', numberFrom: 'site' });
+    expect(await activities.placeUser({ ...ids, line: true })).toEqual(placed);
+    const line = await activities.provisionLine({ ...ids, pool: 'site' });
+    expect(line.number).toMatch(/^5\d{3}$/);
+    expect(await h.userRow('race', 'R007')).toMatchObject({ status: 'provisioned' });
   });
 });
